@@ -1,0 +1,157 @@
+//! The command line: global options, one subcommand per file, and dispatch.
+//!
+//! Command files define `<Name>Args` and one `run()` that wires the core
+//! modules together and prints; they decide nothing themselves. stdout gets
+//! the command's data, stderr everything else.
+
+mod apply;
+mod list;
+mod plan;
+mod restore;
+mod run;
+mod schema;
+mod status;
+mod validate;
+mod verify;
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::ExitStatus;
+use crate::logging::LogFormat;
+
+/// Declarative, GitOps-style database backups: versioned YAML policies,
+/// `plan` to preview, `apply` to reconcile.
+#[derive(Debug, Parser)]
+#[command(name = "backup", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Policy file or folder (repeatable; folders are searched for *.yaml and *.yml).
+    /// Default: `policies/`. The environment variable takes a `:`-separated list.
+    #[arg(short = 'p', long = "policies", value_name = "PATH", global = true, env = "BACKUP_POLICIES", value_delimiter = ':')]
+    pub policies: Vec<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less log output on stderr (-q errors only, -qq nothing).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub quiet: u8,
+    /// When to use colours.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+    /// Format of log lines on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+impl GlobalArgs {
+    pub fn verbosity(&self) -> i8 {
+        let verbose = i8::try_from(self.verbose).unwrap_or(i8::MAX);
+        let quiet = i8::try_from(self.quiet).unwrap_or(i8::MAX);
+        verbose.saturating_sub(quiet)
+    }
+
+    /// The policy paths: those given to the command, else `-p`, else `policies/`.
+    pub fn policy_paths(&self, given: &[PathBuf]) -> Vec<PathBuf> {
+        if !given.is_empty() {
+            given.to_vec()
+        } else if !self.policies.is_empty() {
+            self.policies.clone()
+        } else {
+            vec![PathBuf::from(crate::policy::DEFAULT_PATH)]
+        }
+    }
+
+    pub fn stdout_color(&self) -> bool {
+        self.color.enabled(std::io::stdout().is_terminal())
+    }
+
+    pub fn stderr_color(&self) -> bool {
+        self.color.enabled(std::io::stderr().is_terminal())
+    }
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    fn enabled(self, terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                terminal
+                    && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+                    && std::env::var_os("TERM").is_none_or(|term| term != "dumb")
+            }
+        }
+    }
+}
+
+/// Output format of a command's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check policy files: shape, meaning, references. Writes nothing.
+    Validate(validate::ValidateArgs),
+    /// Print the JSON Schema of policy files.
+    Schema(schema::SchemaArgs),
+    /// Show what apply would do: backups due, copies missing, prunes, crontab changes.
+    Plan(plan::PlanArgs),
+    /// Carry out the plan: back up, copy, prune, write the crontab.
+    Apply(apply::ApplyArgs),
+    /// Take one backup of a policy now, whatever its schedule.
+    Run(run::RunArgs),
+    /// List the backups on every destination.
+    List(list::ListArgs),
+    /// Re-read stored backups and check them against their metadata.
+    Verify(verify::VerifyArgs),
+    /// Restore a backup, safely: verify first, safety backup, check after, roll back on failure.
+    Restore(restore::RestoreArgs),
+    /// Report the health of every policy.
+    Status(status::StatusArgs),
+}
+
+/// Runs the command and returns how the process should exit.
+pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Validate(args) => validate::run(global, args),
+        Command::Schema(args) => schema::run(args),
+        Command::Plan(args) => plan::run(global, args),
+        Command::Apply(args) => apply::run(global, args),
+        Command::Run(args) => run::run(global, args),
+        Command::List(args) => list::run(global, args),
+        Command::Verify(args) => verify::run(global, args),
+        Command::Restore(args) => restore::run(global, args),
+        Command::Status(args) => status::run(global, args),
+    }
+}
+
+/// The answer of a command that a later release builds.
+fn not_built(command: &str) -> anyhow::Result<ExitStatus> {
+    eprintln!("error: `backup {command}` is not built yet in this version; see the README for what is.");
+    Ok(ExitStatus::Failure)
+}

@@ -1,0 +1,692 @@
+//! Meaning checks on a policy that already has the right shape: cron parses,
+//! the time zone exists, retention keeps something, connection settings make
+//! sense, references are well formed and set, secrets are not written inline.
+//!
+//! Produces the resolved [`Policy`] and diagnostics pointing into the YAML.
+//! Reads the environment (to warn about unset references) and, when asked, the
+//! file system (to check local destinations); writes nothing.
+
+use std::path::{Path, PathBuf};
+
+use super::diagnostic::{Diagnostic, did_you_mean};
+use super::secret::{Part, Template, url_has_literal_password};
+use serde::de::DeserializeOwned;
+use serde_json::Value as Json;
+
+use super::spec::{
+    DestinationSpec, LocalSpec, NotifySpec, PolicyDocumentSpec, PostgresSpec, RetentionSpec, S3Spec, ScheduleSpec,
+    ServerSideEncryption, SourceSpec,
+};
+use super::yaml::{Node, Span, Value};
+use super::{Policy, digest};
+use crate::retention::Retention;
+use crate::schedule::{self, Schedule};
+
+/// What the checks may look at beyond the policy text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Check that local destinations exist and are writable (or can be created).
+    pub check_destinations: bool,
+}
+
+pub(super) struct Checker<'a> {
+    pub file: &'a str,
+    pub root: &'a Node,
+    /// The folder of the policy file, for relative paths.
+    pub base: &'a Path,
+    pub options: Options,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The fields whose text may hold `${env:…}` and `${file:…}` references
+/// (`[]` stands for any list index, `*` for any key).
+const REFERENCE_FIELDS: [&str; 15] = [
+    "spec.source.postgres.url",
+    "spec.source.postgres.host",
+    "spec.source.postgres.user",
+    "spec.source.postgres.database",
+    "spec.source.postgres.password",
+    "spec.destinations[].s3.endpoint",
+    "spec.destinations[].s3.region",
+    "spec.destinations[].s3.access-key-id",
+    "spec.destinations[].s3.secret-access-key",
+    "spec.destinations[].s3.session-token",
+    "spec.notify.webhook.url",
+    "spec.notify.webhook.headers.*",
+    "spec.notify.email.smtp.username",
+    "spec.notify.email.smtp.password",
+    "spec.notify.healthchecks.url",
+];
+
+/// A section of the document, if it has the shape of `T`.
+fn section<T: DeserializeOwned>(json: &Json, pointer: &str) -> Option<T> {
+    json.pointer(pointer)
+        .and_then(|value| serde_json::from_value(value.clone()).ok())
+}
+
+/// `pg_dump` options that would break the artifact or leak a secret.
+const REFUSED_PG_DUMP_OPTIONS: [&str; 18] = [
+    "-f", "--file", "-F", "--format", "-Z", "--compress", "-j", "--jobs", "-W", "--password", "-d",
+    "--dbname", "-h", "--host", "-p", "--port", "-U", "--username",
+];
+
+impl Checker<'_> {
+    /// The span and dotted field name of a JSON-pointer-like path (`/spec/source`).
+    fn locate(&self, pointer: &str) -> (Span, String) {
+        let mut node = self.root;
+        let mut span = node.span;
+        let mut field = String::new();
+        for segment in pointer.split('/').filter(|segment| !segment.is_empty()) {
+            match &node.value {
+                Value::Mapping(_) => {
+                    let Some((key, value)) = node.entry(segment) else { break };
+                    span = value.span;
+                    node = value;
+                    if !field.is_empty() {
+                        field.push('.');
+                    }
+                    field.push_str(&key.name);
+                }
+                Value::Sequence(items) => {
+                    let Some(item) = segment.parse::<usize>().ok().and_then(|index| items.get(index)) else {
+                        break;
+                    };
+                    span = item.span;
+                    node = item;
+                    field.push_str(&format!("[{segment}]"));
+                }
+                _ => break,
+            }
+        }
+        (span, field)
+    }
+
+    /// The span of the key of the last segment of `pointer`, for problems with a whole section.
+    fn locate_key(&self, pointer: &str) -> (Span, String) {
+        let (parent, name) = pointer.rsplit_once('/').unwrap_or(("", pointer));
+        let (_, field) = self.locate(pointer);
+        let mut node = self.root;
+        for segment in parent.split('/').filter(|segment| !segment.is_empty()) {
+            let next = match &node.value {
+                Value::Mapping(_) => node.get(segment),
+                Value::Sequence(items) => segment.parse::<usize>().ok().and_then(|index| items.get(index)),
+                _ => None,
+            };
+            match next {
+                Some(next) => node = next,
+                None => break,
+            }
+        }
+        match node.entry(name) {
+            Some((key, _)) => (key.span, field),
+            None => self.locate(pointer),
+        }
+    }
+
+    fn error(&mut self, code: &'static str, pointer: &str, message: impl Into<String>, hint: impl Into<String>) {
+        let (span, field) = self.locate(pointer);
+        self.diagnostics
+            .push(Diagnostic::error(code, self.file, message).at(span).field(field).hint(hint));
+    }
+
+    fn warning(&mut self, code: &'static str, pointer: &str, message: impl Into<String>, hint: impl Into<String>) {
+        let (span, field) = self.locate(pointer);
+        self.diagnostics
+            .push(Diagnostic::warning(code, self.file, message).at(span).field(field).hint(hint));
+    }
+
+    fn resolve_path(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    /// Checks every section of a document that has the right shape, and
+    /// builds the resolved policy when the whole `document` is well formed
+    /// and nothing is wrong. Sections with schema errors are skipped: those
+    /// errors are already reported.
+    pub fn check(&mut self, json: &Json, document: Option<PolicyDocumentSpec>) -> Option<Policy> {
+        let errors_before = self.error_count();
+        self.check_reference_fields(self.root, "");
+        let schedule = section::<ScheduleSpec>(json, "/spec/schedule")
+            .and_then(|schedule| self.check_schedule(&schedule.cron, &schedule.timezone));
+        let retention = section::<RetentionSpec>(json, "/spec/retention").and_then(|spec| self.check_retention(&spec));
+        let source = section::<SourceSpec>(json, "/spec/source").map(|source| self.check_source(&source));
+        let destinations: Vec<(usize, DestinationSpec)> = json
+            .pointer("/spec/destinations")
+            .and_then(Json::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, item)| serde_json::from_value(item.clone()).ok().map(|spec| (index, spec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let destinations = self.check_destinations(&destinations);
+        if let Some(notify) = section::<NotifySpec>(json, "/spec/notify") {
+            self.check_notify(&notify);
+        }
+        let document = document?;
+        if self.error_count() > errors_before {
+            return None;
+        }
+        let (span, _) = self.locate("/metadata/name");
+        Some(Policy {
+            name: document.metadata.name.clone(),
+            description: document.metadata.description.clone(),
+            labels: document.metadata.labels.clone(),
+            file: PathBuf::from(self.file),
+            line: span.start.line,
+            source: source?,
+            schedule: schedule?,
+            retention: retention?,
+            destinations,
+            compression: document.spec.compression.clone(),
+            notify: document.spec.notify.clone(),
+            digest: digest(&document),
+        })
+    }
+
+    fn check_retention(&mut self, spec: &RetentionSpec) -> Option<Retention> {
+        match Retention::from_spec(spec) {
+            Ok(retention) => {
+                if !retention.keeps_something() {
+                    let (span, field) = self.locate_key("/spec/retention");
+                    self.diagnostics.push(
+                        Diagnostic::error("retention-keeps-nothing", self.file, "retention keeps no backup")
+                            .at(span)
+                            .field(field)
+                            .hint("set at least one of keep-last, keep-hourly, keep-daily, keep-weekly, keep-monthly, keep-yearly to 1 or more, or keep-within to a duration"),
+                    );
+                }
+                Some(retention)
+            }
+            Err(error) => {
+                self.error(
+                    "invalid-value",
+                    "/spec/retention/keep-within",
+                    error.to_string(),
+                    "write a number and a unit (y, m, d, h), combined if needed: `14d`, `36h`, `1y6m`",
+                );
+                None
+            }
+        }
+    }
+
+    /// A `${env:…}` or `${file:…}` written in a field that does not expand
+    /// references would be used literally: an error, not a surprise at 3 am.
+    fn check_reference_fields(&mut self, node: &Node, field: &str) {
+        match &node.value {
+            Value::Mapping(entries) => {
+                for (key, value) in entries {
+                    let child = if field.is_empty() {
+                        key.name.clone()
+                    } else {
+                        format!("{field}.{}", key.name)
+                    };
+                    self.check_reference_fields(value, &child);
+                }
+            }
+            Value::Sequence(items) => {
+                for item in items {
+                    self.check_reference_fields(item, &format!("{field}[]"));
+                }
+            }
+            Value::String(text) if text.contains("${env:") || text.contains("${file:") => {
+                let generic = field
+                    .rsplit_once('.')
+                    .map(|(parent, _)| format!("{parent}.*"))
+                    .unwrap_or_default();
+                if !REFERENCE_FIELDS.contains(&field) && !REFERENCE_FIELDS.contains(&generic.as_str()) {
+                    let name = field.rsplit('.').next().unwrap_or(field).trim_end_matches("[]");
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            "reference-not-expanded",
+                            self.file,
+                            format!("references are not expanded in `{name}`"),
+                        )
+                        .at(node.span)
+                        .field(field.replace("[]", ""))
+                        .hint("only connection, credential and notification fields take `${env:…}`/`${file:…}`; write the value itself"),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|diagnostic| diagnostic.is_error()).count()
+    }
+
+    fn check_schedule(&mut self, cron: &str, timezone: &str) -> Option<Schedule> {
+        let mut valid = true;
+        if let Err(error) = schedule::parse_timezone(timezone) {
+            let lower = timezone.to_ascii_lowercase();
+            let exact_but_case = schedule::timezone_names().find(|name| name.to_ascii_lowercase() == lower);
+            let hint = match exact_but_case.or_else(|| did_you_mean(timezone, schedule::timezone_names())) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None => "use an IANA name such as `UTC`, `Europe/Berlin` or `America/New_York`".to_owned(),
+            };
+            self.error("invalid-timezone", "/spec/schedule/timezone", error.to_string(), hint);
+            valid = false;
+        }
+        if let Err(error) = Schedule::parse(cron, "UTC") {
+            self.error(
+                "invalid-cron",
+                "/spec/schedule/cron",
+                error.to_string(),
+                "use 5 fields, minute hour day-of-month month day-of-week (e.g. \"0 1 * * *\"), or @hourly, @daily, @weekly, @monthly, @yearly",
+            );
+            valid = false;
+        }
+        if !valid {
+            return None;
+        }
+        Schedule::parse(cron, timezone).ok()
+    }
+
+    fn check_source(&mut self, source: &SourceSpec) -> SourceSpec {
+        match source {
+            SourceSpec::Postgres(postgres) => {
+                self.check_postgres(postgres);
+                SourceSpec::Postgres(postgres.clone())
+            }
+            SourceSpec::Sqlite(sqlite) => {
+                let mut resolved = sqlite.clone();
+                resolved.path = self.resolve_path(&sqlite.path);
+                SourceSpec::Sqlite(resolved)
+            }
+        }
+    }
+
+    fn check_postgres(&mut self, postgres: &PostgresSpec) {
+        let base = "/spec/source/postgres";
+        let templated = [
+            ("url", &postgres.url),
+            ("host", &postgres.host),
+            ("user", &postgres.user),
+            ("database", &postgres.database),
+            ("password", &postgres.password),
+        ];
+        for (name, value) in templated {
+            if let Some(value) = value {
+                self.check_template(&format!("{base}/{name}"), value);
+            }
+        }
+        if postgres.url.is_some() {
+            let separate = [
+                ("host", postgres.host.is_some()),
+                ("port", postgres.port.is_some()),
+                ("user", postgres.user.is_some()),
+                ("database", postgres.database.is_some()),
+            ];
+            for (name, given) in separate {
+                if given {
+                    self.error(
+                        "conflicting-fields",
+                        &format!("{base}/{name}"),
+                        format!("`url` and `{name}` cannot be combined"),
+                        "put the whole connection in `url`, or drop `url` and use the separate fields",
+                    );
+                }
+            }
+        } else if postgres.database.is_none() {
+            let (span, field) = self.locate_key(base);
+            self.diagnostics.push(
+                Diagnostic::error("missing-field", self.file, "missing field `database`")
+                    .at(span)
+                    .field(field)
+                    .hint("add `database: <name>`, or give the whole connection as `url`"),
+            );
+        }
+        if let Some(url) = &postgres.url {
+            if let Ok(template) = Template::parse(url) {
+                if let Some(literal) = template.literal() {
+                    if !(literal.starts_with("postgresql://") || literal.starts_with("postgres://")) {
+                        self.error(
+                            "invalid-value",
+                            &format!("{base}/url"),
+                            "`url` is not a postgresql:// URL",
+                            "write `postgresql://user@host:5432/database`, or a reference like `${env:DATABASE_URL}`",
+                        );
+                    }
+                }
+            }
+            if url_has_literal_password(url) {
+                self.warning(
+                    "literal-secret",
+                    &format!("{base}/url"),
+                    "the URL holds a password in plain text",
+                    "move it out of the policy: `${env:DATABASE_URL}` for the whole URL, the `password` field with a reference, or a .pgpass file",
+                );
+            }
+        }
+        if let Some(password) = &postgres.password {
+            self.warn_literal_secret(&format!("{base}/password"), password, "${env:PGPASSWORD}");
+        }
+        for (index, option) in postgres.pg_dump_options.iter().enumerate() {
+            let name = option.split('=').next().unwrap_or(option);
+            let short_with_value = REFUSED_PG_DUMP_OPTIONS
+                .iter()
+                .any(|refused| refused.len() == 2 && name.starts_with(refused) && !name.starts_with("--"));
+            if REFUSED_PG_DUMP_OPTIONS.contains(&name) || short_with_value {
+                self.error(
+                    "refused-option",
+                    &format!("{base}/pg-dump-options/{index}"),
+                    format!("`{option}` cannot be passed to pg_dump"),
+                    "backup sets the format, output, compression and connection itself; use the policy's fields instead",
+                );
+            }
+        }
+        if let Some(bin_dir) = &postgres.bin_dir {
+            if !bin_dir.is_absolute() {
+                self.error(
+                    "invalid-value",
+                    &format!("{base}/bin-dir"),
+                    "`bin-dir` must be an absolute path",
+                    "for example `/usr/lib/postgresql/16/bin`",
+                );
+            }
+        }
+    }
+
+    fn check_destinations(&mut self, destinations: &[(usize, DestinationSpec)]) -> Vec<DestinationSpec> {
+        let mut resolved: Vec<DestinationSpec> = Vec::new();
+        let mut indexes: Vec<usize> = Vec::new();
+        for (index, destination) in destinations {
+            let pointer = format!("/spec/destinations/{index}");
+            let destination = match destination {
+                DestinationSpec::Local(local) => {
+                    let path = self.resolve_path(&local.path);
+                    if self.options.check_destinations {
+                        if let Err(reason) = local_destination_usable(&path) {
+                            self.error(
+                                "unreachable-destination",
+                                &format!("{pointer}/local/path"),
+                                format!("destination `{}` is not usable: {reason}", path.display()),
+                                "create the folder, or give the user that runs backup write access",
+                            );
+                        }
+                    }
+                    DestinationSpec::Local(LocalSpec { path })
+                }
+                DestinationSpec::S3(s3) => DestinationSpec::S3(self.check_s3(&format!("{pointer}/s3"), s3)),
+            };
+            if let Some(first) = resolved.iter().position(|earlier| same_place(earlier, &destination)) {
+                self.error(
+                    "duplicate-destination",
+                    &pointer,
+                    "this destination is listed twice",
+                    format!("it is already destinations[{}]; remove one", indexes[first]),
+                );
+            }
+            resolved.push(destination);
+            indexes.push(*index);
+        }
+        resolved
+    }
+
+    fn check_s3(&mut self, pointer: &str, s3: &S3Spec) -> S3Spec {
+        if !valid_bucket_name(&s3.bucket) {
+            self.error(
+                "invalid-value",
+                &format!("{pointer}/bucket"),
+                format!("`{}` is not a valid bucket name", s3.bucket),
+                "bucket names use lowercase letters, digits, `.` and `-`, 3 to 63 characters, starting and ending with a letter or digit",
+            );
+        }
+        for (name, value) in [
+            ("endpoint", &s3.endpoint),
+            ("access-key-id", &s3.access_key_id),
+            ("secret-access-key", &s3.secret_access_key),
+            ("session-token", &s3.session_token),
+        ] {
+            if let Some(value) = value {
+                self.check_template(&format!("{pointer}/{name}"), value);
+            }
+        }
+        if let Some(endpoint) = &s3.endpoint {
+            let literal = Template::parse(endpoint).ok().and_then(|template| template.literal());
+            if literal.is_some_and(|literal| !is_http_url(&literal)) {
+                self.error(
+                    "invalid-value",
+                    &format!("{pointer}/endpoint"),
+                    format!("`{endpoint}` is not an http(s) URL"),
+                    "for example `https://s3.example.com` or `http://127.0.0.1:3900`",
+                );
+            }
+        }
+        match (&s3.access_key_id, &s3.secret_access_key) {
+            (Some(_), None) => self.error(
+                "missing-field",
+                &format!("{pointer}/access-key-id"),
+                "`access-key-id` is given without `secret-access-key`",
+                "give both, or neither to use the AWS credential chain",
+            ),
+            (None, Some(_)) => self.error(
+                "missing-field",
+                &format!("{pointer}/secret-access-key"),
+                "`secret-access-key` is given without `access-key-id`",
+                "give both, or neither to use the AWS credential chain",
+            ),
+            _ => {}
+        }
+        if let Some(secret) = &s3.secret_access_key {
+            self.warn_literal_secret(&format!("{pointer}/secret-access-key"), secret, "${env:AWS_SECRET_ACCESS_KEY}");
+        }
+        if s3.kms_key_id.is_some() && s3.server_side_encryption != Some(ServerSideEncryption::AwsKms) {
+            self.error(
+                "conflicting-fields",
+                &format!("{pointer}/kms-key-id"),
+                "`kms-key-id` needs `server-side-encryption: aws:kms`",
+                "add `server-side-encryption: aws:kms`, or remove `kms-key-id`",
+            );
+        }
+        let mut resolved = s3.clone();
+        // The prefix is a folder: `prod` and `prod/` mean the same.
+        if let Some(prefix) = &s3.prefix {
+            let trimmed = prefix.trim_start_matches('/');
+            resolved.prefix = if trimmed.is_empty() {
+                None
+            } else if trimmed.ends_with('/') {
+                Some(trimmed.to_owned())
+            } else {
+                Some(format!("{trimmed}/"))
+            };
+        }
+        resolved
+    }
+
+    fn check_notify(&mut self, notify: &NotifySpec) {
+        let base = "/spec/notify";
+        if notify.webhook.is_none() && notify.email.is_none() && notify.healthchecks.is_none() {
+            let (span, field) = self.locate_key(base);
+            self.diagnostics.push(
+                Diagnostic::warning("no-target", self.file, "`notify` names no target, so nothing is sent")
+                    .at(span)
+                    .field(field)
+                    .hint("add `webhook`, `email` or `healthchecks`"),
+            );
+        }
+        if let Some(webhook) = &notify.webhook {
+            self.check_url_template(&format!("{base}/webhook/url"), &webhook.url);
+            for (name, value) in &webhook.headers {
+                self.check_template(&format!("{base}/webhook/headers/{name}"), value);
+            }
+        }
+        if let Some(healthchecks) = &notify.healthchecks {
+            self.check_url_template(&format!("{base}/healthchecks/url"), &healthchecks.url);
+        }
+        if let Some(email) = &notify.email {
+            let addresses = std::iter::once(("/from".to_owned(), &email.from))
+                .chain(email.to.iter().enumerate().map(|(index, to)| (format!("/to/{index}"), to)));
+            for (suffix, address) in addresses {
+                if !looks_like_address(address) {
+                    self.error(
+                        "invalid-value",
+                        &format!("{base}/email{suffix}"),
+                        format!("`{address}` is not an email address"),
+                        "write `name@example.com`",
+                    );
+                }
+            }
+            if let Some(username) = &email.smtp.username {
+                self.check_template(&format!("{base}/email/smtp/username"), username);
+            }
+            if let Some(password) = &email.smtp.password {
+                self.check_template(&format!("{base}/email/smtp/password"), password);
+                self.warn_literal_secret(&format!("{base}/email/smtp/password"), password, "${env:SMTP_PASSWORD}");
+            }
+        }
+    }
+
+    fn check_url_template(&mut self, pointer: &str, url: &str) {
+        self.check_template(pointer, url);
+        // A URL written out must be http(s); one built from references is checked when used.
+        let literal = Template::parse(url).ok().and_then(|template| template.literal());
+        if let Some(text) = literal {
+            if !is_http_url(&text) {
+                self.error(
+                    "invalid-value",
+                    pointer,
+                    format!("`{url}` is not an http(s) URL"),
+                    "for example `https://hooks.example.com/backup`, or a reference like `${env:ALERT_WEBHOOK}`",
+                );
+            }
+        }
+    }
+
+    /// Reports malformed references, and unset variables and missing files as warnings.
+    fn check_template(&mut self, pointer: &str, value: &str) {
+        match Template::parse(value) {
+            Err(error) => self.error(
+                "invalid-reference",
+                pointer,
+                error.to_string(),
+                "references look like `${env:NAME}` or `${file:/absolute/path}`; write `$${` for a literal `${`",
+            ),
+            Ok(template) => {
+                let problems: Vec<(String, String)> = template
+                    .references()
+                    .filter_map(|part| match part {
+                        Part::Env(name) if std::env::var_os(name).is_none() => Some((
+                            format!("environment variable `{name}` is not set"),
+                            "set it wherever backup runs (cron, CI); until then commands that need it fail".to_owned(),
+                        )),
+                        Part::File(path) if !path.exists() => Some((
+                            format!("secret file `{}` does not exist", path.display()),
+                            "create it on the host that runs backup, readable only by that user".to_owned(),
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                for (message, hint) in problems {
+                    self.warning("unresolved-reference", pointer, message, hint);
+                }
+            }
+        }
+    }
+
+    fn warn_literal_secret(&mut self, pointer: &str, value: &str, example: &str) {
+        let literal = Template::parse(value).is_ok_and(|template| !template.has_references());
+        if literal {
+            self.warning(
+                "literal-secret",
+                pointer,
+                "secret written in plain text",
+                format!("policies live in git; use a reference such as `{example}` or `${{file:/run/secrets/name}}`"),
+            );
+        }
+    }
+}
+
+fn same_place(left: &DestinationSpec, right: &DestinationSpec) -> bool {
+    match (left, right) {
+        (DestinationSpec::Local(left), DestinationSpec::Local(right)) => {
+            normalize(&left.path) == normalize(&right.path)
+        }
+        (DestinationSpec::S3(left), DestinationSpec::S3(right)) => {
+            left.bucket == right.bucket && left.prefix == right.prefix && left.endpoint == right.endpoint
+        }
+        _ => false,
+    }
+}
+
+/// A path with `.` and `..` folded, without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut normalized = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                normalized.pop();
+            }
+            other => normalized.push(other),
+        }
+    }
+    normalized
+}
+
+fn local_destination_usable(path: &Path) -> Result<(), String> {
+    let mut existing = path;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(parent) => existing = parent,
+            None => return Err("no part of the path exists".to_owned()),
+        }
+    }
+    let metadata = std::fs::metadata(existing).map_err(|error| error.to_string())?;
+    if !metadata.is_dir() {
+        return Err(format!("`{}` is not a folder", existing.display()));
+    }
+    // Creating and removing a probe is the only check that sees ACLs, read-only mounts and quotas.
+    let probe = existing.join(format!(".backup-probe-{}", std::process::id()));
+    std::fs::create_dir(&probe).map_err(|error| format!("cannot write in `{}`: {error}", existing.display()))?;
+    std::fs::remove_dir(&probe).map_err(|error| error.to_string())
+}
+
+fn valid_bucket_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || *byte == b'.' || *byte == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+fn is_http_url(text: &str) -> bool {
+    ["http://", "https://"]
+        .iter()
+        .any(|scheme| text.strip_prefix(scheme).is_some_and(|rest| !rest.is_empty()))
+}
+
+fn looks_like_address(address: &str) -> bool {
+    address
+        .rsplit_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !address.contains(char::is_whitespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        for name in ["app-backups", "a.b.c", "abc"] {
+            assert!(valid_bucket_name(name), "{name}");
+        }
+        for name in ["ab", "App", "-abc", "abc-", "a_b_c", &"a".repeat(64)] {
+            assert!(!valid_bucket_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn normalizes_paths_for_duplicate_checks() {
+        assert_eq!(normalize(Path::new("/var/./backups/../backups/")), PathBuf::from("/var/backups"));
+    }
+}

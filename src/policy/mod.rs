@@ -1,0 +1,424 @@
+//! Desired state: policy files, loaded, checked and resolved.
+//!
+//! [`load`] reads files and folders, and returns every policy that is valid
+//! together with every problem found in any of them, so one run reports all
+//! problems at once. Layers, in order: text (size, encoding), YAML syntax
+//! ([`yaml`]), apiVersion, shape ([`schema`]), meaning ([`check`]), and names
+//! across files. Loading never writes anything and never resolves secrets.
+
+pub mod check;
+pub mod diagnostic;
+pub mod schema;
+pub mod secret;
+pub mod spec;
+pub mod yaml;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::retention::Retention;
+use crate::schedule::Schedule;
+pub use check::Options;
+pub use diagnostic::{Diagnostic, Severity};
+use spec::{API_VERSION, CompressionSpec, DestinationSpec, NotifySpec, PolicyDocumentSpec, SourceSpec};
+
+/// The folder read when no policy path is given.
+pub const DEFAULT_PATH: &str = "policies";
+
+/// Policy files larger than this are refused unread: no policy needs it.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// A valid policy, ready for planning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    pub description: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// The file it came from, as the user named it, and the line of its name.
+    pub file: PathBuf,
+    pub line: usize,
+    /// The source, relative paths made absolute against the policy's folder.
+    pub source: SourceSpec,
+    pub schedule: Schedule,
+    pub retention: Retention,
+    /// The destinations, local paths made absolute and S3 prefixes ending in `/`.
+    pub destinations: Vec<DestinationSpec>,
+    pub compression: CompressionSpec,
+    pub notify: Option<NotifySpec>,
+    /// SHA-256 of the policy as written (normalized JSON), recorded in every
+    /// backup so a saved plan can tell the policy changed.
+    pub digest: String,
+}
+
+/// What loading found: the valid policies and every problem.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub policies: Vec<Policy>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// The policy files read.
+    pub files: Vec<PathBuf>,
+}
+
+impl Loaded {
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|diagnostic| diagnostic.is_error()).count()
+    }
+
+    pub fn warning_count(&self) -> usize {
+        self.diagnostics.len() - self.error_count()
+    }
+}
+
+/// Loads every policy under `paths` (files or folders; folders are searched
+/// for `*.yaml` and `*.yml`, recursively, skipping hidden entries).
+pub fn load(paths: &[PathBuf], options: Options) -> Loaded {
+    let mut loaded = Loaded::default();
+    for path in paths {
+        discover(path, &mut loaded);
+    }
+    let mut seen: HashMap<String, (PathBuf, usize)> = HashMap::new();
+    let files = loaded.files.clone();
+    for file in &files {
+        let display = file.display().to_string();
+        let text = match read_text(file, &display) {
+            Ok(text) => text,
+            Err(diagnostic) => {
+                loaded.diagnostics.push(*diagnostic);
+                continue;
+            }
+        };
+        let (policies, diagnostics) = load_text(&text, &display, file.parent().unwrap_or(Path::new(".")), options);
+        for diagnostic in diagnostics {
+            loaded.diagnostics.push(diagnostic.with_source(&text));
+        }
+        for policy in policies {
+            if let Some((first_file, first_line)) = seen.get(&policy.name) {
+                let name_span = name_span(&text, policy.line);
+                loaded.diagnostics.push(
+                    Diagnostic::error(
+                        "duplicate-name",
+                        &display,
+                        format!("a policy named `{}` is already defined", policy.name),
+                    )
+                    .at(name_span)
+                    .field("metadata.name")
+                    .hint(format!(
+                        "first defined at {}:{first_line}; policy names must be unique",
+                        first_file.display()
+                    ))
+                    .with_source(&text),
+                );
+                continue;
+            }
+            seen.insert(policy.name.clone(), (policy.file.clone(), policy.line));
+            loaded.policies.push(policy);
+        }
+    }
+    loaded
+}
+
+/// The span of the policy name on `line`, for diagnostics raised after parsing.
+fn name_span(text: &str, line: usize) -> yaml::Span {
+    let content = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    let start = content.find("name:").map_or(0, |index| index + "name:".len());
+    let leading = content[start..].len() - content[start..].trim_start().len();
+    let column = content[..start + leading].chars().count() + 1;
+    let width = content[start + leading..].trim_end().chars().count().max(1);
+    yaml::Span {
+        start: yaml::Position { line, column },
+        end: yaml::Position {
+            line,
+            column: column + width,
+        },
+    }
+}
+
+fn discover(path: &Path, loaded: &mut Loaded) {
+    let display = path.display().to_string();
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) => {
+            loaded.diagnostics.push(
+                Diagnostic::error("unreadable", &display, format!("cannot read `{display}`: {}", io_reason(&error)))
+                    .hint("name policy files or folders with -p/--policies (default: `policies/`)"),
+            );
+            return;
+        }
+    };
+    if !metadata.is_dir() {
+        loaded.files.push(path.to_owned());
+        return;
+    }
+    let mut found = Vec::new();
+    if let Err(error) = walk(path, &mut found) {
+        loaded.diagnostics.push(Diagnostic::error(
+            "unreadable",
+            &display,
+            format!("cannot list `{display}`: {}", io_reason(&error)),
+        ));
+        return;
+    }
+    if found.is_empty() {
+        loaded.diagnostics.push(
+            Diagnostic::error("no-policies", &display, format!("no policy files (*.yaml, *.yml) in `{display}`"))
+                .hint("policy files end in .yaml or .yml; see examples/ for a start"),
+        );
+    }
+    found.sort();
+    loaded.files.extend(found);
+}
+
+fn walk(folder: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            walk(&path, found)?;
+        } else if matches!(path.extension().and_then(|extension| extension.to_str()), Some("yaml" | "yml")) {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn io_reason(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "no such file or folder".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => error.to_string(),
+    }
+}
+
+/// Reads a policy file as text, refusing huge, binary and non-UTF-8 files.
+fn read_text(file: &Path, display: &str) -> Result<String, Box<Diagnostic>> {
+    let unreadable = |error: std::io::Error| {
+        Box::new(Diagnostic::error(
+            "unreadable",
+            display,
+            format!("cannot read `{display}`: {}", io_reason(&error)),
+        ))
+    };
+    let handle = std::fs::File::open(file).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    handle
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Box::new(
+            Diagnostic::error(
+                "too-large",
+                display,
+                format!("file is larger than {} KiB, the limit for a policy file", MAX_FILE_BYTES / 1024),
+            )
+            .at(yaml::Span::origin())
+            .hint("is this the right file? a policy is a few dozen lines"),
+        ));
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => {
+            let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+            let prefix = String::from_utf8_lossy(valid);
+            let line = prefix.matches('\n').count() + 1;
+            let column = prefix.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            let position = yaml::Position { line, column };
+            return Err(Box::new(
+                Diagnostic::error("not-text", display, "file is not UTF-8 text")
+                    .at(yaml::Span {
+                        start: position,
+                        end: position,
+                    })
+                    .hint("policy files are UTF-8 YAML; is this a binary file?"),
+            ));
+        }
+    };
+    if let Some(index) = text.find('\0') {
+        let prefix = &text[..index];
+        let position = yaml::Position {
+            line: prefix.matches('\n').count() + 1,
+            column: prefix.rsplit('\n').next().unwrap_or("").chars().count() + 1,
+        };
+        return Err(Box::new(
+            Diagnostic::error("not-text", display, "file holds a NUL byte, so it is not text")
+                .at(yaml::Span {
+                    start: position,
+                    end: position,
+                })
+                .hint("policy files are UTF-8 YAML; is this a binary file?"),
+        ));
+    }
+    Ok(text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text))
+}
+
+/// Loads the policies in one file's text. `base` is the folder relative paths start from.
+pub fn load_text(text: &str, file: &str, base: &Path, options: Options) -> (Vec<Policy>, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let mut policies = Vec::new();
+    let documents = match yaml::parse(text) {
+        Ok(documents) => documents,
+        Err(error) => {
+            let span = yaml::Span {
+                start: error.position,
+                end: error.position,
+            };
+            diagnostics.push(
+                Diagnostic::error("syntax", file, format!("invalid YAML: {}", error.message))
+                    .at(span)
+                    .maybe_hint(syntax_hint(&error.message, text, error.position.line)),
+            );
+            return (policies, diagnostics);
+        }
+    };
+    if documents.iter().all(|document| document.root.is_none()) {
+        diagnostics.push(
+            Diagnostic::error("empty", file, "file holds no policy")
+                .at(yaml::Span::origin())
+                .hint("a policy starts with `apiVersion: backup/v1` and `kind: BackupPolicy`; see examples/"),
+        );
+        return (policies, diagnostics);
+    }
+    for document in documents {
+        for issue in &document.issues {
+            diagnostics.push(
+                Diagnostic::error("duplicate-key", file, issue.message.clone())
+                    .at(issue.span)
+                    .maybe_hint(issue.hint.clone()),
+            );
+        }
+        let Some(root) = document.root else { continue };
+        if let Some(policy) = load_document(&root, file, base, options, &mut diagnostics) {
+            policies.push(policy);
+        }
+    }
+    diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
+    (policies, diagnostics)
+}
+
+fn load_document(
+    root: &yaml::Node,
+    file: &str,
+    base: &Path,
+    options: Options,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Policy> {
+    if !matches!(root.value, yaml::Value::Mapping(_)) {
+        diagnostics.push(
+            Diagnostic::error(
+                "wrong-type",
+                file,
+                format!("a policy document must be a mapping, found {}", root.describe()),
+            )
+            .at(root.span)
+            .hint("a policy starts with `apiVersion: backup/v1` and `kind: BackupPolicy`; see examples/"),
+        );
+        return None;
+    }
+    // The version decides the schema, so it is checked alone, first.
+    match root.entry("apiVersion") {
+        None => {
+            let start = root.span.start;
+            diagnostics.push(
+                Diagnostic::error("missing-api-version", file, "missing field `apiVersion`")
+                    .at(yaml::Span { start, end: start })
+                    .hint(format!("start the document with `apiVersion: {API_VERSION}`")),
+            );
+            return None;
+        }
+        Some((_, value)) if value.value != yaml::Value::String(API_VERSION.to_owned()) => {
+            let written = value.scalar_text().unwrap_or_else(|| value.describe().to_owned());
+            let hint = if written.to_ascii_lowercase().starts_with("backup/") {
+                format!("this version of backup reads `{API_VERSION}`; a newer backup may read `{written}`")
+            } else {
+                format!("use `apiVersion: {API_VERSION}`")
+            };
+            diagnostics.push(
+                Diagnostic::error("unsupported-api-version", file, format!("unsupported apiVersion `{written}`"))
+                    .at(value.span)
+                    .field("apiVersion")
+                    .hint(hint),
+            );
+            return None;
+        }
+        Some(_) => {}
+    }
+    let problems = schema::check(root, file);
+    let json = root.to_json();
+    let document = if problems.is_empty() {
+        match serde_path_to_error::deserialize::<_, PolicyDocumentSpec>(json.clone()) {
+            Ok(document) => Some(document),
+            Err(error) => {
+                // The schema should have caught this; report it where serde stopped.
+                let field = error.path().to_string();
+                let pointer = format!("/{}", field.replace('.', "/"));
+                diagnostics.push(
+                    Diagnostic::error("invalid-value", file, error.inner().to_string())
+                        .at(locate_pointer(root, &pointer).span)
+                        .field(field),
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    diagnostics.extend(problems);
+    let mut checker = check::Checker {
+        file,
+        root,
+        base,
+        options,
+        diagnostics: Vec::new(),
+    };
+    let policy = checker.check(&json, document);
+    diagnostics.extend(checker.diagnostics);
+    policy
+}
+
+/// The node at a `/`-separated path, or the deepest one that exists.
+pub(crate) fn locate_pointer<'a>(root: &'a yaml::Node, pointer: &str) -> &'a yaml::Node {
+    let mut node = root;
+    for segment in pointer.split('/').filter(|segment| !segment.is_empty()) {
+        let next = match &node.value {
+            yaml::Value::Mapping(_) => node.get(segment),
+            yaml::Value::Sequence(items) => segment.parse::<usize>().ok().and_then(|index| items.get(index)),
+            _ => None,
+        };
+        match next {
+            Some(next) => node = next,
+            None => break,
+        }
+    }
+    node
+}
+
+fn syntax_hint(message: &str, text: &str, line: usize) -> Option<String> {
+    let line_text = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    if message.contains("tab") || line_text.starts_with('\t') || line_text.trim_start_matches(' ').starts_with('\t') {
+        return Some("YAML does not allow tabs for indentation; indent with spaces".to_owned());
+    }
+    if message.contains("quoted scalar") || message.contains("found unexpected end of stream") {
+        return Some("is a quote left open? every `\"` or `'` needs its closing partner".to_owned());
+    }
+    if message.contains("mapping values are not allowed") {
+        return Some("is a `:` inside a value? quote the value, e.g. `cron: \"0 1 * * *\"`".to_owned());
+    }
+    if message.contains("did not find expected") || message.contains("unclosed") || message.contains("while parsing") {
+        return Some("check the indentation and that every quote and bracket is closed".to_owned());
+    }
+    None
+}
+
+/// SHA-256, in hex, of the policy's normalized JSON form.
+fn digest(document: &PolicyDocumentSpec) -> String {
+    let json = serde_json::to_vec(document).unwrap_or_default();
+    let hash = Sha256::digest(&json);
+    hash.iter().map(|byte| format!("{byte:02x}")).collect()
+}
