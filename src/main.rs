@@ -12,13 +12,19 @@ fn main() -> ExitCode {
         Err(error) => {
             let _ = error.print();
             return match error.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitStatus::Success,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitStatus::Success
+                }
                 _ => ExitStatus::Usage,
             }
             .into();
         }
     };
-    backup::logging::init(cli.global.verbosity(), cli.global.log_format, cli.global.stderr_color());
+    backup::logging::init(
+        cli.global.verbosity(),
+        cli.global.log_format,
+        cli.global.stderr_color(),
+    );
     match backup::cli::run(cli) {
         Ok(status) => status.into(),
         Err(error) => {

@@ -95,7 +95,11 @@ pub struct Retention {
 
 impl Retention {
     pub fn from_spec(spec: &RetentionSpec) -> Result<Retention, Error> {
-        let within = spec.keep_within.as_deref().map(Within::from_str).transpose()?;
+        let within = spec
+            .keep_within
+            .as_deref()
+            .map(Within::from_str)
+            .transpose()?;
         Ok(Retention {
             last: spec.keep_last.unwrap_or(0),
             hourly: spec.keep_hourly.unwrap_or(0),
@@ -109,9 +113,16 @@ impl Retention {
 
     /// Whether any rule keeps at least one backup.
     pub fn keeps_something(&self) -> bool {
-        [self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly]
-            .iter()
-            .any(|count| *count > 0)
+        [
+            self.last,
+            self.hourly,
+            self.daily,
+            self.weekly,
+            self.monthly,
+            self.yearly,
+        ]
+        .iter()
+        .any(|count| *count > 0)
             || self.within.is_some_and(|within| !within.is_zero())
     }
 }
@@ -123,9 +134,29 @@ mod tests {
     #[test]
     fn parses_restic_durations() {
         for (text, expected) in [
-            ("7d", Within { days: 7, ..Within::default() }),
-            ("1y6m", Within { years: 1, months: 6, ..Within::default() }),
-            ("2d12h", Within { days: 2, hours: 12, ..Within::default() }),
+            (
+                "7d",
+                Within {
+                    days: 7,
+                    ..Within::default()
+                },
+            ),
+            (
+                "1y6m",
+                Within {
+                    years: 1,
+                    months: 6,
+                    ..Within::default()
+                },
+            ),
+            (
+                "2d12h",
+                Within {
+                    days: 2,
+                    hours: 12,
+                    ..Within::default()
+                },
+            ),
             ("0h", Within::default()),
         ] {
             assert_eq!(text.parse::<Within>(), Ok(expected), "{text}");

@@ -38,7 +38,14 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// Policy file or folder (repeatable; folders are searched for *.yaml and *.yml).
     /// Default: `policies/`. The environment variable takes a `:`-separated list.
-    #[arg(short = 'p', long = "policies", value_name = "PATH", global = true, env = "BACKUP_POLICIES", value_delimiter = ':')]
+    #[arg(
+        short = 'p',
+        long = "policies",
+        value_name = "PATH",
+        global = true,
+        env = "BACKUP_POLICIES",
+        value_delimiter = ':'
+    )]
     pub policies: Vec<PathBuf>,
     /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -152,6 +159,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
 
 /// The answer of a command that a later release builds.
 fn not_built(command: &str) -> anyhow::Result<ExitStatus> {
-    eprintln!("error: `backup {command}` is not built yet in this version; see the README for what is.");
+    eprintln!(
+        "error: `backup {command}` is not built yet in this version; see the README for what is."
+    );
     Ok(ExitStatus::Failure)
 }

@@ -58,7 +58,11 @@ pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitStatu
             let report = Report {
                 format_version: 1,
                 valid,
-                files: loaded.files.iter().map(|file| file.display().to_string()).collect(),
+                files: loaded
+                    .files
+                    .iter()
+                    .map(|file| file.display().to_string())
+                    .collect(),
                 policies: loaded
                     .policies
                     .iter()
@@ -75,7 +79,11 @@ pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitStatu
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
-    Ok(if valid { ExitStatus::Success } else { ExitStatus::InvalidPolicy })
+    Ok(if valid {
+        ExitStatus::Success
+    } else {
+        ExitStatus::InvalidPolicy
+    })
 }
 
 /// Every diagnostic, then one summary line.
@@ -85,13 +93,23 @@ pub fn render_text(loaded: &Loaded, color: bool) -> String {
         out.push_str(&diagnostic.render(color));
         out.push('\n');
     }
-    let plural = |count: usize, one: &str, many: &str| format!("{count} {}", if count == 1 { one } else { many });
-    let names: Vec<&str> = loaded.policies.iter().map(|policy| policy.name.as_str()).collect();
+    let plural = |count: usize, one: &str, many: &str| {
+        format!("{count} {}", if count == 1 { one } else { many })
+    };
+    let names: Vec<&str> = loaded
+        .policies
+        .iter()
+        .map(|policy| policy.name.as_str())
+        .collect();
     out.push_str(&format!(
         "Checked {}: {} valid{}, {}, {}.\n",
         plural(loaded.files.len(), "file", "files"),
         plural(loaded.policies.len(), "policy", "policies"),
-        if names.is_empty() { String::new() } else { format!(" ({})", names.join(", ")) },
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", names.join(", "))
+        },
         plural(loaded.error_count(), "error", "errors"),
         plural(loaded.warning_count(), "warning", "warnings"),
     ));

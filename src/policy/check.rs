@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 
 use super::spec::{
-    DestinationSpec, LocalSpec, NotifySpec, PolicyDocumentSpec, PostgresSpec, RetentionSpec, S3Spec, ScheduleSpec,
-    ServerSideEncryption, SourceSpec,
+    DestinationSpec, LocalSpec, NotifySpec, PolicyDocumentSpec, PostgresSpec, RetentionSpec,
+    S3Spec, ScheduleSpec, ServerSideEncryption, SourceSpec,
 };
 use super::yaml::{Node, Span, Value};
 use super::{Policy, digest};
@@ -58,6 +58,55 @@ const REFERENCE_FIELDS: [&str; 15] = [
     "spec.notify.healthchecks.url",
 ];
 
+/// The fields whose literal text may be a secret: shown masked in snippets.
+pub(super) const SECRET_FIELDS: [&str; 8] = [
+    "spec.source.postgres.url",
+    "spec.source.postgres.password",
+    "spec.destinations[].s3.secret-access-key",
+    "spec.destinations[].s3.session-token",
+    "spec.notify.webhook.url",
+    "spec.notify.webhook.headers.*",
+    "spec.notify.email.smtp.password",
+    "spec.notify.healthchecks.url",
+];
+
+/// Whether `field` (with `[]` for list indexes) matches one of `patterns`.
+pub(super) fn field_matches(patterns: &[&str], field: &str) -> bool {
+    let generic = field
+        .rsplit_once('.')
+        .map(|(parent, _)| format!("{parent}.*"))
+        .unwrap_or_default();
+    patterns.contains(&field) || patterns.contains(&generic.as_str())
+}
+
+/// Calls `visit` with every scalar string of the tree and its field path
+/// (`spec.destinations[].s3.bucket`).
+pub(super) fn walk_strings<'a>(
+    node: &'a Node,
+    field: &str,
+    visit: &mut dyn FnMut(&str, &'a Node, &str),
+) {
+    match &node.value {
+        Value::Mapping(entries) => {
+            for (key, value) in entries {
+                let child = if field.is_empty() {
+                    key.name.clone()
+                } else {
+                    format!("{field}.{}", key.name)
+                };
+                walk_strings(value, &child, visit);
+            }
+        }
+        Value::Sequence(items) => {
+            for item in items {
+                walk_strings(item, &format!("{field}[]"), visit);
+            }
+        }
+        Value::String(text) => visit(field, node, text),
+        _ => {}
+    }
+}
+
 /// A section of the document, if it has the shape of `T`.
 fn section<T: DeserializeOwned>(json: &Json, pointer: &str) -> Option<T> {
     json.pointer(pointer)
@@ -66,8 +115,24 @@ fn section<T: DeserializeOwned>(json: &Json, pointer: &str) -> Option<T> {
 
 /// `pg_dump` options that would break the artifact or leak a secret.
 const REFUSED_PG_DUMP_OPTIONS: [&str; 18] = [
-    "-f", "--file", "-F", "--format", "-Z", "--compress", "-j", "--jobs", "-W", "--password", "-d",
-    "--dbname", "-h", "--host", "-p", "--port", "-U", "--username",
+    "-f",
+    "--file",
+    "-F",
+    "--format",
+    "-Z",
+    "--compress",
+    "-j",
+    "--jobs",
+    "-W",
+    "--password",
+    "-d",
+    "--dbname",
+    "-h",
+    "--host",
+    "-p",
+    "--port",
+    "-U",
+    "--username",
 ];
 
 impl Checker<'_> {
@@ -79,7 +144,9 @@ impl Checker<'_> {
         for segment in pointer.split('/').filter(|segment| !segment.is_empty()) {
             match &node.value {
                 Value::Mapping(_) => {
-                    let Some((key, value)) = node.entry(segment) else { break };
+                    let Some((key, value)) = node.entry(segment) else {
+                        break;
+                    };
                     span = value.span;
                     node = value;
                     if !field.is_empty() {
@@ -88,7 +155,11 @@ impl Checker<'_> {
                     field.push_str(&key.name);
                 }
                 Value::Sequence(items) => {
-                    let Some(item) = segment.parse::<usize>().ok().and_then(|index| items.get(index)) else {
+                    let Some(item) = segment
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|index| items.get(index))
+                    else {
                         break;
                     };
                     span = item.span;
@@ -109,7 +180,10 @@ impl Checker<'_> {
         for segment in parent.split('/').filter(|segment| !segment.is_empty()) {
             let next = match &node.value {
                 Value::Mapping(_) => node.get(segment),
-                Value::Sequence(items) => segment.parse::<usize>().ok().and_then(|index| items.get(index)),
+                Value::Sequence(items) => segment
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|index| items.get(index)),
                 _ => None,
             };
             match next {
@@ -123,16 +197,36 @@ impl Checker<'_> {
         }
     }
 
-    fn error(&mut self, code: &'static str, pointer: &str, message: impl Into<String>, hint: impl Into<String>) {
+    fn error(
+        &mut self,
+        code: &'static str,
+        pointer: &str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         let (span, field) = self.locate(pointer);
-        self.diagnostics
-            .push(Diagnostic::error(code, self.file, message).at(span).field(field).hint(hint));
+        self.diagnostics.push(
+            Diagnostic::error(code, self.file, message)
+                .at(span)
+                .field(field)
+                .hint(hint),
+        );
     }
 
-    fn warning(&mut self, code: &'static str, pointer: &str, message: impl Into<String>, hint: impl Into<String>) {
+    fn warning(
+        &mut self,
+        code: &'static str,
+        pointer: &str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         let (span, field) = self.locate(pointer);
-        self.diagnostics
-            .push(Diagnostic::warning(code, self.file, message).at(span).field(field).hint(hint));
+        self.diagnostics.push(
+            Diagnostic::warning(code, self.file, message)
+                .at(span)
+                .field(field)
+                .hint(hint),
+        );
     }
 
     fn resolve_path(&self, path: &Path) -> PathBuf {
@@ -149,11 +243,13 @@ impl Checker<'_> {
     /// errors are already reported.
     pub fn check(&mut self, json: &Json, document: Option<PolicyDocumentSpec>) -> Option<Policy> {
         let errors_before = self.error_count();
-        self.check_reference_fields(self.root, "");
+        self.check_reference_fields(self.root);
         let schedule = section::<ScheduleSpec>(json, "/spec/schedule")
             .and_then(|schedule| self.check_schedule(&schedule.cron, &schedule.timezone));
-        let retention = section::<RetentionSpec>(json, "/spec/retention").and_then(|spec| self.check_retention(&spec));
-        let source = section::<SourceSpec>(json, "/spec/source").map(|source| self.check_source(&source));
+        let retention = section::<RetentionSpec>(json, "/spec/retention")
+            .and_then(|spec| self.check_retention(&spec));
+        let source =
+            section::<SourceSpec>(json, "/spec/source").map(|source| self.check_source(&source));
         let destinations: Vec<(usize, DestinationSpec)> = json
             .pointer("/spec/destinations")
             .and_then(Json::as_array)
@@ -161,7 +257,11 @@ impl Checker<'_> {
                 items
                     .iter()
                     .enumerate()
-                    .filter_map(|(index, item)| serde_json::from_value(item.clone()).ok().map(|spec| (index, spec)))
+                    .filter_map(|(index, item)| {
+                        serde_json::from_value(item.clone())
+                            .ok()
+                            .map(|spec| (index, spec))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -218,60 +318,53 @@ impl Checker<'_> {
 
     /// A `${env:…}` or `${file:…}` written in a field that does not expand
     /// references would be used literally: an error, not a surprise at 3 am.
-    fn check_reference_fields(&mut self, node: &Node, field: &str) {
-        match &node.value {
-            Value::Mapping(entries) => {
-                for (key, value) in entries {
-                    let child = if field.is_empty() {
-                        key.name.clone()
-                    } else {
-                        format!("{field}.{}", key.name)
-                    };
-                    self.check_reference_fields(value, &child);
-                }
-            }
-            Value::Sequence(items) => {
-                for item in items {
-                    self.check_reference_fields(item, &format!("{field}[]"));
-                }
-            }
-            Value::String(text) if text.contains("${env:") || text.contains("${file:") => {
-                let generic = field
-                    .rsplit_once('.')
-                    .map(|(parent, _)| format!("{parent}.*"))
-                    .unwrap_or_default();
-                if !REFERENCE_FIELDS.contains(&field) && !REFERENCE_FIELDS.contains(&generic.as_str()) {
-                    let name = field.rsplit('.').next().unwrap_or(field).trim_end_matches("[]");
-                    self.diagnostics.push(
-                        Diagnostic::error(
-                            "reference-not-expanded",
-                            self.file,
-                            format!("references are not expanded in `{name}`"),
-                        )
+    fn check_reference_fields(&mut self, root: &Node) {
+        let file = self.file;
+        let diagnostics = &mut self.diagnostics;
+        walk_strings(root, "", &mut |field, node, text| {
+            let looks_like_reference = text.contains("${env:") || text.contains("${file:");
+            if looks_like_reference && !field_matches(&REFERENCE_FIELDS, field) {
+                let name = field
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or(field)
+                    .trim_end_matches("[]");
+                diagnostics.push(
+                    Diagnostic::error("reference-not-expanded", file, format!("references are not expanded in `{name}`"))
                         .at(node.span)
                         .field(field.replace("[]", ""))
                         .hint("only connection, credential and notification fields take `${env:…}`/`${file:…}`; write the value itself"),
-                    );
-                }
+                );
             }
-            _ => {}
-        }
+        });
     }
 
     fn error_count(&self) -> usize {
-        self.diagnostics.iter().filter(|diagnostic| diagnostic.is_error()).count()
+        self.diagnostics
+            .iter()
+            .filter(|diagnostic| diagnostic.is_error())
+            .count()
     }
 
     fn check_schedule(&mut self, cron: &str, timezone: &str) -> Option<Schedule> {
         let mut valid = true;
         if let Err(error) = schedule::parse_timezone(timezone) {
             let lower = timezone.to_ascii_lowercase();
-            let exact_but_case = schedule::timezone_names().find(|name| name.to_ascii_lowercase() == lower);
-            let hint = match exact_but_case.or_else(|| did_you_mean(timezone, schedule::timezone_names())) {
+            let exact_but_case =
+                schedule::timezone_names().find(|name| name.to_ascii_lowercase() == lower);
+            let hint = match exact_but_case
+                .or_else(|| did_you_mean(timezone, schedule::timezone_names()))
+            {
                 Some(close) => format!("did you mean `{close}`?"),
-                None => "use an IANA name such as `UTC`, `Europe/Berlin` or `America/New_York`".to_owned(),
+                None => "use an IANA name such as `UTC`, `Europe/Berlin` or `America/New_York`"
+                    .to_owned(),
             };
-            self.error("invalid-timezone", "/spec/schedule/timezone", error.to_string(), hint);
+            self.error(
+                "invalid-timezone",
+                "/spec/schedule/timezone",
+                error.to_string(),
+                hint,
+            );
             valid = false;
         }
         if let Err(error) = Schedule::parse(cron, "UTC") {
@@ -346,7 +439,8 @@ impl Checker<'_> {
         if let Some(url) = &postgres.url {
             if let Ok(template) = Template::parse(url) {
                 if let Some(literal) = template.literal() {
-                    if !(literal.starts_with("postgresql://") || literal.starts_with("postgres://")) {
+                    if !(literal.starts_with("postgresql://") || literal.starts_with("postgres://"))
+                    {
                         self.error(
                             "invalid-value",
                             &format!("{base}/url"),
@@ -370,9 +464,9 @@ impl Checker<'_> {
         }
         for (index, option) in postgres.pg_dump_options.iter().enumerate() {
             let name = option.split('=').next().unwrap_or(option);
-            let short_with_value = REFUSED_PG_DUMP_OPTIONS
-                .iter()
-                .any(|refused| refused.len() == 2 && name.starts_with(refused) && !name.starts_with("--"));
+            let short_with_value = REFUSED_PG_DUMP_OPTIONS.iter().any(|refused| {
+                refused.len() == 2 && name.starts_with(refused) && !name.starts_with("--")
+            });
             if REFUSED_PG_DUMP_OPTIONS.contains(&name) || short_with_value {
                 self.error(
                     "refused-option",
@@ -394,7 +488,10 @@ impl Checker<'_> {
         }
     }
 
-    fn check_destinations(&mut self, destinations: &[(usize, DestinationSpec)]) -> Vec<DestinationSpec> {
+    fn check_destinations(
+        &mut self,
+        destinations: &[(usize, DestinationSpec)],
+    ) -> Vec<DestinationSpec> {
         let mut resolved: Vec<DestinationSpec> = Vec::new();
         let mut indexes: Vec<usize> = Vec::new();
         for (index, destination) in destinations {
@@ -414,9 +511,14 @@ impl Checker<'_> {
                     }
                     DestinationSpec::Local(LocalSpec { path })
                 }
-                DestinationSpec::S3(s3) => DestinationSpec::S3(self.check_s3(&format!("{pointer}/s3"), s3)),
+                DestinationSpec::S3(s3) => {
+                    DestinationSpec::S3(self.check_s3(&format!("{pointer}/s3"), s3))
+                }
             };
-            if let Some(first) = resolved.iter().position(|earlier| same_place(earlier, &destination)) {
+            if let Some(first) = resolved
+                .iter()
+                .position(|earlier| same_place(earlier, &destination))
+            {
                 self.error(
                     "duplicate-destination",
                     &pointer,
@@ -450,7 +552,9 @@ impl Checker<'_> {
             }
         }
         if let Some(endpoint) = &s3.endpoint {
-            let literal = Template::parse(endpoint).ok().and_then(|template| template.literal());
+            let literal = Template::parse(endpoint)
+                .ok()
+                .and_then(|template| template.literal());
             if literal.is_some_and(|literal| !is_http_url(&literal)) {
                 self.error(
                     "invalid-value",
@@ -476,9 +580,15 @@ impl Checker<'_> {
             _ => {}
         }
         if let Some(secret) = &s3.secret_access_key {
-            self.warn_literal_secret(&format!("{pointer}/secret-access-key"), secret, "${env:AWS_SECRET_ACCESS_KEY}");
+            self.warn_literal_secret(
+                &format!("{pointer}/secret-access-key"),
+                secret,
+                "${env:AWS_SECRET_ACCESS_KEY}",
+            );
         }
-        if s3.kms_key_id.is_some() && s3.server_side_encryption != Some(ServerSideEncryption::AwsKms) {
+        if s3.kms_key_id.is_some()
+            && s3.server_side_encryption != Some(ServerSideEncryption::AwsKms)
+        {
             self.error(
                 "conflicting-fields",
                 &format!("{pointer}/kms-key-id"),
@@ -506,10 +616,14 @@ impl Checker<'_> {
         if notify.webhook.is_none() && notify.email.is_none() && notify.healthchecks.is_none() {
             let (span, field) = self.locate_key(base);
             self.diagnostics.push(
-                Diagnostic::warning("no-target", self.file, "`notify` names no target, so nothing is sent")
-                    .at(span)
-                    .field(field)
-                    .hint("add `webhook`, `email` or `healthchecks`"),
+                Diagnostic::warning(
+                    "no-target",
+                    self.file,
+                    "`notify` names no target, so nothing is sent",
+                )
+                .at(span)
+                .field(field)
+                .hint("add `webhook`, `email` or `healthchecks`"),
             );
         }
         if let Some(webhook) = &notify.webhook {
@@ -522,8 +636,13 @@ impl Checker<'_> {
             self.check_url_template(&format!("{base}/healthchecks/url"), &healthchecks.url);
         }
         if let Some(email) = &notify.email {
-            let addresses = std::iter::once(("/from".to_owned(), &email.from))
-                .chain(email.to.iter().enumerate().map(|(index, to)| (format!("/to/{index}"), to)));
+            let addresses = std::iter::once(("/from".to_owned(), &email.from)).chain(
+                email
+                    .to
+                    .iter()
+                    .enumerate()
+                    .map(|(index, to)| (format!("/to/{index}"), to)),
+            );
             for (suffix, address) in addresses {
                 if !looks_like_address(address) {
                     self.error(
@@ -539,7 +658,11 @@ impl Checker<'_> {
             }
             if let Some(password) = &email.smtp.password {
                 self.check_template(&format!("{base}/email/smtp/password"), password);
-                self.warn_literal_secret(&format!("{base}/email/smtp/password"), password, "${env:SMTP_PASSWORD}");
+                self.warn_literal_secret(
+                    &format!("{base}/email/smtp/password"),
+                    password,
+                    "${env:SMTP_PASSWORD}",
+                );
             }
         }
     }
@@ -547,13 +670,15 @@ impl Checker<'_> {
     fn check_url_template(&mut self, pointer: &str, url: &str) {
         self.check_template(pointer, url);
         // A URL written out must be http(s); one built from references is checked when used.
-        let literal = Template::parse(url).ok().and_then(|template| template.literal());
+        let literal = Template::parse(url)
+            .ok()
+            .and_then(|template| template.literal());
         if let Some(text) = literal {
             if !is_http_url(&text) {
                 self.error(
                     "invalid-value",
                     pointer,
-                    format!("`{url}` is not an http(s) URL"),
+                    format!("`{}` is not an http(s) URL", pointer.rsplit('/').next().unwrap_or("url")),
                     "for example `https://hooks.example.com/backup`, or a reference like `${env:ALERT_WEBHOOK}`",
                 );
             }
@@ -610,7 +735,9 @@ fn same_place(left: &DestinationSpec, right: &DestinationSpec) -> bool {
             normalize(&left.path) == normalize(&right.path)
         }
         (DestinationSpec::S3(left), DestinationSpec::S3(right)) => {
-            left.bucket == right.bucket && left.prefix == right.prefix && left.endpoint == right.endpoint
+            left.bucket == right.bucket
+                && left.prefix == right.prefix
+                && left.endpoint == right.endpoint
         }
         _ => false,
     }
@@ -645,30 +772,32 @@ fn local_destination_usable(path: &Path) -> Result<(), String> {
     }
     // Creating and removing a probe is the only check that sees ACLs, read-only mounts and quotas.
     let probe = existing.join(format!(".backup-probe-{}", std::process::id()));
-    std::fs::create_dir(&probe).map_err(|error| format!("cannot write in `{}`: {error}", existing.display()))?;
+    std::fs::create_dir(&probe)
+        .map_err(|error| format!("cannot write in `{}`: {error}", existing.display()))?;
     std::fs::remove_dir(&probe).map_err(|error| error.to_string())
 }
 
 fn valid_bucket_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     (3..=63).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || *byte == b'.' || *byte == b'-')
+        && bytes.iter().all(|byte| {
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || *byte == b'.' || *byte == b'-'
+        })
         && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
 fn is_http_url(text: &str) -> bool {
-    ["http://", "https://"]
-        .iter()
-        .any(|scheme| text.strip_prefix(scheme).is_some_and(|rest| !rest.is_empty()))
+    ["http://", "https://"].iter().any(|scheme| {
+        text.strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty())
+    })
 }
 
 fn looks_like_address(address: &str) -> bool {
-    address
-        .rsplit_once('@')
-        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !address.contains(char::is_whitespace))
+    address.rsplit_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !address.contains(char::is_whitespace)
+    })
 }
 
 #[cfg(test)]
@@ -687,6 +816,9 @@ mod tests {
 
     #[test]
     fn normalizes_paths_for_duplicate_checks() {
-        assert_eq!(normalize(Path::new("/var/./backups/../backups/")), PathBuf::from("/var/backups"));
+        assert_eq!(
+            normalize(Path::new("/var/./backups/../backups/")),
+            PathBuf::from("/var/backups")
+        );
     }
 }

@@ -65,7 +65,11 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(code: &'static str, file: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn warning(
+        code: &'static str,
+        file: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(code, file, message)
@@ -105,11 +109,23 @@ impl Diagnostic {
         self
     }
 
-    /// Attaches the source line the diagnostic points at, for rendering.
-    pub fn with_source(mut self, source: &str) -> Self {
+    /// Attaches the source line the diagnostic points at, for rendering, with
+    /// the text under any of `masks` (literal secrets) replaced by `*`.
+    pub fn with_source(mut self, source: &str, masks: &[Span]) -> Self {
         if let (Some(line), Some(snippet)) = (self.line, self.snippet.as_mut()) {
             if let Some(text) = source.lines().nth(line - 1) {
-                snippet.text = text.to_owned();
+                snippet.text = text
+                    .chars()
+                    .enumerate()
+                    .map(|(index, character)| {
+                        let column = index + 1;
+                        let masked = masks.iter().any(|mask| {
+                            (mask.start.line, mask.start.column) <= (line, column)
+                                && (line, column) < (mask.end.line, mask.end.column)
+                        });
+                        if masked { '*' } else { character }
+                    })
+                    .collect();
             }
         }
         self
@@ -133,12 +149,20 @@ impl Diagnostic {
             Severity::Warning => ("warning", "1;33"),
         };
         let mut out = String::new();
-        let _ = writeln!(out, "{}{}", paint(label_color, label), paint("1", &format!(": {}", self.message)));
+        let _ = writeln!(
+            out,
+            "{}{}",
+            paint(label_color, label),
+            paint("1", &format!(": {}", self.message))
+        );
         let location = match (self.line, self.column) {
             (Some(line), Some(column)) => format!("{}:{line}:{column}", self.file),
             _ => self.file.clone(),
         };
-        let snippet = self.snippet.as_ref().filter(|snippet| !snippet.text.is_empty());
+        let snippet = self
+            .snippet
+            .as_ref()
+            .filter(|snippet| !snippet.text.is_empty());
         let gutter = match (snippet, self.line) {
             (Some(_), Some(line)) => line.to_string().len(),
             _ => 1,
@@ -151,7 +175,12 @@ impl Diagnostic {
             let _ = writeln!(out, "{pad} {bar}");
             let _ = writeln!(out, "{} {bar} {text}", paint("1;34", &line.to_string()));
             let carets = "^".repeat(snippet.width.clamp(1, 80));
-            let _ = writeln!(out, "{pad} {bar} {}{}", " ".repeat(offset), paint(label_color, &carets));
+            let _ = writeln!(
+                out,
+                "{pad} {bar} {}{}",
+                " ".repeat(offset),
+                paint(label_color, &carets)
+            );
         }
         if let Some(hint) = &self.hint {
             let _ = writeln!(out, "{pad} {} hint: {hint}", paint("1;34", "="));
@@ -187,7 +216,10 @@ fn display_line(text: &str, column: usize) -> (String, usize) {
 }
 
 /// The closest of `candidates` to `word`, if close enough to suggest.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|candidate| (strsim::jaro_winkler(word, candidate), candidate))
@@ -206,12 +238,19 @@ mod tests {
         let source = "spec:\n  retention:\n    keep-dayly: 7\n";
         let span = Span {
             start: Position { line: 3, column: 5 },
-            end: Position { line: 3, column: 15 },
+            end: Position {
+                line: 3,
+                column: 15,
+            },
         };
-        let diagnostic = Diagnostic::error("unknown-field", "policies/app.yaml", "unknown field `keep-dayly`")
-            .at(span)
-            .hint("did you mean `keep-daily`?")
-            .with_source(source);
+        let diagnostic = Diagnostic::error(
+            "unknown-field",
+            "policies/app.yaml",
+            "unknown field `keep-dayly`",
+        )
+        .at(span)
+        .hint("did you mean `keep-daily`?")
+        .with_source(source, &[]);
         insta::assert_snapshot!(diagnostic.render(false), @r"
         error: unknown field `keep-dayly`
          --> policies/app.yaml:3:5

@@ -23,7 +23,9 @@ use crate::retention::Retention;
 use crate::schedule::Schedule;
 pub use check::Options;
 pub use diagnostic::{Diagnostic, Severity};
-use spec::{API_VERSION, CompressionSpec, DestinationSpec, NotifySpec, PolicyDocumentSpec, SourceSpec};
+use spec::{
+    API_VERSION, CompressionSpec, DestinationSpec, NotifySpec, PolicyDocumentSpec, SourceSpec,
+};
 
 /// The folder read when no policy path is given.
 pub const DEFAULT_PATH: &str = "policies";
@@ -64,7 +66,10 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn error_count(&self) -> usize {
-        self.diagnostics.iter().filter(|diagnostic| diagnostic.is_error()).count()
+        self.diagnostics
+            .iter()
+            .filter(|diagnostic| diagnostic.is_error())
+            .count()
     }
 
     pub fn warning_count(&self) -> usize {
@@ -90,10 +95,15 @@ pub fn load(paths: &[PathBuf], options: Options) -> Loaded {
                 continue;
             }
         };
-        let (policies, diagnostics) = load_text(&text, &display, file.parent().unwrap_or(Path::new(".")), options);
-        for diagnostic in diagnostics {
-            loaded.diagnostics.push(diagnostic.with_source(&text));
-        }
+        // Relative paths in a policy are relative to its folder, made absolute
+        // so the policy means the same from cron's working directory.
+        let folder = file
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = std::path::absolute(folder).unwrap_or_else(|_| folder.to_owned());
+        let (policies, diagnostics) = load_text(&text, &display, &base, options);
+        loaded.diagnostics.extend(diagnostics);
         for policy in policies {
             if let Some((first_file, first_line)) = seen.get(&policy.name) {
                 let name_span = name_span(&text, policy.line);
@@ -109,7 +119,7 @@ pub fn load(paths: &[PathBuf], options: Options) -> Loaded {
                         "first defined at {}:{first_line}; policy names must be unique",
                         first_file.display()
                     ))
-                    .with_source(&text),
+                    .with_source(&text, &[]),
                 );
                 continue;
             }
@@ -123,7 +133,9 @@ pub fn load(paths: &[PathBuf], options: Options) -> Loaded {
 /// The span of the policy name on `line`, for diagnostics raised after parsing.
 fn name_span(text: &str, line: usize) -> yaml::Span {
     let content = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
-    let start = content.find("name:").map_or(0, |index| index + "name:".len());
+    let start = content
+        .find("name:")
+        .map_or(0, |index| index + "name:".len());
     let leading = content[start..].len() - content[start..].trim_start().len();
     let column = content[..start + leading].chars().count() + 1;
     let width = content[start + leading..].trim_end().chars().count().max(1);
@@ -142,8 +154,12 @@ fn discover(path: &Path, loaded: &mut Loaded) {
         Ok(metadata) => metadata,
         Err(error) => {
             loaded.diagnostics.push(
-                Diagnostic::error("unreadable", &display, format!("cannot read `{display}`: {}", io_reason(&error)))
-                    .hint("name policy files or folders with -p/--policies (default: `policies/`)"),
+                Diagnostic::error(
+                    "unreadable",
+                    &display,
+                    format!("cannot read `{display}`: {}", io_reason(&error)),
+                )
+                .hint("name policy files or folders with -p/--policies (default: `policies/`)"),
             );
             return;
         }
@@ -163,8 +179,12 @@ fn discover(path: &Path, loaded: &mut Loaded) {
     }
     if found.is_empty() {
         loaded.diagnostics.push(
-            Diagnostic::error("no-policies", &display, format!("no policy files (*.yaml, *.yml) in `{display}`"))
-                .hint("policy files end in .yaml or .yml; see examples/ for a start"),
+            Diagnostic::error(
+                "no-policies",
+                &display,
+                format!("no policy files (*.yaml, *.yml) in `{display}`"),
+            )
+            .hint("policy files end in .yaml or .yml; see examples/ for a start"),
         );
     }
     found.sort();
@@ -181,7 +201,10 @@ fn walk(folder: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
         let path = entry.path();
         if entry.file_type()?.is_dir() {
             walk(&path, found)?;
-        } else if matches!(path.extension().and_then(|extension| extension.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(
+            path.extension().and_then(|extension| extension.to_str()),
+            Some("yaml" | "yml")
+        ) {
             found.push(path);
         }
     }
@@ -216,7 +239,10 @@ fn read_text(file: &Path, display: &str) -> Result<String, Box<Diagnostic>> {
             Diagnostic::error(
                 "too-large",
                 display,
-                format!("file is larger than {} KiB, the limit for a policy file", MAX_FILE_BYTES / 1024),
+                format!(
+                    "file is larger than {} KiB, the limit for a policy file",
+                    MAX_FILE_BYTES / 1024
+                ),
             )
             .at(yaml::Span::origin())
             .hint("is this the right file? a policy is a few dozen lines"),
@@ -247,20 +273,62 @@ fn read_text(file: &Path, display: &str) -> Result<String, Box<Diagnostic>> {
             column: prefix.rsplit('\n').next().unwrap_or("").chars().count() + 1,
         };
         return Err(Box::new(
-            Diagnostic::error("not-text", display, "file holds a NUL byte, so it is not text")
-                .at(yaml::Span {
-                    start: position,
-                    end: position,
-                })
-                .hint("policy files are UTF-8 YAML; is this a binary file?"),
+            Diagnostic::error(
+                "not-text",
+                display,
+                "file holds a NUL byte, so it is not text",
+            )
+            .at(yaml::Span {
+                start: position,
+                end: position,
+            })
+            .hint("policy files are UTF-8 YAML; is this a binary file?"),
         ));
     }
-    Ok(text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text))
+    Ok(text
+        .strip_prefix('\u{feff}')
+        .map(str::to_owned)
+        .unwrap_or(text))
 }
 
-/// Loads the policies in one file's text. `base` is the folder relative paths start from.
-pub fn load_text(text: &str, file: &str, base: &Path, options: Options) -> (Vec<Policy>, Vec<Diagnostic>) {
+/// Loads the policies in one file's text. `base` is the folder relative
+/// paths start from. The diagnostics come with their source lines, literal
+/// secrets masked.
+pub fn load_text(
+    text: &str,
+    file: &str,
+    base: &Path,
+    options: Options,
+) -> (Vec<Policy>, Vec<Diagnostic>) {
+    let (policies, diagnostics, masks) = load_documents(text, file, base, options);
+    let diagnostics = diagnostics
+        .into_iter()
+        .map(|diagnostic| diagnostic.with_source(text, &masks))
+        .collect();
+    (policies, diagnostics)
+}
+
+/// The spans of literal text in secret-bearing fields.
+fn secret_spans(root: &yaml::Node) -> Vec<yaml::Span> {
+    let mut spans = Vec::new();
+    check::walk_strings(root, "", &mut |field, node, text| {
+        let only_references =
+            secret::Template::parse(text).is_ok_and(|template| template.literal().is_none());
+        if check::field_matches(&check::SECRET_FIELDS, field) && !only_references {
+            spans.push(node.span);
+        }
+    });
+    spans
+}
+
+fn load_documents(
+    text: &str,
+    file: &str,
+    base: &Path,
+    options: Options,
+) -> (Vec<Policy>, Vec<Diagnostic>, Vec<yaml::Span>) {
     let mut diagnostics = Vec::new();
+    let mut masks = Vec::new();
     let mut policies = Vec::new();
     let documents = match yaml::parse(text) {
         Ok(documents) => documents,
@@ -274,7 +342,7 @@ pub fn load_text(text: &str, file: &str, base: &Path, options: Options) -> (Vec<
                     .at(span)
                     .maybe_hint(syntax_hint(&error.message, text, error.position.line)),
             );
-            return (policies, diagnostics);
+            return (policies, diagnostics, masks);
         }
     };
     if documents.iter().all(|document| document.root.is_none()) {
@@ -283,7 +351,7 @@ pub fn load_text(text: &str, file: &str, base: &Path, options: Options) -> (Vec<
                 .at(yaml::Span::origin())
                 .hint("a policy starts with `apiVersion: backup/v1` and `kind: BackupPolicy`; see examples/"),
         );
-        return (policies, diagnostics);
+        return (policies, diagnostics, masks);
     }
     for document in documents {
         for issue in &document.issues {
@@ -294,12 +362,13 @@ pub fn load_text(text: &str, file: &str, base: &Path, options: Options) -> (Vec<
             );
         }
         let Some(root) = document.root else { continue };
+        masks.extend(secret_spans(&root));
         if let Some(policy) = load_document(&root, file, base, options, &mut diagnostics) {
             policies.push(policy);
         }
     }
     diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
-    (policies, diagnostics)
+    (policies, diagnostics, masks)
 }
 
 fn load_document(
@@ -328,22 +397,32 @@ fn load_document(
             diagnostics.push(
                 Diagnostic::error("missing-api-version", file, "missing field `apiVersion`")
                     .at(yaml::Span { start, end: start })
-                    .hint(format!("start the document with `apiVersion: {API_VERSION}`")),
+                    .hint(format!(
+                        "start the document with `apiVersion: {API_VERSION}`"
+                    )),
             );
             return None;
         }
         Some((_, value)) if value.value != yaml::Value::String(API_VERSION.to_owned()) => {
-            let written = value.scalar_text().unwrap_or_else(|| value.describe().to_owned());
+            let written = value
+                .scalar_text()
+                .unwrap_or_else(|| value.describe().to_owned());
             let hint = if written.to_ascii_lowercase().starts_with("backup/") {
-                format!("this version of backup reads `{API_VERSION}`; a newer backup may read `{written}`")
+                format!(
+                    "this version of backup reads `{API_VERSION}`; a newer backup may read `{written}`"
+                )
             } else {
                 format!("use `apiVersion: {API_VERSION}`")
             };
             diagnostics.push(
-                Diagnostic::error("unsupported-api-version", file, format!("unsupported apiVersion `{written}`"))
-                    .at(value.span)
-                    .field("apiVersion")
-                    .hint(hint),
+                Diagnostic::error(
+                    "unsupported-api-version",
+                    file,
+                    format!("unsupported apiVersion `{written}`"),
+                )
+                .at(value.span)
+                .field("apiVersion")
+                .hint(hint),
             );
             return None;
         }
@@ -388,7 +467,10 @@ pub(crate) fn locate_pointer<'a>(root: &'a yaml::Node, pointer: &str) -> &'a yam
     for segment in pointer.split('/').filter(|segment| !segment.is_empty()) {
         let next = match &node.value {
             yaml::Value::Mapping(_) => node.get(segment),
-            yaml::Value::Sequence(items) => segment.parse::<usize>().ok().and_then(|index| items.get(index)),
+            yaml::Value::Sequence(items) => segment
+                .parse::<usize>()
+                .ok()
+                .and_then(|index| items.get(index)),
             _ => None,
         };
         match next {
@@ -401,16 +483,26 @@ pub(crate) fn locate_pointer<'a>(root: &'a yaml::Node, pointer: &str) -> &'a yam
 
 fn syntax_hint(message: &str, text: &str, line: usize) -> Option<String> {
     let line_text = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
-    if message.contains("tab") || line_text.starts_with('\t') || line_text.trim_start_matches(' ').starts_with('\t') {
+    if message.contains("tab")
+        || line_text.starts_with('\t')
+        || line_text.trim_start_matches(' ').starts_with('\t')
+    {
         return Some("YAML does not allow tabs for indentation; indent with spaces".to_owned());
     }
     if message.contains("quoted scalar") || message.contains("found unexpected end of stream") {
-        return Some("is a quote left open? every `\"` or `'` needs its closing partner".to_owned());
+        return Some(
+            "is a quote left open? every `\"` or `'` needs its closing partner".to_owned(),
+        );
     }
     if message.contains("mapping values are not allowed") {
-        return Some("is a `:` inside a value? quote the value, e.g. `cron: \"0 1 * * *\"`".to_owned());
+        return Some(
+            "is a `:` inside a value? quote the value, e.g. `cron: \"0 1 * * *\"`".to_owned(),
+        );
     }
-    if message.contains("did not find expected") || message.contains("unclosed") || message.contains("while parsing") {
+    if message.contains("did not find expected")
+        || message.contains("unclosed")
+        || message.contains("while parsing")
+    {
         return Some("check the indentation and that every quote and bracket is closed".to_owned());
     }
     None

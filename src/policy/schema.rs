@@ -21,9 +21,39 @@ use super::yaml::{Key, Node, Value};
 
 /// The JSON Schema of a `backup/v1` policy document.
 pub fn policy_schema() -> Json {
-    let generator = SchemaSettings::draft2020_12().for_deserialize().into_generator();
+    let generator = SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator();
     let schema = generator.into_root_schema_for::<PolicyDocumentSpec>();
-    schema.to_value()
+    let mut value = schema.to_value();
+    describe_variant_properties(&mut value);
+    value
+}
+
+/// A tagged variant (`postgres: …`) is documented on its `oneOf` branch;
+/// editors show the property's description, so copy it there.
+fn describe_variant_properties(schema: &mut Json) {
+    match schema {
+        Json::Object(object) => {
+            if let Some(Json::Array(branches)) = object.get_mut("oneOf") {
+                for branch in branches.iter_mut() {
+                    let description = branch.get("description").cloned();
+                    let property = branch
+                        .get_mut("properties")
+                        .and_then(Json::as_object_mut)
+                        .filter(|properties| properties.len() == 1)
+                        .and_then(|properties| properties.values_mut().next())
+                        .and_then(Json::as_object_mut);
+                    if let (Some(description), Some(property)) = (description, property) {
+                        property.entry("description").or_insert(description);
+                    }
+                }
+            }
+            object.values_mut().for_each(describe_variant_properties);
+        }
+        Json::Array(items) => items.iter_mut().for_each(describe_variant_properties),
+        _ => {}
+    }
 }
 
 /// The schema as committed: pretty JSON with a final newline.
@@ -104,7 +134,9 @@ impl<'a> Translator<'a> {
         for segment in location.segments() {
             match (segment, &found.node.value) {
                 (LocationSegment::Property(name), Value::Mapping(_)) => {
-                    let Some((key, node)) = found.node.entry(&name) else { break };
+                    let Some((key, node)) = found.node.entry(&name) else {
+                        break;
+                    };
                     found.key = Some(key);
                     found.node = node;
                     if !found.field.is_empty() {
@@ -139,35 +171,52 @@ impl<'a> Translator<'a> {
                         .entry(name)
                         .map_or(found.node.span, |(key, _)| key.span);
                     let field = join_field(&found.field, name);
-                    let hint = match (did_you_mean(name, allowed.iter().map(String::as_str)), allowed.as_slice()) {
+                    let hint = match (
+                        did_you_mean(name, allowed.iter().map(String::as_str)),
+                        allowed.as_slice(),
+                    ) {
                         (Some(close), _) => format!("did you mean `{close}`?"),
                         (None, []) => "remove it".to_owned(),
                         (None, [only]) => format!("the only field here is `{only}`"),
                         (None, _) => format!("expected one of {}", list(&allowed)),
                     };
                     out.push(
-                        Diagnostic::error("unknown-field", self.file, format!("unknown field `{name}`"))
-                            .at(span)
-                            .field(field)
-                            .hint(hint),
+                        Diagnostic::error(
+                            "unknown-field",
+                            self.file,
+                            format!("unknown field `{name}`"),
+                        )
+                        .at(span)
+                        .field(field)
+                        .hint(hint),
                     );
                 }
             }
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
                 let span = found.key.map_or(found.node.span, |key| key.span);
-                let parent = found.key.map_or("the document".to_owned(), |key| format!("`{}`", key.name));
+                let parent = found
+                    .key
+                    .map_or("the document".to_owned(), |key| format!("`{}`", key.name));
                 out.push(
-                    Diagnostic::error("missing-field", self.file, format!("missing field `{name}`"))
-                        .at(span)
-                        .field(found.field.clone())
-                        .hint(format!("add `{name}:` under {parent}")),
+                    Diagnostic::error(
+                        "missing-field",
+                        self.file,
+                        format!("missing field `{name}`"),
+                    )
+                    .at(span)
+                    .field(found.field.clone())
+                    .hint(format!("add `{name}:` under {parent}")),
                 );
             }
             ValidationErrorKind::Type { kind } => {
                 out.push(at_value(
                     "wrong-type",
-                    format!("expected {}, found {}", describe_type(kind), found.node.describe()),
+                    format!(
+                        "expected {}, found {}",
+                        describe_type(kind),
+                        found.node.describe()
+                    ),
                 ));
             }
             ValidationErrorKind::Enum { options } => {
@@ -180,7 +229,9 @@ impl<'a> Translator<'a> {
                     Some(close) => format!("did you mean `{close}`?"),
                     None => format!("expected one of {}", list(&options)),
                 };
-                out.push(at_value("invalid-value", format!("`{value}` is not allowed here")).hint(hint));
+                out.push(
+                    at_value("invalid-value", format!("`{value}` is not allowed here")).hint(hint),
+                );
             }
             ValidationErrorKind::Constant { expected_value } => {
                 let value = found.node.scalar_text().unwrap_or_default();
@@ -189,13 +240,21 @@ impl<'a> Translator<'a> {
                         .hint(format!("expected `{}`", json_text(expected_value))),
                 );
             }
-            ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
+            ValidationErrorKind::Minimum { limit }
+            | ValidationErrorKind::ExclusiveMinimum { limit } => {
                 let value = found.node.scalar_text().unwrap_or_default();
-                out.push(at_value("out-of-range", format!("{} must be {limit} or more, found {value}", name_of(&found))));
+                out.push(at_value(
+                    "out-of-range",
+                    format!("{} must be {limit} or more, found {value}", name_of(&found)),
+                ));
             }
-            ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            ValidationErrorKind::Maximum { limit }
+            | ValidationErrorKind::ExclusiveMaximum { limit } => {
                 let value = found.node.scalar_text().unwrap_or_default();
-                out.push(at_value("out-of-range", format!("{} must be {limit} or less, found {value}", name_of(&found))));
+                out.push(at_value(
+                    "out-of-range",
+                    format!("{} must be {limit} or less, found {value}", name_of(&found)),
+                ));
             }
             ValidationErrorKind::MinItems { limit } => {
                 out.push(at_value(
@@ -211,14 +270,20 @@ impl<'a> Translator<'a> {
                 let message = if *limit == 1 {
                     format!("{} must not be empty", name_of(&found))
                 } else {
-                    format!("{} must be at least {limit} characters long", name_of(&found))
+                    format!(
+                        "{} must be at least {limit} characters long",
+                        name_of(&found)
+                    )
                 };
                 out.push(at_value("invalid-value", message));
             }
             ValidationErrorKind::MaxLength { limit } => {
                 out.push(at_value(
                     "invalid-value",
-                    format!("{} must be at most {limit} characters long", name_of(&found)),
+                    format!(
+                        "{} must be at most {limit} characters long",
+                        name_of(&found)
+                    ),
                 ));
             }
             ValidationErrorKind::Pattern { pattern } => {
@@ -236,16 +301,27 @@ impl<'a> Translator<'a> {
     /// A tagged union (`source: {postgres: …}`) or a choice of constants
     /// (`sslmode: require`) failed. The alternatives are read from the schema;
     /// when the author clearly meant one branch, that branch's problems are reported.
-    fn translate_union(&self, error: &ValidationError<'_>, found: &Found<'_>, out: &mut Vec<Diagnostic>) {
+    fn translate_union(
+        &self,
+        error: &ValidationError<'_>,
+        found: &Found<'_>,
+        out: &mut Vec<Diagnostic>,
+    ) {
         let branches = match error.kind() {
-            ValidationErrorKind::OneOfNotValid { context } | ValidationErrorKind::AnyOf { context } => context,
+            ValidationErrorKind::OneOfNotValid { context }
+            | ValidationErrorKind::AnyOf { context } => context,
             _ => return,
         };
         let alternatives = self
             .schema
             .pointer(error.schema_path().as_str())
             .and_then(Json::as_array)
-            .map(|branches| branches.iter().map(|branch| self.alternative(branch)).collect::<Vec<_>>())
+            .map(|branches| {
+                branches
+                    .iter()
+                    .map(|branch| self.alternative(branch))
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default();
         let here = |code: &'static str, message: String| {
             Diagnostic::error(code, self.file, message)
@@ -268,19 +344,31 @@ impl<'a> Translator<'a> {
             .collect();
         let Value::Mapping(entries) = &found.node.value else {
             if !constants.is_empty() {
-                let value = found.node.scalar_text().unwrap_or_else(|| found.node.describe().to_owned());
+                let value = found
+                    .node
+                    .scalar_text()
+                    .unwrap_or_else(|| found.node.describe().to_owned());
                 let hint = match did_you_mean(&value, constants.iter().map(String::as_str)) {
                     Some(close) => format!("did you mean `{close}`?"),
                     None => format!("expected one of {}", list(&constants)),
                 };
-                out.push(here("invalid-value", format!("`{value}` is not allowed here")).hint(hint));
+                out.push(
+                    here("invalid-value", format!("`{value}` is not allowed here")).hint(hint),
+                );
             } else {
                 out.push(
                     here(
                         "wrong-type",
-                        format!("expected a mapping with one of {}, found {}", list(&tags), found.node.describe()),
+                        format!(
+                            "expected a mapping with one of {}, found {}",
+                            list(&tags),
+                            found.node.describe()
+                        ),
                     )
-                    .hint(format!("for example `{}: …`", tags.first().map_or("", String::as_str))),
+                    .hint(format!(
+                        "for example `{}: …`",
+                        tags.first().map_or("", String::as_str)
+                    )),
                 );
             }
             return;
@@ -306,10 +394,14 @@ impl<'a> Translator<'a> {
             [_, second, ..] => {
                 let names: Vec<String> = present.iter().map(|key| key.name.clone()).collect();
                 out.push(
-                    Diagnostic::error("conflicting-fields", self.file, format!("{} cannot be combined", join_quoted(&names, "and")))
-                        .at(second.span)
-                        .field(found.field.clone())
-                        .hint("give exactly one"),
+                    Diagnostic::error(
+                        "conflicting-fields",
+                        self.file,
+                        format!("{} cannot be combined", join_quoted(&names, "and")),
+                    )
+                    .at(second.span)
+                    .field(found.field.clone())
+                    .hint("give exactly one"),
                 );
                 return;
             }
@@ -321,7 +413,10 @@ impl<'a> Translator<'a> {
             .filter(|key| !tags.contains(&key.name))
             .collect();
         if unknown.is_empty() {
-            out.push(here("missing-field", format!("expected one of {}", list(&tags))));
+            out.push(here(
+                "missing-field",
+                format!("expected one of {}", list(&tags)),
+            ));
         }
         for key in unknown {
             let hint = match did_you_mean(&key.name, tags.iter().map(String::as_str)) {
@@ -329,10 +424,14 @@ impl<'a> Translator<'a> {
                 None => format!("expected one of {}", list(&tags)),
             };
             out.push(
-                Diagnostic::error("unknown-field", self.file, format!("unknown field `{}`", key.name))
-                    .at(key.span)
-                    .field(join_field(&found.field, &key.name))
-                    .hint(hint),
+                Diagnostic::error(
+                    "unknown-field",
+                    self.file,
+                    format!("unknown field `{}`", key.name),
+                )
+                .at(key.span)
+                .field(join_field(&found.field, &key.name))
+                .hint(hint),
             );
         }
     }
@@ -349,8 +448,14 @@ impl<'a> Translator<'a> {
         if let Some(value) = branch.get("const") {
             return Alternative::Constant(json_text(value));
         }
-        match branch.get("required").and_then(Json::as_array).map(Vec::as_slice) {
-            Some([name]) => name.as_str().map_or(Alternative::Other, |name| Alternative::Tag(name.to_owned())),
+        match branch
+            .get("required")
+            .and_then(Json::as_array)
+            .map(Vec::as_slice)
+        {
+            Some([name]) => name
+                .as_str()
+                .map_or(Alternative::Other, |name| Alternative::Tag(name.to_owned())),
             _ => Alternative::Other,
         }
     }
@@ -358,7 +463,9 @@ impl<'a> Translator<'a> {
     /// The property names the schema allows where `additionalProperties` failed.
     fn allowed_properties(&self, schema_path: &Location) -> Vec<String> {
         let pointer = schema_path.as_str();
-        let parent = pointer.strip_suffix("/additionalProperties").unwrap_or(pointer);
+        let parent = pointer
+            .strip_suffix("/additionalProperties")
+            .unwrap_or(pointer);
         self.schema
             .pointer(parent)
             .and_then(|schema| schema.get("properties"))
@@ -372,21 +479,28 @@ fn pattern_message(field: &str, value: &str, pattern: &str) -> (String, String) 
     if field.ends_with("metadata.name") {
         return (
             format!("invalid policy name `{value}`"),
-            "use lowercase letters, digits and `-`, starting with a letter or digit, e.g. `app-db`".to_owned(),
+            "use lowercase letters, digits and `-`, starting with a letter or digit, e.g. `app-db`"
+                .to_owned(),
         );
     }
     if field.ends_with("keep-within") {
         return (
             format!("`{value}` is not a duration"),
-            "write a number and a unit (y, m, d, h), combined if needed: `14d`, `36h`, `1y6m`".to_owned(),
+            "write a number and a unit (y, m, d, h), combined if needed: `14d`, `36h`, `1y6m`"
+                .to_owned(),
         );
     }
-    (format!("`{value}` does not match `{pattern}`"), "see the field's description in the schema".to_owned())
+    (
+        format!("`{value}` does not match `{pattern}`"),
+        "see the field's description in the schema".to_owned(),
+    )
 }
 
 /// The field's own name, quoted, for messages (`keep-last`, or `the value`).
 fn name_of(found: &Found<'_>) -> String {
-    found.key.map_or("the value".to_owned(), |key| format!("`{}`", key.name))
+    found
+        .key
+        .map_or("the value".to_owned(), |key| format!("`{}`", key.name))
 }
 
 /// The expected type(s), leaving out `null`: an optional field is optional

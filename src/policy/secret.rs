@@ -83,7 +83,8 @@ impl Template {
                 });
             };
             let reference = &body[..end];
-            let part = parse_reference(reference).map_err(|reason| Error::Malformed { offset, reason })?;
+            let part =
+                parse_reference(reference).map_err(|reason| Error::Malformed { offset, reason })?;
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
             }
@@ -100,7 +101,9 @@ impl Template {
 
     /// The references, in order.
     pub fn references(&self) -> impl Iterator<Item = &Part> {
-        self.parts.iter().filter(|part| !matches!(part, Part::Literal(_)))
+        self.parts
+            .iter()
+            .filter(|part| !matches!(part, Part::Literal(_)))
     }
 
     pub fn has_references(&self) -> bool {
@@ -124,8 +127,12 @@ impl Template {
     pub fn resolve(&self) -> Result<Secret, Error> {
         self.resolve_with(|name| match std::env::var(name) {
             Ok(value) => Ok(value),
-            Err(std::env::VarError::NotPresent) => Err(Error::UnsetEnv { name: name.to_owned() }),
-            Err(std::env::VarError::NotUnicode(_)) => Err(Error::NotUnicodeEnv { name: name.to_owned() }),
+            Err(std::env::VarError::NotPresent) => Err(Error::UnsetEnv {
+                name: name.to_owned(),
+            }),
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::NotUnicodeEnv {
+                name: name.to_owned(),
+            }),
         })
     }
 
@@ -153,7 +160,9 @@ fn read_secret_file(path: &Path) -> Result<String, Error> {
 
 fn parse_reference(reference: &str) -> Result<Part, String> {
     let Some((scheme, value)) = reference.split_once(':') else {
-        return Err(format!("`${{{reference}}}` names no source; write `${{env:NAME}}` or `${{file:/path}}`"));
+        return Err(format!(
+            "`${{{reference}}}` names no source; write `${{env:NAME}}` or `${{file:/path}}`"
+        ));
     };
     match scheme {
         "env" => {
@@ -161,7 +170,8 @@ fn parse_reference(reference: &str) -> Result<Part, String> {
             let valid = characters
                 .next()
                 .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
-                && characters.all(|character| character.is_ascii_alphanumeric() || character == '_');
+                && characters
+                    .all(|character| character.is_ascii_alphanumeric() || character == '_');
             if valid {
                 Ok(Part::Env(value.to_owned()))
             } else {
@@ -178,7 +188,9 @@ fn parse_reference(reference: &str) -> Result<Part, String> {
                 Err(format!("the path in `${{file:{value}}}` must be absolute"))
             }
         }
-        other => Err(format!("unknown reference kind `{other}`; use `env` or `file`")),
+        other => Err(format!(
+            "unknown reference kind `{other}`; use `env` or `file`"
+        )),
     }
 }
 
@@ -213,7 +225,9 @@ impl fmt::Display for Secret {
 /// Whether a connection URL holds a password as literal text, either as
 /// `scheme://user:password@host` or as a `password=` query parameter.
 pub fn url_has_literal_password(url: &str) -> bool {
-    let literal = |value: &str| !value.is_empty() && Template::parse(value).is_ok_and(|template| !template.has_references());
+    let literal = |value: &str| {
+        !value.is_empty() && Template::parse(value).is_ok_and(|template| !template.has_references())
+    };
     let Some((_, rest)) = url.split_once("://") else {
         return false;
     };
@@ -237,7 +251,9 @@ mod tests {
 
     #[test]
     fn splits_literals_and_references() {
-        let template = Template::parse("postgresql://app:${env:PGPASS}@db/${file:/run/db}?x=$1&y=$${z}").unwrap();
+        let template =
+            Template::parse("postgresql://app:${env:PGPASS}@db/${file:/run/db}?x=$1&y=$${z}")
+                .unwrap();
         assert_eq!(
             format!("{template:?}"),
             "Template(***${env:PGPASS}***${file:/run/db}***)"
@@ -257,8 +273,14 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let file = directory.path().join("secret");
         std::fs::write(&file, "from-file\n").unwrap();
-        let template = Template::parse(&format!("a=${{env:X}} b=${{file:{}}} $${{lit}}", file.display())).unwrap();
-        let secret = template.resolve_with(|_| Ok("from-env".to_owned())).unwrap();
+        let template = Template::parse(&format!(
+            "a=${{env:X}} b=${{file:{}}} $${{lit}}",
+            file.display()
+        ))
+        .unwrap();
+        let secret = template
+            .resolve_with(|_| Ok("from-env".to_owned()))
+            .unwrap();
         assert_eq!(secret.expose(), "a=from-env b=from-file ${lit}");
         assert_eq!(format!("{secret} {secret:?}"), "*** ***");
     }
@@ -281,10 +303,16 @@ mod tests {
     #[test]
     fn finds_literal_passwords_in_urls() {
         assert!(url_has_literal_password("postgresql://app:hunter2@db/app"));
-        assert!(!url_has_literal_password("postgresql://app:${env:P}@db/app"));
+        assert!(!url_has_literal_password(
+            "postgresql://app:${env:P}@db/app"
+        ));
         assert!(!url_has_literal_password("postgresql://app@db/app"));
-        assert!(url_has_literal_password("postgresql://db/app?sslmode=require&password=x"));
-        assert!(!url_has_literal_password("postgresql://db/app?password=${env:P}"));
+        assert!(url_has_literal_password(
+            "postgresql://db/app?sslmode=require&password=x"
+        ));
+        assert!(!url_has_literal_password(
+            "postgresql://db/app?password=${env:P}"
+        ));
         assert!(!url_has_literal_password("postgresql://db/app#password=x"));
         assert!(!url_has_literal_password("${env:DATABASE_URL}"));
     }

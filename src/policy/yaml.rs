@@ -171,7 +171,9 @@ impl<'input> Builder<'input> {
         self.nodes += 1;
         if self.nodes > MAX_NODES {
             return Err(SyntaxError {
-                message: format!("more than {MAX_NODES} values (are aliases expanding without bound?)"),
+                message: format!(
+                    "more than {MAX_NODES} values (are aliases expanding without bound?)"
+                ),
                 position: Span::from_parser(span).start,
             });
         }
@@ -205,7 +207,9 @@ impl<'input> Builder<'input> {
                 self.nodes += size;
                 if self.nodes > MAX_NODES {
                     return Err(SyntaxError {
-                        message: format!("more than {MAX_NODES} values (are aliases expanding without bound?)"),
+                        message: format!(
+                            "more than {MAX_NODES} values (are aliases expanding without bound?)"
+                        ),
                         position: Span::from_parser(span).start,
                     });
                 }
@@ -343,7 +347,9 @@ impl Node {
             Value::Null => Json::Null,
             Value::Bool(value) => Json::Bool(*value),
             Value::Integer(value) => Json::from(*value),
-            Value::Float(value) => serde_json::Number::from_f64(*value).map_or(Json::Null, Json::Number),
+            Value::Float(value) => {
+                serde_json::Number::from_f64(*value).map_or(Json::Null, Json::Number)
+            }
             Value::String(value) => Json::String(value.clone()),
             Value::Sequence(items) => Json::Array(items.iter().map(Node::to_json).collect()),
             Value::Mapping(entries) => Json::Object(
@@ -375,7 +381,9 @@ fn resolve_plain(text: &str) -> Value {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Value::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
         _ => {}
@@ -421,7 +429,9 @@ fn is_core_float(text: &str) -> bool {
     };
     let all_digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
     let mantissa_ok = match fraction {
-        Some(fraction) => all_digits(whole) && all_digits(fraction) && !(whole.is_empty() && fraction.is_empty()),
+        Some(fraction) => {
+            all_digits(whole) && all_digits(fraction) && !(whole.is_empty() && fraction.is_empty())
+        }
         None => !whole.is_empty() && all_digits(whole),
     };
     let exponent_ok = exponent.is_none_or(|exponent| {
@@ -459,7 +469,9 @@ mod tests {
 
     #[test]
     fn resolves_core_schema_scalars() {
-        let node = root("a: 7\nb: '7'\nc: true\nd: on\ne: ~\nf: 1.5\ng: 0x1f\nh: !!str 12\ni: 1e3\nj: 1.2.3\n");
+        let node = root(
+            "a: 7\nb: '7'\nc: true\nd: on\ne: ~\nf: 1.5\ng: 0x1f\nh: !!str 12\ni: 1e3\nj: 1.2.3\n",
+        );
         let json = node.to_json();
         assert_eq!(
             json,
@@ -470,9 +482,21 @@ mod tests {
     #[test]
     fn keeps_positions_of_keys_and_values() {
         let node = root("spec:\n  retention:\n    keep-daily: 7\n");
-        let (key, value) = node.get("spec").unwrap().get("retention").unwrap().entry("keep-daily").unwrap();
+        let (key, value) = node
+            .get("spec")
+            .unwrap()
+            .get("retention")
+            .unwrap()
+            .entry("keep-daily")
+            .unwrap();
         assert_eq!(key.span.start, Position { line: 3, column: 5 });
-        assert_eq!(value.span.start, Position { line: 3, column: 17 });
+        assert_eq!(
+            value.span.start,
+            Position {
+                line: 3,
+                column: 17
+            }
+        );
     }
 
     #[test]
@@ -480,7 +504,10 @@ mod tests {
         let documents = parse("a: 1\nb: 2\na: 3\n").unwrap();
         assert_eq!(documents[0].issues.len(), 1);
         assert_eq!(documents[0].issues[0].span.start.line, 3);
-        assert_eq!(documents[0].root.as_ref().unwrap().to_json(), serde_json::json!({"a": 1, "b": 2}));
+        assert_eq!(
+            documents[0].root.as_ref().unwrap().to_json(),
+            serde_json::json!({"a": 1, "b": 2})
+        );
     }
 
     #[test]
@@ -494,7 +521,10 @@ mod tests {
     #[test]
     fn expands_aliases_but_not_without_bound() {
         let node = root("base: &b {x: 1}\ncopy: *b\n");
-        assert_eq!(node.get("copy").unwrap().to_json(), serde_json::json!({"x": 1}));
+        assert_eq!(
+            node.get("copy").unwrap().to_json(),
+            serde_json::json!({"x": 1})
+        );
         let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for level in 1..10 {
             let previous = level - 1;

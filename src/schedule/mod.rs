@@ -24,7 +24,19 @@ pub enum Error {
 
 /// The nicknames crontab understands (besides `@reboot`, which is no schedule).
 pub const NICKNAMES: [&str; 7] = [
-    "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly",
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@midnight",
+    "@hourly",
+];
+
+/// Month and weekday names crontab accepts.
+const NAMES: [&str; 19] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec", "sun",
+    "mon", "tue", "wed", "thu", "fri", "sat",
 ];
 
 /// A parsed schedule.
@@ -37,7 +49,11 @@ pub struct Schedule {
 
 impl fmt::Debug for Schedule {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "Schedule({:?} in {})", self.expression, self.timezone)
+        write!(
+            formatter,
+            "Schedule({:?} in {})",
+            self.expression, self.timezone
+        )
     }
 }
 
@@ -93,7 +109,9 @@ pub fn parse_timezone(name: &str) -> Result<Tz, Error> {
 
 /// The closest known time zone name, for "did you mean" hints.
 pub fn timezone_names() -> impl Iterator<Item = &'static str> {
-    chrono_tz::TZ_VARIANTS.iter().map(|timezone| timezone.name())
+    chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|timezone| timezone.name())
 }
 
 fn parse_cron(expression: &str) -> Result<Cron, Error> {
@@ -103,7 +121,10 @@ fn parse_cron(expression: &str) -> Result<Cron, Error> {
         reason,
     };
     if trimmed.starts_with('@') {
-        if !NICKNAMES.iter().any(|nickname| nickname.eq_ignore_ascii_case(trimmed)) {
+        if !NICKNAMES
+            .iter()
+            .any(|nickname| nickname.eq_ignore_ascii_case(trimmed))
+        {
             return Err(fail(format!(
                 "unknown nickname; use one of {}",
                 NICKNAMES.join(", ")
@@ -118,11 +139,20 @@ fn parse_cron(expression: &str) -> Result<Cron, Error> {
             )));
         }
         check_ranges(trimmed).map_err(fail)?;
-        if let Some(character) = trimmed
-            .chars()
-            .find(|character| !(character.is_ascii_alphanumeric() || " \t*,-/".contains(*character)))
-        {
+        if let Some(character) = trimmed.chars().find(|character| {
+            !(character.is_ascii_alphanumeric() || " \t*,-/".contains(*character))
+        }) {
             return Err(fail(format!("`{character}` is not crontab syntax")));
+        }
+        // Letters only as month and weekday names (jan, mon); not `L`, `W` or `#`-style extensions.
+        if let Some(word) = trimmed
+            .split(|character: char| !character.is_ascii_alphabetic())
+            .filter(|word| !word.is_empty())
+            .find(|word| !NAMES.contains(&word.to_ascii_lowercase().as_str()))
+        {
+            return Err(fail(format!(
+                "`{word}` is not crontab syntax (names are jan..dec and sun..sat)"
+            )));
         }
     }
     // croner's `@midnight` is missing; it means the same as `@daily`.
@@ -150,7 +180,9 @@ fn check_ranges(expression: &str) -> Result<(), String> {
     ];
     for ((name, min, max), field) in FIELDS.iter().zip(expression.split_whitespace()) {
         for item in field.split(',') {
-            let (range, step) = item.split_once('/').map_or((item, None), |(range, step)| (range, Some(step)));
+            let (range, step) = item
+                .split_once('/')
+                .map_or((item, None), |(range, step)| (range, Some(step)));
             if step.is_some_and(|step| step.parse::<u32>().is_ok_and(|step| step == 0)) {
                 return Err(format!("{name} step `/0` never advances"));
             }
@@ -183,7 +215,8 @@ mod tests {
             "@midnight",
             "@annually",
         ] {
-            Schedule::parse(expression, "UTC").unwrap_or_else(|error| panic!("{expression}: {error}"));
+            Schedule::parse(expression, "UTC")
+                .unwrap_or_else(|error| panic!("{expression}: {error}"));
         }
     }
 
@@ -192,7 +225,9 @@ mod tests {
         for (expression, needle) in [
             ("0 1 * *", "4 fields"),
             ("0 0 1 * * *", "6 fields"),
-            ("0 1 L * *", "not crontab syntax"),
+            ("0 1 L * *", "`L` is not crontab syntax"),
+            ("0 1 * * 5L", "`L` is not crontab syntax"),
+            ("0 1 * * monday", "`monday` is not crontab syntax"),
             ("0 1 ? * *", "`?` is not crontab syntax"),
             ("61 1 * * *", "minute `61` is out of range 0-59"),
             ("0 25 * * *", "hour `25` is out of range 0-23"),

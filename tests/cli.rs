@@ -1,0 +1,367 @@
+//! The command line, run as a user runs it: the real binary in a directory.
+
+mod common;
+
+use std::path::Path;
+
+use common::{backup, root, run};
+
+const INVALID_POLICY: i32 = 3;
+
+#[test]
+fn every_invalid_fixture_is_refused_with_a_positioned_diagnostic() {
+    insta::glob!("fixtures/policies/invalid/*.yaml", |path| {
+        let folder = path.parent().unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let result = run(folder, &["validate", "--color", "never", name]);
+        assert_eq!(result.code, INVALID_POLICY, "{name}: {result:?}");
+        assert!(
+            result.stdout.contains("error: "),
+            "{name}: {}",
+            result.stdout
+        );
+        let positioned = format!("--> {name}:");
+        assert!(
+            result.stdout.contains(&positioned),
+            "{name} names no position: {}",
+            result.stdout
+        );
+        assert!(
+            !result.stderr.contains("panicked"),
+            "{name}: {}",
+            result.stderr
+        );
+        insta::assert_snapshot!(result.stdout);
+    });
+}
+
+#[test]
+fn every_valid_fixture_is_accepted() {
+    let folder = root().join("tests/fixtures/policies/valid");
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let result = run(&folder, &["validate", &name]);
+        assert_eq!(result.code, 0, "{name}: {result:?}");
+        assert!(
+            result.stdout.contains(", 0 errors, 0 warnings."),
+            "{name}: {}",
+            result.stdout
+        );
+    }
+}
+
+#[test]
+fn examples_and_policies_validate() {
+    let result = run(&root(), &["validate", "examples", "policies"]);
+    assert_eq!(result.code, 0, "{result:?}");
+    assert!(result.stdout.contains(" 0 errors"), "{}", result.stdout);
+    // Every example announces the schema to editors.
+    for file in yaml_files(&root().join("examples"))
+        .into_iter()
+        .chain(yaml_files(&root().join("policies")))
+    {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let first = text.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("# yaml-language-server: $schema=")
+                && first.ends_with("schema/policy.v1.json"),
+            "{} does not start with the schema line",
+            file.display()
+        );
+    }
+}
+
+fn yaml_files(folder: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(yaml_files(&path));
+        } else if path
+            .extension()
+            .is_some_and(|extension| extension == "yaml" || extension == "yml")
+        {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn a_ten_megabyte_file_is_refused_unread() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut text = String::from("apiVersion: backup/v1\nkind: BackupPolicy\n# ");
+    text.push_str(&"x".repeat(10 * 1024 * 1024));
+    std::fs::write(directory.path().join("huge.yaml"), text).unwrap();
+    let result = run(directory.path(), &["validate", "huge.yaml"]);
+    assert_eq!(result.code, INVALID_POLICY);
+    insta::assert_snapshot!(result.stdout, @r"
+    error: file is larger than 1024 KiB, the limit for a policy file
+     --> huge.yaml:1:1
+      = hint: is this the right file? a policy is a few dozen lines
+
+    Checked 1 file: 0 policies valid, 1 error, 0 warnings.
+    ");
+}
+
+#[test]
+fn problems_in_many_files_are_reported_in_one_run() {
+    let folder = root().join("tests/fixtures/policies/invalid");
+    let result = run(
+        &folder,
+        &[
+            "validate",
+            "bad-cron.yaml",
+            "bad-timezone.yaml",
+            "misspelled-key.yaml",
+        ],
+    );
+    assert_eq!(result.code, INVALID_POLICY);
+    for position in [
+        "bad-cron.yaml:10:11",
+        "bad-timezone.yaml:11:15",
+        "misspelled-key.yaml:13:5",
+    ] {
+        assert!(
+            result.stdout.contains(position),
+            "{position} missing: {}",
+            result.stdout
+        );
+    }
+    assert!(
+        result
+            .stdout
+            .ends_with("Checked 3 files: 0 policies valid, 3 errors, 0 warnings.\n")
+    );
+}
+
+#[test]
+fn json_output_carries_the_same_diagnostics() {
+    let folder = root().join("tests/fixtures/policies/invalid");
+    let result = run(
+        &folder,
+        &["validate", "--format", "json", "many-problems.yaml"],
+    );
+    assert_eq!(result.code, INVALID_POLICY);
+    let report: serde_json::Value = serde_json::from_str(&result.stdout).unwrap();
+    insta::assert_json_snapshot!(report);
+}
+
+#[test]
+fn the_default_folder_is_policies() {
+    let directory = tempfile::tempdir().unwrap();
+    let result = run(directory.path(), &["validate"]);
+    assert_eq!(result.code, INVALID_POLICY);
+    insta::assert_snapshot!(result.stdout, @r"
+    error: cannot read `policies`: no such file or folder
+     --> policies
+      = hint: name policy files or folders with -p/--policies (default: `policies/`)
+
+    Checked 0 files: 0 policies valid, 1 error, 0 warnings.
+    ");
+    let policies = directory.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    let result = run(directory.path(), &["validate"]);
+    assert!(
+        result
+            .stdout
+            .contains("no policy files (*.yaml, *.yml) in `policies`"),
+        "{}",
+        result.stdout
+    );
+    std::fs::copy(
+        root().join("tests/fixtures/policies/valid/minimal-sqlite.yaml"),
+        policies.join("app.yaml"),
+    )
+    .unwrap();
+    let result = run(directory.path(), &["validate"]);
+    assert_eq!(result.code, 0, "{result:?}");
+}
+
+#[test]
+fn policies_come_from_the_flag_or_the_environment() {
+    let valid = root().join("tests/fixtures/policies/valid");
+    let invalid = root().join("tests/fixtures/policies/invalid");
+    let directory = tempfile::tempdir().unwrap();
+    let flag = run(
+        directory.path(),
+        &[
+            "-p",
+            valid.join("minimal-sqlite.yaml").to_str().unwrap(),
+            "validate",
+        ],
+    );
+    assert_eq!(flag.code, 0, "{flag:?}");
+    let joined = format!(
+        "{}:{}",
+        valid.join("minimal-sqlite.yaml").display(),
+        invalid.join("bad-cron.yaml").display()
+    );
+    let environment: common::Run = backup(directory.path())
+        .env("BACKUP_POLICIES", &joined)
+        .args(["validate"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(environment.code, INVALID_POLICY, "{environment:?}");
+    assert!(
+        environment
+            .stdout
+            .contains("Checked 2 files: 1 policy valid (app-db), 1 error")
+    );
+}
+
+#[test]
+fn warnings_pass_unless_denied() {
+    let directory = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(
+        root().join("tests/fixtures/policies/valid/minimal-sqlite.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "  retention:",
+        "  notify:\n    webhook:\n      url: ${env:BACKUP_TEST_UNSET_WEBHOOK}\n  retention:",
+    );
+    std::fs::write(directory.path().join("app.yaml"), text).unwrap();
+    let warned = run(directory.path(), &["validate", "app.yaml"]);
+    assert_eq!(warned.code, 0, "{warned:?}");
+    assert!(
+        warned
+            .stdout
+            .contains("warning: environment variable `BACKUP_TEST_UNSET_WEBHOOK` is not set")
+    );
+    let denied = run(
+        directory.path(),
+        &["validate", "--deny-warnings", "app.yaml"],
+    );
+    assert_eq!(denied.code, INVALID_POLICY);
+    let set: common::Run = backup(directory.path())
+        .env("BACKUP_TEST_UNSET_WEBHOOK", "https://hooks.example.com/x")
+        .args(["validate", "--deny-warnings", "app.yaml"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(set.code, 0, "{set:?}");
+}
+
+#[test]
+fn check_destinations_finds_unusable_folders() {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(directory.path().join("a-file"), "").unwrap();
+    let text =
+        std::fs::read_to_string(root().join("tests/fixtures/policies/valid/minimal-sqlite.yaml"))
+            .unwrap()
+            .replace("path: /var/backups", "path: a-file/backups");
+    std::fs::write(directory.path().join("app.yaml"), &text).unwrap();
+    let unchecked = run(directory.path(), &["validate", "app.yaml"]);
+    assert_eq!(unchecked.code, 0, "{unchecked:?}");
+    let checked = run(
+        directory.path(),
+        &["validate", "--check-destinations", "app.yaml"],
+    );
+    assert_eq!(checked.code, INVALID_POLICY, "{checked:?}");
+    assert!(
+        checked.stdout.contains("is not a folder"),
+        "{}",
+        checked.stdout
+    );
+    std::fs::write(
+        directory.path().join("app.yaml"),
+        text.replace("path: a-file/backups", "path: fresh/backups"),
+    )
+    .unwrap();
+    let creatable = run(
+        directory.path(),
+        &["validate", "--check-destinations", "app.yaml"],
+    );
+    assert_eq!(creatable.code, 0, "{creatable:?}");
+    assert!(
+        !directory.path().join("fresh").exists(),
+        "validate must not create anything"
+    );
+}
+
+#[test]
+fn literal_secrets_never_reach_the_output() {
+    let directory = tempfile::tempdir().unwrap();
+    let policy = r#"apiVersion: backup/v1
+kind: BackupPolicy
+metadata:
+  name: canary
+spec:
+  source:
+    postgres:
+      url: postgresql://app:CANARY-url-pw@db1/app
+      password: CANARY-field-pw
+  schedule: {cron: "@daily"}
+  retention: {keep-last: 1}
+  destinations:
+    - s3: {bucket: b-ok, access-key-id: AKIA, secret-access-key: CANARY-s3}
+  notify:
+    webhook: {url: "ftp://CANARY-hook", headers: {X-Token: CANARY-header}}
+    email: {from: a@b, to: [c@d], smtp: {host: h, password: CANARY-smtp}}
+"#;
+    std::fs::write(directory.path().join("canary.yaml"), policy).unwrap();
+    for format in ["text", "json"] {
+        let result = run(
+            directory.path(),
+            &["-vvv", "validate", "--format", format, "canary.yaml"],
+        );
+        assert_eq!(result.code, INVALID_POLICY, "{result:?}");
+        assert!(
+            result.stdout.contains("secret written in plain text"),
+            "{}",
+            result.stdout
+        );
+        for output in [&result.stdout, &result.stderr] {
+            assert!(
+                !output.contains("CANARY"),
+                "a secret leaked ({format}): {output}"
+            );
+        }
+    }
+}
+
+#[test]
+fn schema_command_prints_the_committed_schema() {
+    let result = run(&root(), &["schema"]);
+    assert_eq!(result.code, 0);
+    let committed = std::fs::read_to_string(root().join("schema/policy.v1.json")).unwrap();
+    assert_eq!(result.stdout, committed);
+}
+
+#[test]
+fn commands_not_built_yet_say_so_and_fail() {
+    let directory = tempfile::tempdir().unwrap();
+    for args in [
+        &["plan"][..],
+        &["apply", "--auto-approve"],
+        &["run", "app-db"],
+        &["list"],
+        &["verify"],
+        &["restore", "app-db", "--dry-run"],
+        &["status"],
+    ] {
+        let result = run(directory.path(), args);
+        assert_eq!(result.code, 1, "{args:?}: {result:?}");
+        assert!(
+            result.stderr.contains("is not built yet"),
+            "{args:?}: {}",
+            result.stderr
+        );
+        assert!(result.stdout.is_empty());
+    }
+}
+
+#[test]
+fn usage_errors_have_their_own_exit_code() {
+    let directory = tempfile::tempdir().unwrap();
+    assert_eq!(run(directory.path(), &["frobnicate"]).code, 64);
+    assert_eq!(
+        run(directory.path(), &["validate", "--format", "yaml"]).code,
+        64
+    );
+    assert_eq!(run(directory.path(), &["run"]).code, 64);
+    assert_eq!(run(directory.path(), &["--help"]).code, 0);
+}

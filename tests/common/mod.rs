@@ -1,0 +1,49 @@
+//! Helpers shared by the integration tests: run the real `backup` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What one run of `backup` produced.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// A `backup` command in `directory`, with a clean, colourless environment.
+pub fn backup(directory: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_backup"));
+    command
+        .current_dir(directory)
+        .env_remove("BACKUP_POLICIES")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// Runs `backup ARGS` in `directory`.
+pub fn run(directory: &Path, args: &[&str]) -> Run {
+    backup(directory)
+        .args(args)
+        .output()
+        .expect("backup runs")
+        .into()
+}

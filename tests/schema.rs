@@ -1,0 +1,59 @@
+//! The committed JSON Schema is what the code generates, and documents every field.
+//!
+//! `BACKUP_UPDATE_SCHEMA=1 cargo test --test schema` rewrites the committed file.
+
+use std::path::PathBuf;
+
+use backup::policy::schema::{policy_schema, policy_schema_text};
+
+#[test]
+fn committed_schema_is_up_to_date() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema/policy.v1.json");
+    let generated = policy_schema_text();
+    if std::env::var_os("BACKUP_UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "schema/policy.v1.json is out of date; run `BACKUP_UPDATE_SCHEMA=1 cargo test --test schema` and commit it"
+    );
+}
+
+#[test]
+fn every_property_has_a_description() {
+    let schema = policy_schema();
+    let mut missing = Vec::new();
+    visit(&schema, "#", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "properties without a description: {missing:#?}"
+    );
+}
+
+fn visit(schema: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
+    match schema {
+        serde_json::Value::Object(object) => {
+            if let Some(serde_json::Value::Object(properties)) = object.get("properties") {
+                for (name, property) in properties {
+                    let described = property
+                        .get("description")
+                        .and_then(serde_json::Value::as_str)
+                        .is_some_and(|text| !text.trim().is_empty());
+                    if !described {
+                        missing.push(format!("{path}/properties/{name}"));
+                    }
+                }
+            }
+            for (key, value) in object {
+                visit(value, &format!("{path}/{key}"), missing);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                visit(item, &format!("{path}/{index}"), missing);
+            }
+        }
+        _ => {}
+    }
+}
