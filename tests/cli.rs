@@ -337,9 +337,7 @@ fn commands_not_built_yet_say_so_and_fail() {
     for args in [
         &["plan"][..],
         &["apply", "--auto-approve"],
-        &["run", "app-db"],
-        &["list"],
-        &["verify"],
+        &["verify", "--restore-test"],
         &["restore", "app-db", "--dry-run"],
         &["status"],
     ] {

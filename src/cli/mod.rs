@@ -157,6 +157,70 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     }
 }
 
+/// Loads the policies for a command that acts on them. Problems go to
+/// stderr; invalid policies are left out (so one broken file does not stop
+/// the others' backups). `only` narrows to one policy, which must be valid.
+fn load_policies(
+    global: &GlobalArgs,
+    only: Option<&str>,
+) -> Result<Vec<crate::policy::Policy>, ExitStatus> {
+    let loaded = crate::policy::load(&global.policy_paths(&[]), crate::policy::Options::default());
+    let color = global.stderr_color();
+    for diagnostic in &loaded.diagnostics {
+        eprint!("{}", diagnostic.render(color));
+    }
+    let Some(name) = only else {
+        if loaded.policies.is_empty() && loaded.error_count() > 0 {
+            return Err(ExitStatus::InvalidPolicy);
+        }
+        return Ok(loaded.policies);
+    };
+    let errors = loaded.error_count();
+    match loaded
+        .policies
+        .into_iter()
+        .find(|policy| policy.name == name)
+    {
+        Some(policy) => Ok(vec![policy]),
+        None if errors > 0 => {
+            eprintln!("error: no valid policy named `{name}`; see the problems above");
+            Err(ExitStatus::InvalidPolicy)
+        }
+        None => {
+            eprintln!(
+                "error: no policy named `{name}` in {}",
+                describe_paths(global)
+            );
+            Err(ExitStatus::Failure)
+        }
+    }
+}
+
+fn describe_paths(global: &GlobalArgs) -> String {
+    let paths: Vec<String> = global
+        .policy_paths(&[])
+        .iter()
+        .map(|path| format!("`{}`", path.display()))
+        .collect();
+    paths.join(", ")
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// The answer of a command that a later release builds.
 fn not_built(command: &str) -> anyhow::Result<ExitStatus> {
     eprintln!(

@@ -1,8 +1,13 @@
-//! `backup run`: one backup of a policy now. Not built yet.
+//! `backup run`: one backup of a policy now, whatever its schedule.
 
+use std::io::{IsTerminal as _, Write as _};
+
+use chrono::Utc;
 use clap::Args;
 
-use super::{GlobalArgs, not_built};
+use super::{GlobalArgs, human_bytes, load_policies};
+use crate::destination::{self, Destination};
+use crate::engine::{self, Progress};
 use crate::exit::ExitStatus;
 
 #[derive(Debug, Args)]
@@ -12,6 +17,108 @@ pub struct RunArgs {
     pub policy: String,
 }
 
-pub fn run(_global: &GlobalArgs, _args: &RunArgs) -> anyhow::Result<ExitStatus> {
-    not_built("run")
+/// Bytes and rate on stderr, rewritten in place; only on a terminal.
+struct TerminalProgress {
+    policy: String,
+    started: std::time::Instant,
+    shown: bool,
+}
+
+impl Progress for TerminalProgress {
+    fn update(&mut self, read: u64, written: u64) {
+        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = (read as f64 / seconds) as u64;
+        eprint!(
+            "\r{}: {} read, {} stored, {}/s   ",
+            self.policy,
+            human_bytes(read),
+            human_bytes(written),
+            human_bytes(rate)
+        );
+        let _ = std::io::stderr().flush();
+        self.shown = true;
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
+    let policy = match load_policies(global, Some(&args.policy)) {
+        Ok(mut policies) => policies.remove(0),
+        Err(status) => return Ok(status),
+    };
+    let mut opened: Vec<Box<dyn Destination>> = Vec::new();
+    let mut unavailable = Vec::new();
+    for spec in &policy.destinations {
+        match destination::open(spec) {
+            Ok(destination) => opened.push(destination),
+            Err(error) => unavailable.push((destination::describe(spec), error)),
+        }
+    }
+    let mut progress = TerminalProgress {
+        policy: policy.name.clone(),
+        started: std::time::Instant::now(),
+        shown: false,
+    };
+    let show_progress = std::io::stderr().is_terminal() && global.verbosity() >= 0;
+    let result = if opened.is_empty() {
+        Err(engine::Error::NoDestination(
+            "no destination could be opened".to_owned(),
+        ))
+    } else {
+        engine::backup(
+            &policy,
+            &opened,
+            Utc::now(),
+            show_progress.then_some(&mut progress as &mut dyn Progress),
+        )
+    };
+    if progress.shown {
+        eprint!("\r\x1b[2K");
+    }
+    for (location, error) in &unavailable {
+        tracing::error!(policy = %policy.name, destination = %location, "{error}");
+    }
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("error: backup of `{}` failed: {error}", policy.name);
+            for (location, error) in &unavailable {
+                eprintln!("  {location}: {error}");
+            }
+            return Ok(ExitStatus::Failure);
+        }
+    };
+    let artifact = &outcome.metadata.artifact;
+    let ratio = if artifact.uncompressed_size == 0 {
+        0.0
+    } else {
+        artifact.size as f64 * 100.0 / artifact.uncompressed_size as f64
+    };
+    println!(
+        "Backed up {} as {}: {} read, {} stored ({ratio:.1}%), {:.1} s, sha256 {}",
+        policy.name,
+        outcome.metadata.id,
+        human_bytes(artifact.uncompressed_size),
+        human_bytes(artifact.size),
+        outcome.duration.as_secs_f64(),
+        artifact.sha256
+    );
+    let mut all_stored = unavailable.is_empty();
+    for stored in &outcome.stored {
+        match &stored.result {
+            Ok(()) => println!("  stored on {}", stored.destination),
+            Err(error) => {
+                all_stored = false;
+                println!("  FAILED on {}: {error}", stored.destination);
+            }
+        }
+    }
+    for (location, error) in &unavailable {
+        println!("  FAILED on {location}: {error}");
+    }
+    tracing::info!(policy = %policy.name, id = %outcome.metadata.id, bytes = artifact.size, "Backup committed.");
+    Ok(if all_stored && outcome.all_stored() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
 }

@@ -437,18 +437,16 @@ impl Checker<'_> {
             );
         }
         if let Some(url) = &postgres.url {
-            if let Ok(template) = Template::parse(url) {
-                if let Some(literal) = template.literal() {
-                    if !(literal.starts_with("postgresql://") || literal.starts_with("postgres://"))
-                    {
-                        self.error(
+            if let Ok(template) = Template::parse(url)
+                && let Some(literal) = template.literal()
+                && !(literal.starts_with("postgresql://") || literal.starts_with("postgres://"))
+            {
+                self.error(
                             "invalid-value",
                             &format!("{base}/url"),
                             "`url` is not a postgresql:// URL",
                             "write `postgresql://user@host:5432/database`, or a reference like `${env:DATABASE_URL}`",
                         );
-                    }
-                }
             }
             if url_has_literal_password(url) {
                 self.warning(
@@ -476,15 +474,15 @@ impl Checker<'_> {
                 );
             }
         }
-        if let Some(bin_dir) = &postgres.bin_dir {
-            if !bin_dir.is_absolute() {
-                self.error(
-                    "invalid-value",
-                    &format!("{base}/bin-dir"),
-                    "`bin-dir` must be an absolute path",
-                    "for example `/usr/lib/postgresql/16/bin`",
-                );
-            }
+        if let Some(bin_dir) = &postgres.bin_dir
+            && !bin_dir.is_absolute()
+        {
+            self.error(
+                "invalid-value",
+                &format!("{base}/bin-dir"),
+                "`bin-dir` must be an absolute path",
+                "for example `/usr/lib/postgresql/16/bin`",
+            );
         }
     }
 
@@ -499,15 +497,15 @@ impl Checker<'_> {
             let destination = match destination {
                 DestinationSpec::Local(local) => {
                     let path = self.resolve_path(&local.path);
-                    if self.options.check_destinations {
-                        if let Err(reason) = local_destination_usable(&path) {
-                            self.error(
-                                "unreachable-destination",
-                                &format!("{pointer}/local/path"),
-                                format!("destination `{}` is not usable: {reason}", path.display()),
-                                "create the folder, or give the user that runs backup write access",
-                            );
-                        }
+                    if self.options.check_destinations
+                        && let Err(reason) = local_destination_usable(&path)
+                    {
+                        self.error(
+                            "unreachable-destination",
+                            &format!("{pointer}/local/path"),
+                            format!("destination `{}` is not usable: {reason}", path.display()),
+                            "create the folder, or give the user that runs backup write access",
+                        );
                     }
                     DestinationSpec::Local(LocalSpec { path })
                 }
@@ -673,15 +671,15 @@ impl Checker<'_> {
         let literal = Template::parse(url)
             .ok()
             .and_then(|template| template.literal());
-        if let Some(text) = literal {
-            if !is_http_url(&text) {
-                self.error(
+        if let Some(text) = literal
+            && !is_http_url(&text)
+        {
+            self.error(
                     "invalid-value",
                     pointer,
                     format!("`{}` is not an http(s) URL", pointer.rsplit('/').next().unwrap_or("url")),
                     "for example `https://hooks.example.com/backup`, or a reference like `${env:ALERT_WEBHOOK}`",
                 );
-            }
         }
     }
 

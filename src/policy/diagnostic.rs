@@ -112,21 +112,21 @@ impl Diagnostic {
     /// Attaches the source line the diagnostic points at, for rendering, with
     /// the text under any of `masks` (literal secrets) replaced by `*`.
     pub fn with_source(mut self, source: &str, masks: &[Span]) -> Self {
-        if let (Some(line), Some(snippet)) = (self.line, self.snippet.as_mut()) {
-            if let Some(text) = source.lines().nth(line - 1) {
-                snippet.text = text
-                    .chars()
-                    .enumerate()
-                    .map(|(index, character)| {
-                        let column = index + 1;
-                        let masked = masks.iter().any(|mask| {
-                            (mask.start.line, mask.start.column) <= (line, column)
-                                && (line, column) < (mask.end.line, mask.end.column)
-                        });
-                        if masked { '*' } else { character }
-                    })
-                    .collect();
-            }
+        if let (Some(line), Some(snippet)) = (self.line, self.snippet.as_mut())
+            && let Some(text) = source.lines().nth(line - 1)
+        {
+            snippet.text = text
+                .chars()
+                .enumerate()
+                .map(|(index, character)| {
+                    let column = index + 1;
+                    let masked = masks.iter().any(|mask| {
+                        (mask.start.line, mask.start.column) <= (line, column)
+                            && (line, column) < (mask.end.line, mask.end.column)
+                    });
+                    if masked { '*' } else { character }
+                })
+                .collect();
         }
         self
     }

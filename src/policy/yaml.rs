@@ -398,20 +398,20 @@ fn resolve_plain(text: &str) -> Value {
             return Value::Float(value);
         }
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        if let Ok(value) = i64::from_str_radix(hex, 16) {
-            return Value::Integer(value);
-        }
+    if let Some(hex) = text.strip_prefix("0x")
+        && let Ok(value) = i64::from_str_radix(hex, 16)
+    {
+        return Value::Integer(value);
     }
-    if let Some(octal) = text.strip_prefix("0o") {
-        if let Ok(value) = i64::from_str_radix(octal, 8) {
-            return Value::Integer(value);
-        }
+    if let Some(octal) = text.strip_prefix("0o")
+        && let Ok(value) = i64::from_str_radix(octal, 8)
+    {
+        return Value::Integer(value);
     }
-    if is_core_float(text) {
-        if let Ok(value) = text.parse::<f64>() {
-            return Value::Float(value);
-        }
+    if is_core_float(text)
+        && let Ok(value) = text.parse::<f64>()
+    {
+        return Value::Float(value);
     }
     Value::String(text.to_owned())
 }

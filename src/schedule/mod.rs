@@ -187,10 +187,10 @@ fn check_ranges(expression: &str) -> Result<(), String> {
                 return Err(format!("{name} step `/0` never advances"));
             }
             for bound in range.split('-') {
-                if let Ok(number) = bound.parse::<u32>() {
-                    if number < *min || number > *max {
-                        return Err(format!("{name} `{number}` is out of range {min}-{max}"));
-                    }
+                if let Ok(number) = bound.parse::<u32>()
+                    && (number < *min || number > *max)
+                {
+                    return Err(format!("{name} `{number}` is out of range {min}-{max}"));
                 }
             }
         }

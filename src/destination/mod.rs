@@ -1,0 +1,96 @@
+//! Where backups are stored: one trait, one module per kind of destination.
+//!
+//! A [`Destination`] stores named objects under a folder (or prefix) per
+//! policy. Data is written through an [`Upload`] that is invisible until
+//! [`Upload::commit`]; sidecars are written whole and atomically. This module
+//! knows nothing about backups' meaning: the engine and the inventory decide
+//! names and order (data first, sidecar last).
+
+pub mod local;
+
+use std::io::{Read, Write};
+
+use crate::policy::spec::DestinationSpec;
+
+/// What went wrong at a destination. Messages name the place, never a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action} `{location}`: {source}")]
+    Io {
+        action: &'static str,
+        location: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{location}` holds {actual} bytes where {expected} were written")]
+    SizeMismatch {
+        location: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("`{location}` already exists")]
+    Exists { location: String },
+    #[error("{0} destinations are not built yet in this version")]
+    Unsupported(&'static str),
+}
+
+impl Error {
+    pub(crate) fn io(
+        action: &'static str,
+        location: impl std::fmt::Display,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let location = location.to_string();
+        move |source| Error::Io {
+            action,
+            location,
+            source,
+        }
+    }
+}
+
+/// One object in a policy's folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub size: u64,
+}
+
+/// A place that stores backups.
+pub trait Destination: Send + Sync {
+    /// Where it is, for people: `/var/backups` or `s3://bucket/prefix/`.
+    fn location(&self) -> String;
+    /// Starts writing the data object `name` of `policy`. Nothing is visible
+    /// under `name` until the upload is committed.
+    fn begin(&self, policy: &str, name: &str) -> Result<Box<dyn Upload>, Error>;
+    /// Writes a small object whole and atomically (the sidecar).
+    fn put(&self, policy: &str, name: &str, bytes: &[u8]) -> Result<(), Error>;
+    /// The objects of `policy`, in no particular order. A policy with no folder yet has none.
+    fn list(&self, policy: &str) -> Result<Vec<Entry>, Error>;
+    /// Reads an object from its start.
+    fn open(&self, policy: &str, name: &str) -> Result<Box<dyn Read + Send>, Error>;
+}
+
+/// Data being written. Dropping an upload without committing aborts it.
+pub trait Upload: Write + Send {
+    /// Makes the data durable, checks that `expected` bytes arrived, and gives
+    /// it its final name. On error the data stays invisible.
+    fn commit(self: Box<Self>, expected: u64) -> Result<(), Error>;
+}
+
+/// Opens the destination a policy describes.
+pub fn open(spec: &DestinationSpec) -> Result<Box<dyn Destination>, Error> {
+    match spec {
+        DestinationSpec::Local(local) => Ok(Box::new(local::Local::new(local.path.clone()))),
+        DestinationSpec::S3(_) => Err(Error::Unsupported("S3")),
+    }
+}
+
+/// How a destination is named to people before it is opened.
+pub fn describe(spec: &DestinationSpec) -> String {
+    match spec {
+        DestinationSpec::Local(local) => local.path.display().to_string(),
+        DestinationSpec::S3(s3) => {
+            format!("s3://{}/{}", s3.bucket, s3.prefix.as_deref().unwrap_or(""))
+        }
+    }
+}

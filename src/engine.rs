@@ -1,0 +1,312 @@
+//! Taking one backup: source → gzip (on every core) → SHA-256 → every destination.
+//!
+//! One pass, streamed: memory stays flat whatever the database size. The
+//! commit protocol is the same on every destination: data to a temporary
+//! name, checked and renamed; only then the sidecar, atomically. A failure
+//! before that leaves nothing visible; a destination that fails does not stop
+//! the others. This module decides nothing about *whether* to back up.
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use gzp::deflate::Gzip;
+use gzp::par::compress::{ParCompress, ParCompressBuilder};
+use gzp::{Compression, ZWriter as _};
+use sha2::{Digest as _, Sha256};
+
+use crate::destination::{self, Destination, Upload};
+use crate::inventory::metadata::{Artifact, BackupMetadata, FORMAT_VERSION, SourceInfo};
+use crate::inventory::{self, base_id};
+use crate::policy::Policy;
+use crate::policy::spec::CompressionSpec;
+use crate::source;
+
+/// Why a backup failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Source(#[from] source::Error),
+    #[error("compression failed: {0}")]
+    Compression(String),
+    #[error("no destination could be written: {0}")]
+    NoDestination(String),
+}
+
+/// How one destination fared.
+#[derive(Debug)]
+pub struct Stored {
+    pub destination: String,
+    pub result: Result<(), destination::Error>,
+}
+
+/// A finished backup (committed on at least one destination).
+#[derive(Debug)]
+pub struct Outcome {
+    pub metadata: BackupMetadata,
+    pub stored: Vec<Stored>,
+    pub duration: Duration,
+}
+
+impl Outcome {
+    pub fn all_stored(&self) -> bool {
+        self.stored.iter().all(|stored| stored.result.is_ok())
+    }
+}
+
+/// Progress, as bytes read from the source and bytes written compressed.
+pub trait Progress {
+    fn update(&mut self, read: u64, written: u64);
+}
+
+/// Takes one backup of `policy` onto `destinations`, started at `started`.
+pub fn backup(
+    policy: &Policy,
+    destinations: &[Box<dyn Destination>],
+    started: DateTime<Utc>,
+    progress: Option<&mut dyn Progress>,
+) -> Result<Outcome, Error> {
+    let clock = Instant::now();
+    let mut source = source::open(&policy.source)?;
+    let id = unique_id(policy, destinations, started);
+    let name = format!("{id}.{}.gz", source.artifact_kind());
+
+    let mut failed = Vec::new();
+    let mut uploads = Vec::new();
+    for destination in destinations {
+        match destination.begin(&policy.name, &name) {
+            Ok(upload) => uploads.push(Some((destination.location(), upload))),
+            Err(error) => failed.push(Stored {
+                destination: destination.location(),
+                result: Err(error),
+            }),
+        }
+    }
+    if uploads.is_empty() {
+        let reasons: Vec<String> = failed
+            .iter()
+            .filter_map(|stored| {
+                stored
+                    .result
+                    .as_ref()
+                    .err()
+                    .map(|error| format!("{}: {error}", stored.destination))
+            })
+            .collect();
+        return Err(Error::NoDestination(reasons.join("; ")));
+    }
+
+    let tee = Arc::new(Mutex::new(Tee {
+        uploads,
+        failed: Vec::new(),
+        hasher: Sha256::new(),
+        written: 0,
+    }));
+    let CompressionSpec::Gzip(gzip) = &policy.compression;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let compressor: ParCompress<Gzip, SharedTee> = ParCompressBuilder::new()
+        .num_threads(threads)
+        .map_err(|error| Error::Compression(error.to_string()))?
+        .compression_level(Compression::new(gzip.level))
+        .from_writer(SharedTee(Arc::clone(&tee)));
+    let mut input = Counting {
+        inner: compressor,
+        read: 0,
+        tee: Arc::clone(&tee),
+        progress,
+        last_report: Instant::now(),
+    };
+    let dumped = source.dump(&mut input);
+    let read = input.read;
+    let finished = input
+        .inner
+        .finish()
+        .map(drop)
+        .map_err(|error| Error::Compression(error.to_string()));
+    // Release the progress handle on the output too, so it can be taken back.
+    drop(input);
+    let mut tee = Arc::try_unwrap(tee)
+        .map_err(|_| Error::Compression("the compressor kept its output".to_owned()))?
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    // Uploads are dropped (aborted) by `?` here when the dump or compression failed.
+    let report = dumped?;
+    finished?;
+    failed.append(&mut tee.failed);
+
+    let finished_at = Utc::now();
+    let sha256: String = tee
+        .hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let metadata = BackupMetadata {
+        format_version: FORMAT_VERSION,
+        policy: policy.name.clone(),
+        id: id.clone(),
+        created_at: started,
+        finished_at,
+        artifact: Artifact {
+            name: name.clone(),
+            size: tee.written,
+            sha256,
+            compression: "gzip".to_owned(),
+            uncompressed_size: read,
+        },
+        source: SourceInfo {
+            kind: source.kind().to_owned(),
+            server_version: report.server_version,
+            database: report.database,
+            row_counts: report.row_counts,
+        },
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        host: host_name(),
+        policy_digest: policy.digest.clone(),
+        tags: Vec::new(),
+    };
+    let sidecar = serde_json::to_vec_pretty(&metadata)
+        .map_err(|error| Error::Compression(error.to_string()))?;
+    let mut stored = failed;
+    for (location, upload) in tee.uploads.into_iter().flatten() {
+        let destination = destinations
+            .iter()
+            .find(|destination| destination.location() == location);
+        let result = upload.commit(tee.written).and_then(|()| match destination {
+            Some(destination) => destination.put(&policy.name, &format!("{id}.json"), &sidecar),
+            None => Ok(()),
+        });
+        stored.push(Stored {
+            destination: location,
+            result,
+        });
+    }
+    if stored.iter().all(|stored| stored.result.is_err()) {
+        let reasons: Vec<String> = stored
+            .iter()
+            .filter_map(|stored| {
+                stored
+                    .result
+                    .as_ref()
+                    .err()
+                    .map(|error| format!("{}: {error}", stored.destination))
+            })
+            .collect();
+        return Err(Error::NoDestination(reasons.join("; ")));
+    }
+    Ok(Outcome {
+        metadata,
+        stored,
+        duration: clock.elapsed(),
+    })
+}
+
+/// The id for a backup started at `started`: its second, with `-2`, `-3`, …
+/// if a destination already holds anything under that second.
+fn unique_id(
+    policy: &Policy,
+    destinations: &[Box<dyn Destination>],
+    started: DateTime<Utc>,
+) -> String {
+    let base = base_id(started);
+    let taken: Vec<String> = destinations
+        .iter()
+        .filter_map(|destination| destination.list(&policy.name).ok())
+        .flatten()
+        .filter_map(|entry| entry.name.split('.').next().map(str::to_owned))
+        .filter(|id| inventory::is_id(id) && id.starts_with(&base))
+        .collect();
+    if !taken.contains(&base) {
+        return base;
+    }
+    (2..)
+        .map(|suffix| format!("{base}-{suffix}"))
+        .find(|candidate| !taken.contains(candidate))
+        .unwrap_or(base)
+}
+
+/// This machine's name, for the sidecar.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The compressed stream's end: hashes, counts, and writes to every upload.
+struct Tee {
+    /// `None` once that upload failed (it was moved to `failed`).
+    uploads: Vec<Option<(String, Box<dyn Upload>)>>,
+    failed: Vec<Stored>,
+    hasher: Sha256,
+    written: u64,
+}
+
+struct SharedTee(Arc<Mutex<Tee>>);
+
+impl Write for SharedTee {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        let mut tee = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let tee = &mut *tee;
+        tee.hasher.update(buffer);
+        tee.written += buffer.len() as u64;
+        for slot in &mut tee.uploads {
+            if let Some((location, upload)) = slot
+                && let Err(error) = upload.write_all(buffer)
+            {
+                tee.failed.push(Stored {
+                    destination: location.clone(),
+                    result: Err(destination::Error::Io {
+                        action: "cannot write to",
+                        location: location.clone(),
+                        source: error,
+                    }),
+                });
+                // Dropping the upload aborts it.
+                *slot = None;
+            }
+        }
+        if tee.uploads.iter().all(Option::is_none) {
+            return Err(io::Error::other("every destination failed"));
+        }
+        Ok(buffer.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let mut tee = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, upload) in tee.uploads.iter_mut().flatten() {
+            upload.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// The source's end: counts bytes and reports progress about once a second.
+struct Counting<'a, W: Write> {
+    inner: W,
+    read: u64,
+    tee: Arc<Mutex<Tee>>,
+    progress: Option<&'a mut dyn Progress>,
+    last_report: Instant,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        let count = self.inner.write(buffer)?;
+        self.read += count as u64;
+        if let Some(progress) = self.progress.as_deref_mut()
+            && self.last_report.elapsed() >= Duration::from_secs(1)
+        {
+            self.last_report = Instant::now();
+            let written = self.tee.lock().map_or(0, |tee| tee.written);
+            progress.update(self.read, written);
+        }
+        Ok(count)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

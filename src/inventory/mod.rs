@@ -1,0 +1,204 @@
+//! Actual state: what the destinations hold, read by listing sidecars.
+//!
+//! There is no other database: a backup exists if and only if its sidecar
+//! exists and its data exists with the recorded size. Anything else in a
+//! policy's folder is an orphan (left by a crash) or damage. Reading the
+//! inventory changes nothing.
+
+pub mod metadata;
+
+use chrono::{DateTime, Utc};
+
+use crate::destination::local::{PARTIAL_SUFFIX, TEMPORARY_SUFFIX};
+use crate::destination::{self, Destination, Entry};
+pub use metadata::BackupMetadata;
+
+/// A backup id: the UTC start time, `YYYYMMDDTHHMMSSZ`, plus `-<suffix>` if needed.
+pub fn base_id(started: DateTime<Utc>) -> String {
+    started.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// Whether `name` is a backup id (`20261125T010000Z` or `20261125T010000Z-2`).
+pub fn is_id(name: &str) -> bool {
+    let (base, suffix) = name.split_at(name.len().min(16));
+    let base_ok = base.len() == 16
+        && base.bytes().enumerate().all(|(index, byte)| match index {
+            8 => byte == b'T',
+            15 => byte == b'Z',
+            _ => byte.is_ascii_digit(),
+        });
+    let suffix_ok = suffix.is_empty()
+        || suffix.strip_prefix('-').is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit())
+        });
+    base_ok && suffix_ok
+}
+
+/// One backup on one destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupRecord {
+    pub destination: String,
+    pub metadata: BackupMetadata,
+    pub state: RecordState,
+}
+
+/// Whether a sidecar's data is there as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordState {
+    /// Data present with the recorded size (the checksum is checked by `verify`).
+    Complete,
+    /// The sidecar names data that is not there.
+    MissingData,
+    /// The data is there with another size.
+    SizeMismatch { actual: u64 },
+}
+
+impl RecordState {
+    pub fn describe(self) -> String {
+        match self {
+            RecordState::Complete => "complete".to_owned(),
+            RecordState::MissingData => "missing data".to_owned(),
+            RecordState::SizeMismatch { actual } => format!("size mismatch ({actual} bytes)"),
+        }
+    }
+}
+
+/// Something in a policy's folder that is not part of a complete backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub destination: String,
+    pub name: String,
+    pub size: u64,
+    pub reason: &'static str,
+}
+
+/// What one destination holds for one policy.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Backups, oldest first (by `created_at`, then id).
+    pub backups: Vec<BackupRecord>,
+    pub orphans: Vec<Orphan>,
+    /// Sidecars that could not be read, with the reason.
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// Reads the inventory of `policy` on `destination`.
+pub fn read(destination: &dyn Destination, policy: &str) -> Result<Listing, destination::Error> {
+    let location = destination.location();
+    let entries = destination.list(policy)?;
+    let mut listing = Listing::default();
+    let mut claimed: Vec<&str> = Vec::new();
+    for entry in &entries {
+        let Some(id) = entry.name.strip_suffix(".json") else {
+            continue;
+        };
+        if !is_id(id) {
+            continue;
+        }
+        let metadata = read_sidecar(destination, policy, &entry.name);
+        let metadata = match metadata {
+            Ok(metadata) => metadata,
+            Err(reason) => {
+                listing.unreadable.push((entry.name.clone(), reason));
+                continue;
+            }
+        };
+        let data = entries
+            .iter()
+            .find(|candidate| candidate.name == metadata.artifact.name);
+        let state = match data {
+            None => RecordState::MissingData,
+            Some(data) if data.size != metadata.artifact.size => {
+                RecordState::SizeMismatch { actual: data.size }
+            }
+            Some(_) => RecordState::Complete,
+        };
+        if let Some(data) = data {
+            claimed.push(&data.name);
+        }
+        listing.backups.push(BackupRecord {
+            destination: location.clone(),
+            metadata,
+            state,
+        });
+    }
+    for Entry { name, size } in &entries {
+        let reason = if name.ends_with(PARTIAL_SUFFIX) {
+            "partial data (a backup that did not finish)"
+        } else if name.ends_with(TEMPORARY_SUFFIX) {
+            "partial sidecar (a write that did not finish)"
+        } else if name.ends_with(".json")
+            || claimed.contains(&name.as_str())
+            || name.starts_with('.')
+        {
+            continue;
+        } else if name.split('.').next().is_some_and(is_id) {
+            "data without a sidecar (a backup that did not commit)"
+        } else {
+            continue;
+        };
+        listing.orphans.push(Orphan {
+            destination: location.clone(),
+            name: name.clone(),
+            size: *size,
+            reason,
+        });
+    }
+    listing.backups.sort_by(|left, right| {
+        (left.metadata.created_at, &left.metadata.id)
+            .cmp(&(right.metadata.created_at, &right.metadata.id))
+    });
+    listing
+        .orphans
+        .sort_by(|left, right| left.name.cmp(&right.name));
+    Ok(listing)
+}
+
+fn read_sidecar(
+    destination: &dyn Destination,
+    policy: &str,
+    name: &str,
+) -> Result<BackupMetadata, String> {
+    let mut reader = destination
+        .open(policy, name)
+        .map_err(|error| error.to_string())?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut text).map_err(|error| error.to_string())?;
+    let metadata: BackupMetadata =
+        serde_json::from_str(&text).map_err(|error| format!("not a valid sidecar: {error}"))?;
+    if metadata.policy != policy || format!("{}.json", metadata.id) != name {
+        return Err(format!(
+            "sidecar names policy `{}` and id `{}`, not its own place",
+            metadata.policy, metadata.id
+        ));
+    }
+    Ok(metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_ids() {
+        for id in [
+            "20261125T010000Z",
+            "20261125T010000Z-2",
+            "20261125T010000Z-a1",
+        ] {
+            assert!(is_id(id), "{id}");
+        }
+        for id in [
+            "20261125T010000",
+            "20261125X010000Z",
+            "20261125T010000Z-",
+            "20261125T010000Z-A",
+            "x",
+        ] {
+            assert!(!is_id(id), "{id}");
+        }
+    }
+}
