@@ -6,17 +6,30 @@ use std::path::PathBuf;
 
 use backup::policy::schema::{policy_schema, policy_schema_text};
 
-#[test]
-fn committed_schema_is_up_to_date() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema/policy.v1.json");
-    let generated = policy_schema_text();
+fn assert_committed(file: &str, generated: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("schema")
+        .join(file);
     if std::env::var_os("BACKUP_UPDATE_SCHEMA").is_some() {
-        std::fs::write(&path, &generated).unwrap();
+        std::fs::write(&path, generated).unwrap();
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "schema/policy.v1.json is out of date; run `BACKUP_UPDATE_SCHEMA=1 cargo test --test schema` and commit it"
+        "schema/{file} is out of date; run `BACKUP_UPDATE_SCHEMA=1 cargo test --test schema` and commit it"
+    );
+}
+
+#[test]
+fn committed_schema_is_up_to_date() {
+    assert_committed("policy.v1.json", &policy_schema_text());
+}
+
+#[test]
+fn committed_sidecar_schema_is_up_to_date() {
+    assert_committed(
+        "backup-metadata.v1.json",
+        &backup::inventory::metadata::schema_text(),
     );
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The quickstart: build backup, create a small SQLite database, and take it
-# through the commands that exist so far. Safe to run again; it only writes
+# The quickstart: build backup, create a small SQLite database, back it up,
+# list and verify the backups. Safe to run again (each run adds a backup); it writes only
 # under examples/quickstart/ (data/ and backups/, both git-ignored).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -22,3 +22,15 @@ fi
 
 echo "==> backup validate"
 "$backup" --policies "$here/policy.yaml" validate
+
+echo "==> backup run quickstart"
+"$backup" --policies "$here/policy.yaml" run quickstart
+
+echo "==> backup list"
+"$backup" --policies "$here/policy.yaml" list
+
+echo "==> backup verify"
+"$backup" --policies "$here/policy.yaml" verify
+
+echo
+echo "The backups are in examples/quickstart/backups/quickstart/: <id>.sqlite.gz and its <id>.json sidecar."

@@ -1,14 +1,23 @@
-//! `backup schema`: print the JSON Schema of policy files.
+//! `backup schema`: print the JSON Schema of policy files (or of the sidecar).
 
 use clap::Args;
 
 use crate::exit::ExitStatus;
+use crate::inventory::metadata;
 use crate::policy::schema::policy_schema_text;
 
 #[derive(Debug, Args)]
-pub struct SchemaArgs {}
+pub struct SchemaArgs {
+    /// Print the schema of the backup metadata sidecar (`<id>.json`) instead.
+    #[arg(long)]
+    pub sidecar: bool,
+}
 
-pub fn run(_args: &SchemaArgs) -> anyhow::Result<ExitStatus> {
-    print!("{}", policy_schema_text());
+pub fn run(args: &SchemaArgs) -> anyhow::Result<ExitStatus> {
+    if args.sidecar {
+        print!("{}", metadata::schema_text());
+    } else {
+        print!("{}", policy_schema_text());
+    }
     Ok(ExitStatus::Success)
 }

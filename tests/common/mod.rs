@@ -47,3 +47,33 @@ pub fn run(directory: &Path, args: &[&str]) -> Run {
         .expect("backup runs")
         .into()
 }
+
+pub mod postgres;
+
+/// Writes a policy file for `source` (a YAML block under `source:`) backed up to `destination`.
+pub fn write_policy(folder: &Path, name: &str, source: &str, destination: &Path) -> PathBuf {
+    let text = format!(
+        "apiVersion: backup/v1\nkind: BackupPolicy\nmetadata:\n  name: {name}\nspec:\n  source:\n{source}\n  schedule:\n    cron: \"@daily\"\n  retention:\n    keep-last: 3\n  destinations:\n    - local:\n        path: {}\n",
+        destination.display()
+    );
+    let path = folder.join(format!("{name}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Every file under `folder`, recursively, with its contents.
+pub fn files_under(folder: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files.extend(files_under(&path));
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                files.push((path, bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}

@@ -1,0 +1,211 @@
+//! A throwaway PostgreSQL cluster: `initdb` + `pg_ctl` from the distribution's
+//! packages, on a free port, in a temporary folder. As root it runs as the
+//! `postgres` user (initdb refuses root). Stopped and removed on drop, so
+//! also when a test fails.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The superuser's password; TCP connections use SCRAM with it.
+pub const PASSWORD: &str = "harness-Pa55word-7f3c";
+
+pub struct Cluster {
+    pub port: u16,
+    folder: tempfile::TempDir,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+fn newest_bin() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server packages are installed (.ci/setup)")
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            Some((
+                entry.file_name().to_str()?.parse().ok()?,
+                entry.path().join("bin"),
+            ))
+        })
+        .filter(|(_, bin): &(u32, PathBuf)| bin.join("initdb").is_file())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("an initdb under /usr/lib/postgresql/*/bin")
+        .1
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let bin = newest_bin();
+        let as_postgres = running_as_root();
+        let folder = tempfile::Builder::new()
+            .prefix("backup-pg-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(folder.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let password_file = folder.path().join("password");
+        std::fs::write(&password_file, PASSWORD).unwrap();
+        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        if as_postgres {
+            let status = Command::new("chown")
+                .args(["postgres:", folder.path().to_str().unwrap()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let port = free_port();
+        let mut cluster = Cluster {
+            port,
+            folder,
+            bin,
+            as_postgres,
+        };
+        let data = cluster.data();
+        cluster.checked(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                &format!("--pwfile={}", password_file.display()),
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        std::fs::remove_file(&password_file).unwrap();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            cluster.folder.path().display()
+        );
+        let log = cluster.folder.path().join("server.log");
+        cluster.checked(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+        cluster.port = port;
+        cluster
+    }
+
+    fn data(&self) -> PathBuf {
+        self.folder.path().join("data")
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        self.folder.path()
+    }
+
+    pub fn bin(&self, program: &str) -> PathBuf {
+        self.bin.join(program)
+    }
+
+    /// Runs a PostgreSQL program (as `postgres` when root).
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command
+                .args(["-u", "postgres", "--"])
+                .arg(self.bin(program));
+            command
+        } else {
+            Command::new(self.bin(program))
+        };
+        command.current_dir(self.folder.path());
+        command
+    }
+
+    fn checked(&self, program: &str, args: &[&str]) -> Output {
+        let output = self.command(program).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Runs SQL in `database` over the Unix socket and returns psql's unaligned output.
+    pub fn sql(&self, database: &str, sql: &str) -> String {
+        let port = self.port.to_string();
+        let host = self.socket_dir().to_str().unwrap().to_owned();
+        let output = self.checked(
+            "psql",
+            &[
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                &host,
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-c",
+                sql,
+            ],
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// A URL for `database` over TCP, without the password.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn stop(&self) {
+        let data = self.data();
+        let _ = self
+            .command("pg_ctl")
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
+            .output();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+        .unwrap_or(false)
+}

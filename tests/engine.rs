@@ -1,0 +1,421 @@
+//! Backups of real databases: a throwaway PostgreSQL cluster and real SQLite
+//! files, restored with stock tools alone (gunzip, pg_restore, sqlite3,
+//! sha256sum).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::postgres::{Cluster, PASSWORD};
+use common::{backup, files_under, run, write_policy};
+
+fn sidecars(folder: &Path) -> Vec<serde_json::Value> {
+    files_under(folder)
+        .into_iter()
+        .filter(|(path, _)| {
+            path.extension()
+                .is_some_and(|extension| extension == "json")
+        })
+        .map(|(_, bytes)| serde_json::from_slice(&bytes).unwrap())
+        .collect()
+}
+
+fn shell(script: &str) -> String {
+    let output = Command::new("bash")
+        .args(["-o", "pipefail", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{script}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Nothing visible and nothing half-written in the policy's folder.
+fn assert_nothing_left(folder: &Path) {
+    let left: Vec<PathBuf> = files_under(folder)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn postgres_backups_restore_with_stock_tools_and_fail_cleanly() {
+    let cluster = Cluster::start();
+    cluster.sql("postgres", "CREATE DATABASE app");
+    cluster.sql(
+        "app",
+        "CREATE TABLE orders (id serial PRIMARY KEY, customer text NOT NULL, note text, total numeric(12,2));
+         INSERT INTO orders (customer, note, total) SELECT md5(i::text), repeat(md5(random()::text), 3), (random() * 1000)::numeric(12,2) FROM generate_series(1, 20000) i;
+         CREATE SCHEMA billing;
+         CREATE TABLE billing.\"order lines\" (id bigint, sku text);
+         INSERT INTO billing.\"order lines\" SELECT i, 'sku-' || i FROM generate_series(1, 777) i;
+         CREATE TABLE sessions (token text);
+         INSERT INTO sessions SELECT md5(i::text) FROM generate_series(1, 50) i;",
+    );
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let source = format!(
+        "    postgres:\n      url: {}\n      password: ${{env:BACKUP_TEST_PGPASSWORD}}\n      exclude-table-data: [public.sessions]",
+        cluster.url("app")
+    );
+    write_policy(work.path(), "app-db", &source, &store);
+
+    // A backup at the most verbose log level, with the password only in the environment.
+    let result: common::Run = backup(work.path())
+        .env("BACKUP_TEST_PGPASSWORD", PASSWORD)
+        .args(["-p", "app-db.yaml", "-vvv", "run", "app-db"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(result.code, 0, "{result:?}");
+    assert!(
+        result.stdout.starts_with("Backed up app-db as "),
+        "{}",
+        result.stdout
+    );
+    let folder = store.join("app-db");
+    let metadata = sidecars(&folder).pop().expect("a sidecar");
+    assert_eq!(metadata["source"]["kind"], "postgres");
+    assert_eq!(metadata["source"]["row_counts"]["public.orders"], 20000);
+    assert_eq!(metadata["source"]["row_counts"]["billing.order lines"], 777);
+    assert!(
+        metadata["source"]["row_counts"]
+            .get("public.sessions")
+            .is_none(),
+        "its data was excluded"
+    );
+    let name = metadata["artifact"]["name"].as_str().unwrap().to_owned();
+    assert!(name.ends_with(".pgdump.gz"));
+
+    // The secret appears nowhere: output, logs, sidecars, stored files.
+    for output in [&result.stdout, &result.stderr] {
+        assert!(!output.contains(PASSWORD), "password in output");
+    }
+    for (path, bytes) in files_under(work.path()) {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(PASSWORD),
+            "password in {}",
+            path.display()
+        );
+    }
+
+    // Permissions: data and sidecar 0600, folder 0700.
+    use std::os::unix::fs::PermissionsExt as _;
+    for (path, _) in files_under(&folder) {
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            path.display()
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    // sha256sum agrees with the sidecar.
+    let sum = shell(&format!("cd {} && sha256sum {name}", folder.display()));
+    assert_eq!(
+        sum.split_whitespace().next().unwrap(),
+        metadata["artifact"]["sha256"]
+    );
+
+    // gunzip | pg_restore into a new database gives the same rows.
+    cluster.sql("postgres", "CREATE DATABASE restored");
+    let restore = format!(
+        "gunzip -c {} | {} -h {} -p {} -U postgres -d restored --no-owner",
+        folder.join(&name).display(),
+        cluster.bin("pg_restore").display(),
+        cluster.socket_dir().display(),
+        cluster.port
+    );
+    shell(&restore);
+    for (table, expected) in [
+        ("public.orders", "20000"),
+        ("billing.\"order lines\"", "777"),
+        ("public.sessions", "0"),
+    ] {
+        assert_eq!(
+            cluster.sql("restored", &format!("SELECT count(*) FROM {table}")),
+            expected,
+            "{table}"
+        );
+    }
+    let checksum = "SELECT md5(string_agg(customer || coalesce(note, '') || total::text, ',' ORDER BY id)) FROM orders";
+    assert_eq!(
+        cluster.sql("app", checksum),
+        cluster.sql("restored", checksum)
+    );
+
+    // verify re-reads it and agrees.
+    let verified = run(work.path(), &["-p", "app-db.yaml", "verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+
+    // Failures leave nothing visible and earlier backups untouched.
+    let before = files_under(&folder);
+    let failures = [
+        (
+            "wrong password",
+            Some("not-the-password"),
+            cluster.url("app"),
+        ),
+        (
+            "missing database",
+            Some(PASSWORD),
+            cluster.url("no_such_db"),
+        ),
+        (
+            "server down",
+            Some(PASSWORD),
+            format!(
+                "postgresql://postgres@127.0.0.1:{}/app",
+                common::postgres::free_port()
+            ),
+        ),
+    ];
+    for (case, password, url) in failures {
+        let failing = work.path().join("failing");
+        let source = format!(
+            "    postgres:\n      url: {url}\n      password: ${{env:BACKUP_TEST_PGPASSWORD}}"
+        );
+        write_policy(work.path(), "failing-db", &source, &failing);
+        let mut command = backup(work.path());
+        if let Some(password) = password {
+            command.env("BACKUP_TEST_PGPASSWORD", password);
+        }
+        let result: common::Run = command
+            .args(["-p", "failing-db.yaml", "run", "failing-db"])
+            .output()
+            .unwrap()
+            .into();
+        assert_eq!(result.code, 1, "{case}: {result:?}");
+        assert!(
+            result.stderr.contains("backup of `failing-db` failed"),
+            "{case}: {}",
+            result.stderr
+        );
+        assert!(
+            !result.stderr.contains(PASSWORD),
+            "{case}: password in the error"
+        );
+        assert_nothing_left(&failing.join("failing-db"));
+    }
+    assert_eq!(files_under(&folder), before, "earlier backups changed");
+}
+
+fn sqlite3(database: &Path, sql: &str) -> String {
+    let output = Command::new("sqlite3")
+        .arg(database)
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+fn sqlite_backup_of_a_busy_wal_database_restores_with_stock_tools() {
+    let work = tempfile::tempdir().unwrap();
+    let database = work.path().join("app.db");
+    sqlite3(
+        &database,
+        "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) INSERT INTO t (v) SELECT hex(randomblob(32)) FROM n;",
+    );
+    // A writer keeps a connection open and a -wal file hot during the backup.
+    let mut writer = Command::new("sqlite3")
+        .arg(&database)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let stdin = writer.stdin.as_mut().unwrap();
+        writeln!(
+            stdin,
+            "PRAGMA journal_mode=WAL; INSERT INTO t (v) VALUES ('from-writer');"
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let store = work.path().join("store");
+    write_policy(
+        work.path(),
+        "app",
+        "    sqlite:\n      path: app.db",
+        &store,
+    );
+    let result = run(work.path(), &["-p", "app.yaml", "run", "app"]);
+    drop(writer.stdin.take());
+    let _ = writer.wait();
+    assert_eq!(result.code, 0, "{result:?}");
+    let metadata = sidecars(&store.join("app")).pop().unwrap();
+    let rows = metadata["source"]["row_counts"]["t"].as_u64().unwrap();
+    assert!(rows == 5000 || rows == 5001, "{rows}");
+    let name = metadata["artifact"]["name"].as_str().unwrap();
+    let restored = work.path().join("restored.db");
+    shell(&format!(
+        "gunzip -c {} > {}",
+        store.join("app").join(name).display(),
+        restored.display()
+    ));
+    assert_eq!(sqlite3(&restored, "PRAGMA integrity_check"), "ok");
+    assert_eq!(
+        sqlite3(&restored, "SELECT count(*) FROM t"),
+        rows.to_string()
+    );
+    assert_eq!(
+        sqlite3(&restored, "PRAGMA journal_mode"),
+        "delete",
+        "self-contained artifact"
+    );
+}
+
+#[test]
+fn bad_sources_and_destinations_fail_cleanly() {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    // A missing SQLite file: no empty database created, nothing stored.
+    write_policy(
+        work.path(),
+        "missing",
+        "    sqlite:\n      path: missing.db",
+        &store,
+    );
+    let result = run(work.path(), &["-p", "missing.yaml", "run", "missing"]);
+    assert_eq!(result.code, 1, "{result:?}");
+    assert!(result.stderr.contains("no such file"), "{}", result.stderr);
+    assert!(!work.path().join("missing.db").exists());
+    assert_nothing_left(&store.join("missing"));
+
+    // An unwritable destination (a path through a regular file).
+    sqlite3(
+        &work.path().join("app.db"),
+        "CREATE TABLE t (x); INSERT INTO t VALUES (1);",
+    );
+    std::fs::write(work.path().join("a-file"), "").unwrap();
+    write_policy(
+        work.path(),
+        "app",
+        "    sqlite:\n      path: app.db",
+        &work.path().join("a-file/store"),
+    );
+    let result = run(work.path(), &["-p", "app.yaml", "run", "app"]);
+    assert_eq!(result.code, 1, "{result:?}");
+    assert!(result.stderr.contains("a-file"), "{}", result.stderr);
+
+    // An unknown policy name.
+    let result = run(work.path(), &["-p", "app.yaml", "run", "nope"]);
+    assert_eq!(result.code, 1);
+    assert!(
+        result.stderr.contains("no policy named `nope`"),
+        "{}",
+        result.stderr
+    );
+}
+
+#[test]
+fn verify_and_list_find_damage_and_orphans() {
+    let work = tempfile::tempdir().unwrap();
+    sqlite3(
+        &work.path().join("app.db"),
+        "CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(100000));",
+    );
+    let store = work.path().join("store");
+    write_policy(
+        work.path(),
+        "app",
+        "    sqlite:\n      path: app.db",
+        &store,
+    );
+    for _ in 0..3 {
+        assert_eq!(run(work.path(), &["-p", "app.yaml", "run", "app"]).code, 0);
+    }
+    let folder = store.join("app");
+    let mut data: Vec<PathBuf> = files_under(&folder)
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| path.to_str().unwrap().ends_with(".sqlite.gz"))
+        .collect();
+    data.sort();
+    assert_eq!(data.len(), 3);
+    assert_eq!(run(work.path(), &["-p", "app.yaml", "verify"]).code, 0);
+
+    // One flipped bit in the first, the third truncated.
+    let mut bytes = std::fs::read(&data[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&data[0], &bytes).unwrap();
+    let third = std::fs::read(&data[2]).unwrap();
+    std::fs::write(&data[2], &third[..third.len() - 10]).unwrap();
+    std::fs::write(folder.join("20200101T000000Z.sqlite.gz.partial"), b"half").unwrap();
+
+    let verified = run(work.path(), &["-p", "app.yaml", "verify"]);
+    assert_eq!(verified.code, 5, "{verified:?}");
+    assert!(
+        verified.stdout.contains("SHA-256 is"),
+        "{}",
+        verified.stdout
+    );
+    assert!(
+        verified.stdout.contains("sidecar says"),
+        "{}",
+        verified.stdout
+    );
+    assert!(
+        verified
+            .stdout
+            .ends_with("Verified 3 backups: 1 ok, 2 failed.\n"),
+        "{}",
+        verified.stdout
+    );
+
+    let listed = run(work.path(), &["-p", "app.yaml", "list", "--format", "json"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let report: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let state_of = |file: &Path| {
+        let id = file
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+            .to_owned();
+        let row = report["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["id"] == id.as_str())
+            .unwrap();
+        row["state"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(
+        state_of(&data[0]),
+        "complete",
+        "a flipped bit keeps the size; verify finds it"
+    );
+    assert!(
+        state_of(&data[2]).starts_with("size mismatch"),
+        "{}",
+        state_of(&data[2])
+    );
+    assert_eq!(
+        report["orphans"][0]["name"],
+        "20200101T000000Z.sqlite.gz.partial"
+    );
+}
