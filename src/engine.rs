@@ -17,7 +17,7 @@ use gzp::{Compression, ZWriter as _};
 use sha2::{Digest as _, Sha256};
 
 use crate::destination::{self, Destination, Upload};
-use crate::inventory::metadata::{Artifact, BackupMetadata, FORMAT_VERSION, SourceInfo};
+use crate::inventory::metadata::{Artifact, BackupMetadata, FORMAT_VERSION, SourceInfo, hex};
 use crate::inventory::{self, base_id};
 use crate::policy::Policy;
 use crate::policy::spec::CompressionSpec;
@@ -84,17 +84,7 @@ pub fn backup(
         }
     }
     if uploads.is_empty() {
-        let reasons: Vec<String> = failed
-            .iter()
-            .filter_map(|stored| {
-                stored
-                    .result
-                    .as_ref()
-                    .err()
-                    .map(|error| format!("{}: {error}", stored.destination))
-            })
-            .collect();
-        return Err(Error::NoDestination(reasons.join("; ")));
+        return Err(no_destination(&failed));
     }
 
     let tee = Arc::new(Mutex::new(Tee {
@@ -136,12 +126,7 @@ pub fn backup(
     failed.append(&mut tee.failed);
 
     let finished_at = Utc::now();
-    let sha256: String = tee
-        .hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    let sha256 = hex(&tee.hasher.finalize());
     let metadata = BackupMetadata {
         format_version: FORMAT_VERSION,
         policy: policy.name.clone(),
@@ -183,23 +168,25 @@ pub fn backup(
         });
     }
     if stored.iter().all(|stored| stored.result.is_err()) {
-        let reasons: Vec<String> = stored
-            .iter()
-            .filter_map(|stored| {
-                stored
-                    .result
-                    .as_ref()
-                    .err()
-                    .map(|error| format!("{}: {error}", stored.destination))
-            })
-            .collect();
-        return Err(Error::NoDestination(reasons.join("; ")));
+        return Err(no_destination(&stored));
     }
     Ok(Outcome {
         metadata,
         stored,
         duration: clock.elapsed(),
     })
+}
+
+/// The error when no destination stored the backup, naming each one's reason.
+fn no_destination(stored: &[Stored]) -> Error {
+    let reasons: Vec<String> = stored
+        .iter()
+        .filter_map(|stored| {
+            let error = stored.result.as_ref().err()?;
+            Some(format!("{}: {error}", stored.destination))
+        })
+        .collect();
+    Error::NoDestination(reasons.join("; "))
 }
 
 /// The id for a backup started at `started`: its second, with `-2`, `-3`, …

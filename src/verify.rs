@@ -9,6 +9,7 @@ use flate2::read::GzDecoder;
 use sha2::{Digest as _, Sha256};
 
 use crate::destination::Destination;
+use crate::inventory::metadata::hex;
 use crate::inventory::{BackupRecord, RecordState};
 
 /// What is wrong with a backup.
@@ -52,12 +53,7 @@ pub fn verify(destination: &dyn Destination, record: &BackupRecord) -> Result<()
     drop(decoder);
     // Whatever follows the gzip stream still counts toward size and checksum.
     io::copy(&mut hashing, &mut io::sink()).map_err(|error| Problem::Read(error.to_string()))?;
-    let actual: String = hashing
-        .hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    let actual = hex(&hashing.hasher.finalize());
     if hashing.bytes != artifact.size {
         return Err(Problem::SizeMismatch {
             expected: artifact.size,

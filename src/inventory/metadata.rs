@@ -76,6 +76,11 @@ pub struct SourceInfo {
     pub row_counts: BTreeMap<String, u64>,
 }
 
+/// Lowercase hex, as `sha256sum` prints digests.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// The JSON Schema of the sidecar.
 pub fn schema_text() -> String {
     let generator = schemars::generate::SchemaSettings::draft2020_12()

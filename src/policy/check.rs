@@ -176,22 +176,7 @@ impl Checker<'_> {
     fn locate_key(&self, pointer: &str) -> (Span, String) {
         let (parent, name) = pointer.rsplit_once('/').unwrap_or(("", pointer));
         let (_, field) = self.locate(pointer);
-        let mut node = self.root;
-        for segment in parent.split('/').filter(|segment| !segment.is_empty()) {
-            let next = match &node.value {
-                Value::Mapping(_) => node.get(segment),
-                Value::Sequence(items) => segment
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|index| items.get(index)),
-                _ => None,
-            };
-            match next {
-                Some(next) => node = next,
-                None => break,
-            }
-        }
-        match node.entry(name) {
+        match super::locate_pointer(self.root, parent).entry(name) {
             Some((key, _)) => (key.span, field),
             None => self.locate(pointer),
         }

@@ -511,6 +511,5 @@ fn syntax_hint(message: &str, text: &str, line: usize) -> Option<String> {
 /// SHA-256, in hex, of the policy's normalized JSON form.
 fn digest(document: &PolicyDocumentSpec) -> String {
     let json = serde_json::to_vec(document).unwrap_or_default();
-    let hash = Sha256::digest(&json);
-    hash.iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::inventory::metadata::hex(&Sha256::digest(&json))
 }
