@@ -419,3 +419,80 @@ fn verify_and_list_find_damage_and_orphans() {
         "20200101T000000Z.sqlite.gz.partial"
     );
 }
+
+#[test]
+fn a_run_killed_at_any_point_leaves_only_complete_backups() {
+    let work = tempfile::tempdir().unwrap();
+    let database = work.path().join("big.db");
+    // About 24 MB of incompressible rows, so a run lasts long enough to be cut at many points.
+    sqlite3(
+        &database,
+        "CREATE TABLE t (v BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6000) INSERT INTO t SELECT randomblob(4000) FROM n;",
+    );
+    let store = work.path().join("store");
+    write_policy(
+        work.path(),
+        "big",
+        "    sqlite:\n      path: big.db",
+        &store,
+    );
+    // How long an uninterrupted run takes here, to spread the kills over it.
+    let clock = std::time::Instant::now();
+    assert_eq!(run(work.path(), &["-p", "big.yaml", "run", "big"]).code, 0);
+    let full = clock.elapsed();
+    let points = 24;
+    let mut interrupted = 0;
+    for point in 0..points {
+        let delay = full.mul_f64(f64::from(point) / f64::from(points));
+        let mut child = backup(work.path())
+            .args(["-p", "big.yaml", "run", "big"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status();
+        let status = child.wait().unwrap();
+        if status.code().is_none() {
+            interrupted += 1;
+        }
+
+        // Every listed backup is complete and verifies; anything else is an orphan.
+        let listed = run(work.path(), &["-p", "big.yaml", "list", "--format", "json"]);
+        assert_eq!(listed.code, 0, "after a kill at {delay:?}: {listed:?}");
+        let report: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+        for row in report["backups"].as_array().unwrap() {
+            assert_eq!(row["state"], "complete", "after a kill at {delay:?}: {row}");
+        }
+        let verified = run(work.path(), &["-p", "big.yaml", "verify"]);
+        assert_eq!(verified.code, 0, "after a kill at {delay:?}: {verified:?}");
+        let sidecars = sidecars(&store.join("big")).len();
+        let claimed: Vec<String> = report["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(claimed.len(), sidecars);
+        for (path, _) in files_under(&store.join("big")) {
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let id = name.split('.').next().unwrap().to_owned();
+            let orphan = report["orphans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|orphan| orphan["name"] == name.as_str());
+            assert!(
+                claimed.contains(&id) || orphan,
+                "{name} is neither a backup nor a reported orphan"
+            );
+        }
+    }
+    // The kills must really have cut runs short, or this test proves nothing.
+    assert!(
+        interrupted >= points / 2,
+        "only {interrupted} of {points} runs were interrupted"
+    );
+}
