@@ -84,7 +84,8 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitStatus>
         eprintln!("error: no backup `{id}` found");
         return Ok(ExitStatus::Failure);
     }
-    println!("Verified {checked} backups: {ok} ok, {failed} failed.");
+    let noun = if checked == 1 { "backup" } else { "backups" };
+    println!("Verified {checked} {noun}: {ok} ok, {failed} failed.");
     Ok(if failed > 0 {
         ExitStatus::VerificationFailed
     } else if errors > 0 {
