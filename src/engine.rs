@@ -74,9 +74,13 @@ pub fn backup(
 
     let mut failed = Vec::new();
     let mut uploads = Vec::new();
-    for destination in destinations {
+    for (index, destination) in destinations.iter().enumerate() {
         match destination.begin(&policy.name, &name) {
-            Ok(upload) => uploads.push(Some((destination.location(), upload))),
+            Ok(upload) => uploads.push(Some(Pending {
+                index,
+                location: destination.location(),
+                upload,
+            })),
             Err(error) => failed.push(Stored {
                 destination: destination.location(),
                 result: Err(error),
@@ -154,16 +158,12 @@ pub fn backup(
     let sidecar = serde_json::to_vec_pretty(&metadata)
         .map_err(|error| Error::Compression(error.to_string()))?;
     let mut stored = failed;
-    for (location, upload) in tee.uploads.into_iter().flatten() {
-        let destination = destinations
-            .iter()
-            .find(|destination| destination.location() == location);
-        let result = upload.commit(tee.written).and_then(|()| match destination {
-            Some(destination) => destination.put(&policy.name, &format!("{id}.json"), &sidecar),
-            None => Ok(()),
+    for pending in tee.uploads.into_iter().flatten() {
+        let result = pending.upload.commit(tee.written).and_then(|()| {
+            destinations[pending.index].put(&policy.name, &format!("{id}.json"), &sidecar)
         });
         stored.push(Stored {
-            destination: location,
+            destination: pending.location,
             result,
         });
     }
@@ -222,10 +222,17 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// An upload under way, and the destination (index and location) it goes to.
+struct Pending {
+    index: usize,
+    location: String,
+    upload: Box<dyn Upload>,
+}
+
 /// The compressed stream's end: hashes, counts, and writes to every upload.
 struct Tee {
     /// `None` once that upload failed (it was moved to `failed`).
-    uploads: Vec<Option<(String, Box<dyn Upload>)>>,
+    uploads: Vec<Option<Pending>>,
     failed: Vec<Stored>,
     hasher: Sha256,
     written: u64,
@@ -240,14 +247,14 @@ impl Write for SharedTee {
         tee.hasher.update(buffer);
         tee.written += buffer.len() as u64;
         for slot in &mut tee.uploads {
-            if let Some((location, upload)) = slot
-                && let Err(error) = upload.write_all(buffer)
+            if let Some(pending) = slot
+                && let Err(error) = pending.upload.write_all(buffer)
             {
                 tee.failed.push(Stored {
-                    destination: location.clone(),
+                    destination: pending.location.clone(),
                     result: Err(destination::Error::Io {
                         action: "cannot write to",
-                        location: location.clone(),
+                        location: pending.location.clone(),
                         source: error,
                     }),
                 });
@@ -263,8 +270,8 @@ impl Write for SharedTee {
 
     fn flush(&mut self) -> io::Result<()> {
         let mut tee = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        for (_, upload) in tee.uploads.iter_mut().flatten() {
-            upload.flush()?;
+        for pending in tee.uploads.iter_mut().flatten() {
+            pending.upload.flush()?;
         }
         Ok(())
     }

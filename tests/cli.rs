@@ -73,19 +73,14 @@ fn examples_and_policies_validate() {
 }
 
 fn yaml_files(folder: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(folder).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(yaml_files(&path));
-        } else if path
-            .extension()
-            .is_some_and(|extension| extension == "yaml" || extension == "yml")
-        {
-            files.push(path);
-        }
-    }
-    files
+    common::files_under(folder)
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "yaml" || extension == "yml")
+        })
+        .collect()
 }
 
 #[test]

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{GlobalArgs, OutputFormat, human_bytes, load_policies};
 use crate::destination;
 use crate::exit::ExitStatus;
-use crate::inventory::{self, RecordState};
+use crate::inventory;
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -87,10 +87,7 @@ pub fn run(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitStatus> {
                     source: metadata.source.kind,
                     server_version: metadata.source.server_version,
                     tags: metadata.tags,
-                    state: match record.state {
-                        RecordState::Complete => "complete".to_owned(),
-                        other => other.describe(),
-                    },
+                    state: record.state.describe(),
                 });
             }
             for orphan in listing.orphans {

@@ -69,7 +69,7 @@ pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitStatu
                     .map(|policy| PolicyEntry {
                         name: policy.name.clone(),
                         file: policy.file.display().to_string(),
-                        line: policy.line,
+                        line: policy.name_span.start.line,
                     })
                     .collect(),
                 errors: loaded.error_count(),

@@ -264,7 +264,7 @@ impl Checker<'_> {
             description: document.metadata.description.clone(),
             labels: document.metadata.labels.clone(),
             file: PathBuf::from(self.file),
-            line: span.start.line,
+            name_span: span,
             source: source?,
             schedule: schedule?,
             retention: retention?,

@@ -39,9 +39,9 @@ pub struct Policy {
     pub name: String,
     pub description: Option<String>,
     pub labels: BTreeMap<String, String>,
-    /// The file it came from, as the user named it, and the line of its name.
+    /// The file it came from, as the user named it, and where its name stands there.
     pub file: PathBuf,
-    pub line: usize,
+    pub name_span: yaml::Span,
     /// The source, relative paths made absolute against the policy's folder.
     pub source: SourceSpec,
     pub schedule: Schedule,
@@ -106,14 +106,13 @@ pub fn load(paths: &[PathBuf], options: Options) -> Loaded {
         loaded.diagnostics.extend(diagnostics);
         for policy in policies {
             if let Some((first_file, first_line)) = seen.get(&policy.name) {
-                let name_span = name_span(&text, policy.line);
                 loaded.diagnostics.push(
                     Diagnostic::error(
                         "duplicate-name",
                         &display,
                         format!("a policy named `{}` is already defined", policy.name),
                     )
-                    .at(name_span)
+                    .at(policy.name_span)
                     .field("metadata.name")
                     .hint(format!(
                         "first defined at {}:{first_line}; policy names must be unique",
@@ -123,29 +122,14 @@ pub fn load(paths: &[PathBuf], options: Options) -> Loaded {
                 );
                 continue;
             }
-            seen.insert(policy.name.clone(), (policy.file.clone(), policy.line));
+            seen.insert(
+                policy.name.clone(),
+                (policy.file.clone(), policy.name_span.start.line),
+            );
             loaded.policies.push(policy);
         }
     }
     loaded
-}
-
-/// The span of the policy name on `line`, for diagnostics raised after parsing.
-fn name_span(text: &str, line: usize) -> yaml::Span {
-    let content = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
-    let start = content
-        .find("name:")
-        .map_or(0, |index| index + "name:".len());
-    let leading = content[start..].len() - content[start..].trim_start().len();
-    let column = content[..start + leading].chars().count() + 1;
-    let width = content[start + leading..].trim_end().chars().count().max(1);
-    yaml::Span {
-        start: yaml::Position { line, column },
-        end: yaml::Position {
-            line,
-            column: column + width,
-        },
-    }
 }
 
 fn discover(path: &Path, loaded: &mut Loaded) {

@@ -243,7 +243,7 @@ impl Source for Postgres {
             }
         }
         dump.args(&self.spec.pg_dump_options);
-        let mut dump = spawn(dump, "pg_dump", true)?;
+        let mut dump = spawn(dump, "pg_dump", false)?;
         let mut list = self.command("pg_restore");
         list.args(["--list"]);
         let mut list = spawn(list, "pg_restore", true)?;
