@@ -110,20 +110,33 @@ pub fn backup(
         tee: Arc::clone(&tee),
         progress,
         last_report: Instant::now(),
+        broken: false,
     };
     let dumped = source.dump(&mut input);
     let read = input.read;
-    let finished = input
-        .inner
-        .finish()
-        .map(drop)
-        .map_err(|error| Error::Compression(error.to_string()));
+    // After a failed write the compressor has already shut down; finishing it again would panic.
+    let finished = if input.broken {
+        Err(Error::Compression(
+            "the compressed stream broke off".to_owned(),
+        ))
+    } else {
+        input
+            .inner
+            .finish()
+            .map(drop)
+            .map_err(|error| Error::Compression(error.to_string()))
+    };
     // Release the progress handle on the output too, so it can be taken back.
     drop(input);
     let mut tee = Arc::try_unwrap(tee)
         .map_err(|_| Error::Compression("the compressor kept its output".to_owned()))?
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
+    // When every destination failed, their reasons (disk full, …) are the real error.
+    if (dumped.is_err() || finished.is_err()) && tee.uploads.iter().all(Option::is_none) {
+        failed.append(&mut tee.failed);
+        return Err(no_destination(&failed));
+    }
     // Uploads are dropped (aborted) by `?` here when the dump or compression failed.
     let report = dumped?;
     finished?;
@@ -252,11 +265,7 @@ impl Write for SharedTee {
             {
                 tee.failed.push(Stored {
                     destination: pending.location.clone(),
-                    result: Err(destination::Error::Io {
-                        action: "cannot write to",
-                        location: pending.location.clone(),
-                        source: error,
-                    }),
+                    result: Err(destination::Error::Write(error)),
                 });
                 // Dropping the upload aborts it.
                 *slot = None;
@@ -284,11 +293,16 @@ struct Counting<'a, W: Write> {
     tee: Arc<Mutex<Tee>>,
     progress: Option<&'a mut dyn Progress>,
     last_report: Instant,
+    /// A write or flush failed: the compressor has shut its pipeline down.
+    broken: bool,
 }
 
 impl<W: Write> Write for Counting<'_, W> {
     fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
-        let count = self.inner.write(buffer)?;
+        let count = self
+            .inner
+            .write(buffer)
+            .inspect_err(|_| self.broken = true)?;
         self.read += count as u64;
         if let Some(progress) = self.progress.as_deref_mut()
             && self.last_report.elapsed() >= Duration::from_secs(1)
@@ -301,6 +315,6 @@ impl<W: Write> Write for Counting<'_, W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner.flush().inspect_err(|_| self.broken = true)
     }
 }

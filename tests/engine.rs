@@ -160,41 +160,97 @@ fn postgres_backups_restore_with_stock_tools_and_fail_cleanly() {
 
     // Failures leave nothing visible and earlier backups untouched.
     let before = files_under(&folder);
+    // pg_dump stand-ins (through `bin-dir`) that fail the ways a real one can.
+    let real = cluster.bin("pg_dump");
+    let wrappers = [
+        (
+            "killed",
+            format!("\"{}\" \"$@\" | head -c 20000; kill -9 $$", real.display()),
+        ),
+        (
+            "truncated",
+            format!("\"{}\" \"$@\" | head -c 300; exit 0", real.display()),
+        ),
+        ("empty", "exit 0".to_owned()),
+    ];
+    for (name, body) in &wrappers {
+        let folder = work.path().join(format!("bin-{name}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        let script = folder.join("pg_dump");
+        std::fs::write(&script, format!("#!/bin/bash\n{body}\n")).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink(cluster.bin("pg_restore"), folder.join("pg_restore")).unwrap();
+    }
     let failures = [
         (
             "wrong password",
-            Some("not-the-password"),
+            "not-the-password",
             cluster.url("app"),
+            None,
+            "password authentication failed",
         ),
         (
             "missing database",
-            Some(PASSWORD),
+            PASSWORD,
             cluster.url("no_such_db"),
+            None,
+            "does not exist",
         ),
         (
             "server down",
-            Some(PASSWORD),
+            PASSWORD,
             format!(
                 "postgresql://postgres@127.0.0.1:{}/app",
                 common::postgres::free_port()
             ),
+            None,
+            "cannot connect",
+        ),
+        (
+            "pg_dump killed",
+            PASSWORD,
+            cluster.url("app"),
+            Some("bin-killed"),
+            "pg_dump failed (signal: 9",
+        ),
+        (
+            "dump truncated",
+            PASSWORD,
+            cluster.url("app"),
+            Some("bin-truncated"),
+            "not readable by pg_restore",
+        ),
+        (
+            "dump empty",
+            PASSWORD,
+            cluster.url("app"),
+            Some("bin-empty"),
+            "the dump is empty",
         ),
     ];
-    for (case, password, url) in failures {
+    for (case, password, url, bin_dir, expected) in failures {
         let failing = work.path().join("failing");
-        let source = format!(
+        let mut source = format!(
             "    postgres:\n      url: {url}\n      password: ${{env:BACKUP_TEST_PGPASSWORD}}"
         );
-        write_policy(work.path(), "failing-db", &source, &failing);
-        let mut command = backup(work.path());
-        if let Some(password) = password {
-            command.env("BACKUP_TEST_PGPASSWORD", password);
+        if let Some(bin_dir) = bin_dir {
+            source.push_str(&format!(
+                "\n      bin-dir: {}",
+                work.path().join(bin_dir).display()
+            ));
         }
-        let result: common::Run = command
+        write_policy(work.path(), "failing-db", &source, &failing);
+        let result: common::Run = backup(work.path())
+            .env("BACKUP_TEST_PGPASSWORD", password)
             .args(["-p", "failing-db.yaml", "run", "failing-db"])
             .output()
             .unwrap()
             .into();
+        assert!(
+            result.stderr.contains(expected),
+            "{case}: {}",
+            result.stderr
+        );
         assert_eq!(result.code, 1, "{case}: {result:?}");
         assert!(
             result.stderr.contains("backup of `failing-db` failed"),
@@ -495,4 +551,83 @@ fn a_run_killed_at_any_point_leaves_only_complete_backups() {
         interrupted >= points / 2,
         "only {interrupted} of {points} runs were interrupted"
     );
+}
+
+/// A small tmpfs, unmounted on drop.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` at `path`; `None` where mounting is not permitted (not root).
+    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| Tmpfs {
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_backup_and_keeps_earlier_ones() {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let Some(_tmpfs) = Tmpfs::mount(&store, "1m") else {
+        let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+        assert!(!root, "running as root, mounting a tmpfs must work");
+        eprintln!("SKIPPED: mounting a tmpfs needs root");
+        return;
+    };
+    let database = work.path().join("app.db");
+    sqlite3(
+        &database,
+        "CREATE TABLE t (v BLOB); INSERT INTO t VALUES (randomblob(1000));",
+    );
+    write_policy(
+        work.path(),
+        "app",
+        "    sqlite:\n      path: app.db",
+        &store,
+    );
+    assert_eq!(run(work.path(), &["-p", "app.yaml", "run", "app"]).code, 0);
+    let before = files_under(&store.join("app"));
+    assert_eq!(before.len(), 2, "one backup: data and sidecar");
+
+    // Now about 3 MB of incompressible data: more than the 1 MiB file system holds.
+    sqlite3(
+        &database,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 750) INSERT INTO t SELECT randomblob(4000) FROM n;",
+    );
+    let result = run(work.path(), &["-p", "app.yaml", "run", "app"]);
+    assert_eq!(result.code, 1, "{result:?}");
+    assert!(
+        result.stderr.contains("No space left on device"),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(
+        files_under(&store.join("app")),
+        before,
+        "the failed backup left something, or changed the earlier one"
+    );
+    let verified = run(work.path(), &["-p", "app.yaml", "verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
 }

@@ -28,6 +28,8 @@ pub enum Error {
         expected: u64,
         actual: u64,
     },
+    #[error("writing failed: {0}")]
+    Write(#[source] std::io::Error),
     #[error("`{location}` already exists")]
     Exists { location: String },
     #[error("{0} destinations are not built yet in this version")]
