@@ -631,3 +631,140 @@ fn a_full_disk_fails_the_backup_and_keeps_earlier_ones() {
     let verified = run(work.path(), &["-p", "app.yaml", "verify"]);
     assert_eq!(verified.code, 0, "{verified:?}");
 }
+
+/// One connection attempt: what is asked, and the error expected (`None`: success).
+struct TlsCase<'a> {
+    case: &'a str,
+    url: String,
+    sslmode: &'a str,
+    root: Option<&'a Path>,
+    failure: Option<&'a str>,
+}
+
+impl<'a> TlsCase<'a> {
+    fn new(
+        case: &'a str,
+        url: String,
+        sslmode: &'a str,
+        root: Option<&'a Path>,
+        failure: Option<&'a str>,
+    ) -> Self {
+        TlsCase {
+            case,
+            url,
+            sslmode,
+            root,
+            failure,
+        }
+    }
+}
+
+#[test]
+fn postgres_over_tls_follows_sslmode() {
+    let cluster = Cluster::start();
+    cluster.sql("postgres", "CREATE DATABASE app");
+    cluster.sql(
+        "app",
+        "CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 100);",
+    );
+    let ca = cluster.enable_tls();
+    let other_ca = cluster.other_ca();
+    let work = tempfile::tempdir().unwrap();
+    let port = cluster.port;
+    let cases = [
+        TlsCase::new(
+            "require encrypts without a CA",
+            format!("postgresql://postgres@127.0.0.1:{port}/app"),
+            "require",
+            None,
+            None,
+        ),
+        TlsCase::new(
+            "disable is refused by the server",
+            format!("postgresql://postgres@127.0.0.1:{port}/app"),
+            "disable",
+            None,
+            Some("no encryption"),
+        ),
+        TlsCase::new(
+            "verify-full with the right CA",
+            format!("postgresql://postgres@127.0.0.1:{port}/app"),
+            "verify-full",
+            Some(&ca),
+            None,
+        ),
+        TlsCase::new(
+            "verify-full with another name",
+            format!("postgresql://postgres@localhost:{port}/app"),
+            "verify-full",
+            Some(&ca),
+            Some("certificate not valid for name \"localhost\""),
+        ),
+        TlsCase::new(
+            "verify-ca with another name",
+            format!("postgresql://postgres@localhost:{port}/app"),
+            "verify-ca",
+            Some(&ca),
+            None,
+        ),
+        TlsCase::new(
+            "verify-full with an unrelated CA",
+            format!("postgresql://postgres@127.0.0.1:{port}/app"),
+            "verify-full",
+            Some(&other_ca),
+            Some("UnknownIssuer"),
+        ),
+        TlsCase::new(
+            "sslmode and sslrootcert in the URL",
+            format!(
+                "postgresql://postgres@127.0.0.1:{port}/app?sslmode=verify-full&sslrootcert={}",
+                ca.display()
+            ),
+            "",
+            None,
+            None,
+        ),
+    ];
+    for TlsCase {
+        case,
+        url,
+        sslmode,
+        root,
+        failure,
+    } in cases
+    {
+        let mut source = format!(
+            "    postgres:\n      url: {url}\n      password: ${{env:BACKUP_TEST_PGPASSWORD}}"
+        );
+        if !sslmode.is_empty() {
+            source.push_str(&format!("\n      sslmode: {sslmode}"));
+        }
+        if let Some(root) = root {
+            source.push_str(&format!("\n      ssl-root-cert: {}", root.display()));
+        }
+        let store = work.path().join("store");
+        write_policy(work.path(), "tls-db", &source, &store);
+        let result: common::Run = backup(work.path())
+            .env("BACKUP_TEST_PGPASSWORD", PASSWORD)
+            .args(["-p", "tls-db.yaml", "run", "tls-db"])
+            .output()
+            .unwrap()
+            .into();
+        match failure {
+            None => {
+                assert_eq!(result.code, 0, "{case}: {result:?}");
+                let metadata = sidecars(&store.join("tls-db")).pop().unwrap();
+                assert_eq!(metadata["source"]["row_counts"]["public.t"], 100, "{case}");
+            }
+            Some(expected) => {
+                assert_eq!(result.code, 1, "{case}: {result:?}");
+                assert!(
+                    result.stderr.contains(expected),
+                    "{case}: {}",
+                    result.stderr
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&store);
+    }
+}

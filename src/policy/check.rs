@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 
 use super::spec::{
     DestinationSpec, LocalSpec, NotifySpec, PolicyDocumentSpec, PostgresSpec, RetentionSpec,
-    S3Spec, ScheduleSpec, ServerSideEncryption, SourceSpec,
+    S3Spec, ScheduleSpec, ServerSideEncryption, SourceSpec, SslMode,
 };
 use super::yaml::{Node, Span, Value};
 use super::{Policy, digest};
@@ -458,6 +458,28 @@ impl Checker<'_> {
                     "backup sets the format, output, compression and connection itself; use the policy's fields instead",
                 );
             }
+        }
+        if matches!(
+            postgres.sslmode,
+            Some(SslMode::VerifyCa | SslMode::VerifyFull)
+        ) && postgres.ssl_root_cert.is_none()
+        {
+            self.error(
+                "missing-field",
+                &format!("{base}/sslmode"),
+                "`verify-ca` and `verify-full` need `ssl-root-cert`",
+                "add `ssl-root-cert: /path/to/ca.pem`, the CA that signed the server's certificate",
+            );
+        }
+        if let Some(root_cert) = &postgres.ssl_root_cert
+            && !root_cert.is_absolute()
+        {
+            self.error(
+                "invalid-value",
+                &format!("{base}/ssl-root-cert"),
+                "`ssl-root-cert` must be an absolute path",
+                "for example `/etc/ssl/certs/db-ca.pem`",
+            );
         }
         if let Some(bin_dir) = &postgres.bin_dir
             && !bin_dir.is_absolute()

@@ -130,6 +130,11 @@ pub struct PostgresSpec {
     /// Default: libpq's (prefer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sslmode: Option<SslMode>,
+    /// File of trusted CA certificates (PEM), libpq's `sslrootcert`: needed for
+    /// `sslmode` `verify-ca` and `verify-full`. Absolute path.
+    /// Example: `/etc/ssl/certs/rds-global-bundle.pem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_root_cert: Option<PathBuf>,
     /// Dump only these schemas (`pg_dump --schema`; patterns allowed). Example: `[public, billing]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schemas: Vec<String>,

@@ -8,6 +8,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::io::Write;

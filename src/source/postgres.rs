@@ -7,6 +7,7 @@
 //! table list says which tables' rows the dump holds. Connection settings
 //! reach the child processes through their environment only (`PGPASSWORD`
 //! never appears in argv), and `--no-password` keeps them from prompting.
+//! TLS follows libpq's `sslmode`, on both connections (see [`super::tls`]).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -16,9 +17,11 @@ use std::str::FromStr as _;
 use std::thread::JoinHandle;
 
 use tokio_postgres::config::{Host, SslMode as ClientSslMode};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, NoTls, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{Error, Report, Source};
+use super::{Error, Report, Source, tls};
 use crate::policy::secret::{Secret, Template};
 use crate::policy::spec::{PostgresSpec, SslMode};
 
@@ -29,6 +32,7 @@ pub struct Postgres {
     config: Config,
     password: Option<Secret>,
     sslmode: Option<SslMode>,
+    ssl_root_cert: Option<PathBuf>,
     spec: PostgresSpec,
     bin_dir: Option<PathBuf>,
 }
@@ -44,11 +48,16 @@ fn resolve(value: &Option<String>) -> Result<Option<Secret>, Error> {
 impl Postgres {
     /// Resolves the connection settings of `spec`; connects nothing yet.
     pub fn open(spec: &PostgresSpec) -> Result<Postgres, Error> {
+        let mut url_tls = UrlTls::default();
         let mut config = match resolve(&spec.url)? {
             // Parsed here, never handed to a child as text: it may hold a password.
-            Some(url) => Config::from_str(url.expose()).map_err(|error| {
-                Error::Connect(format!("the connection URL is not valid: {error}"))
-            })?,
+            Some(url) => {
+                let (url, tls) = split_tls_parameters(url.expose())?;
+                url_tls = tls;
+                Config::from_str(&url).map_err(|error| {
+                    Error::Connect(format!("the connection URL is not valid: {error}"))
+                })?
+            }
             None => Config::new(),
         };
         if let Some(host) = resolve(&spec.host)? {
@@ -81,24 +90,21 @@ impl Postgres {
         }
         config.application_name("backup");
         config.connect_timeout(std::time::Duration::from_secs(10));
-        let sslmode = spec.sslmode.or(match config.get_ssl_mode() {
-            ClientSslMode::Require => Some(SslMode::Require),
-            ClientSslMode::Disable => Some(SslMode::Disable),
-            _ => None,
+        // The policy's fields win over the URL's parameters.
+        let sslmode = spec.sslmode.or(url_tls.sslmode);
+        let ssl_root_cert = spec.ssl_root_cert.clone().or(url_tls.root_cert);
+        config.ssl_mode(match sslmode {
+            Some(SslMode::Disable) => ClientSslMode::Disable,
+            None | Some(SslMode::Allow | SslMode::Prefer) => ClientSslMode::Prefer,
+            Some(SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull) => {
+                ClientSslMode::Require
+            }
         });
-        if matches!(
-            sslmode,
-            Some(SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull)
-        ) {
-            return Err(Error::Connect(
-                "TLS (sslmode require/verify-ca/verify-full) is not supported yet by this version; use a Unix socket or a TLS tunnel".to_owned(),
-            ));
-        }
-        config.ssl_mode(ClientSslMode::Disable);
         Ok(Postgres {
             config,
             password,
             sslmode,
+            ssl_root_cert,
             spec: spec.clone(),
             bin_dir: spec.bin_dir.clone(),
         })
@@ -140,6 +146,9 @@ impl Postgres {
                 SslMode::VerifyFull => "verify-full",
             };
             environment.push(("PGSSLMODE", mode.to_owned()));
+        }
+        if let Some(root_cert) = &self.ssl_root_cert {
+            environment.push(("PGSSLROOTCERT", root_cert.display().to_string()));
         }
         environment.push(("PGCONNECT_TIMEOUT", "10".to_owned()));
         environment.push(("PGAPPNAME", "backup".to_owned()));
@@ -196,14 +205,17 @@ impl Source for Postgres {
             .enable_all()
             .build()
             .map_err(|error| Error::Connect(error.to_string()))?;
+        // libpq's default sslmode is `prefer`.
+        let tls = tls::client_config(
+            self.sslmode.unwrap_or(SslMode::Prefer),
+            self.ssl_root_cert.as_deref(),
+        )
+        .map_err(Error::Connect)?;
         let client = runtime.block_on(async {
-            let (client, connection) = self
-                .config
-                .connect(NoTls)
-                .await
-                .map_err(|error| Error::Connect(describe(&error)))?;
-            tokio::spawn(connection);
-            Ok::<Client, Error>(client)
+            match tls {
+                Some(tls) => connect(&self.config, MakeRustlsConnect::new(tls)).await,
+                None => connect(&self.config, NoTls).await,
+            }
         })?;
         let (snapshot, server_version) = runtime.block_on(async {
             client
@@ -321,6 +333,58 @@ impl Source for Postgres {
             row_counts,
         })
     }
+}
+
+/// Connects and drives the connection on the current runtime.
+async fn connect<T>(config: &Config, tls: T) -> Result<Client, Error>
+where
+    T: MakeTlsConnect<Socket> + 'static,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config
+        .connect(tls)
+        .await
+        .map_err(|error| Error::Connect(describe(&error)))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// TLS settings given as URL parameters.
+#[derive(Debug, Default)]
+struct UrlTls {
+    sslmode: Option<SslMode>,
+    root_cert: Option<PathBuf>,
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a URL's query (tokio-postgres
+/// knows only three of libpq's six modes) and returns the rest.
+fn split_tls_parameters(url: &str) -> Result<(String, UrlTls), Error> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), UrlTls::default()));
+    };
+    let mut tls = UrlTls::default();
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("sslmode", value)) => {
+                let mode = serde_json::from_value(serde_json::Value::String(value.to_owned()))
+                    .map_err(|_| {
+                        Error::Connect(format!(
+                            "the connection URL has an unknown sslmode `{value}`"
+                        ))
+                    })?;
+                tls.sslmode = Some(mode);
+            }
+            Some(("sslrootcert", value)) => tls.root_cert = Some(PathBuf::from(value)),
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, tls))
 }
 
 fn spawn(mut command: Command, program: &str, stdin: bool) -> Result<Child, Error> {

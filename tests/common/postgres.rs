@@ -175,6 +175,133 @@ impl Cluster {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
+    /// Turns TLS on with a fresh CA and server certificate (valid for
+    /// `127.0.0.1` and `db.test`, not `localhost`) and rejects TCP
+    /// connections without TLS. Returns the CA's PEM file.
+    pub fn enable_tls(&self) -> PathBuf {
+        let tls = self.folder.path().join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(&tls)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=backup test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=db.test",
+        ]);
+        std::fs::write(
+            tls.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:db.test\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        std::fs::set_permissions(
+            tls.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        if self.as_postgres {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(&tls)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let hba = self.data().join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(
+            &hba,
+            format!("hostnossl all all 0.0.0.0/0 reject\nhostnossl all all ::/0 reject\n{rules}"),
+        )
+        .unwrap();
+        for setting in [
+            format!("ssl_cert_file = '{}'", tls.join("server.crt").display()),
+            format!("ssl_key_file = '{}'", tls.join("server.key").display()),
+            "ssl = on".to_owned(),
+        ] {
+            self.sql("postgres", &format!("ALTER SYSTEM SET {setting}"));
+        }
+        self.sql("postgres", "SELECT pg_reload_conf()");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        tls.join("ca.pem")
+    }
+
+    /// A second, unrelated CA, which signed nothing the server holds.
+    pub fn other_ca(&self) -> PathBuf {
+        let folder = self.folder.path().join("other-ca");
+        std::fs::create_dir_all(&folder).unwrap();
+        let status = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=unrelated CA",
+            ])
+            .current_dir(&folder)
+            .output()
+            .unwrap()
+            .status;
+        assert!(status.success());
+        folder.join("ca.pem")
+    }
+
     /// A URL for `database` over TCP, without the password.
     pub fn url(&self, database: &str) -> String {
         format!("postgresql://postgres@127.0.0.1:{}/{database}", self.port)
