@@ -181,67 +181,47 @@ impl Cluster {
     pub fn enable_tls(&self) -> PathBuf {
         let tls = self.folder.path().join("tls");
         std::fs::create_dir_all(&tls).unwrap();
-        let openssl = |args: &[&str]| {
-            let output = Command::new("openssl")
-                .args(args)
-                .current_dir(&tls)
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=backup test CA",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=db.test",
-        ]);
+        make_ca(&tls, "/CN=backup test CA");
+        openssl(
+            &tls,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=db.test",
+            ],
+        );
         std::fs::write(
             tls.join("san.ext"),
             "subjectAltName=IP:127.0.0.1,DNS:db.test\n",
         )
         .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ]);
+        openssl(
+            &tls,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        );
         std::fs::set_permissions(
             tls.join("server.key"),
             std::fs::Permissions::from_mode(0o600),
@@ -278,28 +258,7 @@ impl Cluster {
     pub fn other_ca(&self) -> PathBuf {
         let folder = self.folder.path().join("other-ca");
         std::fs::create_dir_all(&folder).unwrap();
-        let status = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=unrelated CA",
-            ])
-            .current_dir(&folder)
-            .output()
-            .unwrap()
-            .status;
-        assert!(status.success());
-        folder.join("ca.pem")
+        make_ca(&folder, "/CN=unrelated CA")
     }
 
     /// A URL for `database` over TCP, without the password.
@@ -321,6 +280,32 @@ impl Cluster {
             ])
             .output();
     }
+}
+
+/// Runs `openssl ARGS` in `folder`.
+fn openssl(folder: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(folder)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A self-signed CA in `folder` (`ca.key`, `ca.pem`); returns `ca.pem`.
+fn make_ca(folder: &Path, subject: &str) -> PathBuf {
+    openssl(
+        folder,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", subject,
+        ],
+    );
+    folder.join("ca.pem")
 }
 
 impl Drop for Cluster {
