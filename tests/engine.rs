@@ -172,6 +172,14 @@ fn postgres_backups_restore_with_stock_tools_and_fail_cleanly() {
             format!("\"{}\" \"$@\" | head -c 300; exit 0", real.display()),
         ),
         ("empty", "exit 0".to_owned()),
+        (
+            "recorded",
+            format!(
+                "printf '%s\\n' \"$0\" \"$@\" > \"{}\"\nexec \"{}\" \"$@\"",
+                work.path().join("pg_dump-argv.txt").display(),
+                real.display()
+            ),
+        ),
     ];
     for (name, body) in &wrappers {
         let folder = work.path().join(format!("bin-{name}"));
@@ -264,6 +272,28 @@ fn postgres_backups_restore_with_stock_tools_and_fail_cleanly() {
         assert_nothing_left(&failing.join("failing-db"));
     }
     assert_eq!(files_under(&folder), before, "earlier backups changed");
+
+    // What pg_dump's argv really held: no password, though it connected with one.
+    let recorded = work.path().join("recorded");
+    let source = format!(
+        "    postgres:\n      url: {}\n      password: ${{env:BACKUP_TEST_PGPASSWORD}}\n      bin-dir: {}",
+        cluster.url("app"),
+        work.path().join("bin-recorded").display()
+    );
+    write_policy(work.path(), "recorded-db", &source, &recorded);
+    let result: common::Run = backup(work.path())
+        .env("BACKUP_TEST_PGPASSWORD", PASSWORD)
+        .args(["-p", "recorded-db.yaml", "run", "recorded-db"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(result.code, 0, "{result:?}");
+    let argv = std::fs::read_to_string(work.path().join("pg_dump-argv.txt")).unwrap();
+    assert!(argv.contains("--snapshot="), "not pg_dump's argv: {argv}");
+    assert!(
+        !argv.contains(PASSWORD),
+        "password in pg_dump's argv: {argv}"
+    );
 }
 
 fn sqlite3(database: &Path, sql: &str) -> String {
@@ -492,6 +522,9 @@ fn a_run_killed_at_any_point_leaves_only_complete_backups() {
         "    sqlite:\n      path: big.db",
         &store,
     );
+    // The runs' scratch copies go here, so what the kills leave can be seen.
+    let scratch = work.path().join("tmp");
+    std::fs::create_dir(&scratch).unwrap();
     // How long an uninterrupted run takes here, to spread the kills over it.
     let clock = std::time::Instant::now();
     assert_eq!(run(work.path(), &["-p", "big.yaml", "run", "big"]).code, 0);
@@ -501,6 +534,7 @@ fn a_run_killed_at_any_point_leaves_only_complete_backups() {
     for point in 0..points {
         let delay = full.mul_f64(f64::from(point) / f64::from(points));
         let mut child = backup(work.path())
+            .env("TMPDIR", &scratch)
             .args(["-p", "big.yaml", "run", "big"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -550,6 +584,25 @@ fn a_run_killed_at_any_point_leaves_only_complete_backups() {
     assert!(
         interrupted >= points / 2,
         "only {interrupted} of {points} runs were interrupted"
+    );
+    // The next run removes the scratch copies the killed runs left.
+    let left = std::fs::read_dir(&scratch).unwrap().count();
+    assert!(left > 0, "the kills left no scratch copy to clean up");
+    let result: common::Run = backup(work.path())
+        .env("TMPDIR", &scratch)
+        .args(["-p", "big.yaml", "run", "big"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(result.code, 0, "{result:?}");
+    let still: Vec<_> = std::fs::read_dir(&scratch)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    assert!(
+        still.is_empty(),
+        "abandoned scratch copies remain: {still:?}"
     );
 }
 
