@@ -829,3 +829,42 @@ fn postgres_over_tls_follows_sslmode() {
         let _ = std::fs::remove_dir_all(&store);
     }
 }
+
+#[test]
+fn progress_shows_on_a_terminal_and_nowhere_else() {
+    let work = tempfile::tempdir().unwrap();
+    // Large enough that a run lasts past the first progress report (one a second).
+    sqlite3(
+        &work.path().join("app.db"),
+        "CREATE TABLE t (v BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25000) INSERT INTO t SELECT randomblob(4000) FROM n;",
+    );
+    write_policy(
+        work.path(),
+        "app",
+        "    sqlite:\n      path: app.db",
+        &work.path().join("store"),
+    );
+
+    let piped = run(work.path(), &["-p", "app.yaml", "run", "app"]);
+    assert_eq!(piped.code, 0, "{piped:?}");
+    assert_eq!(
+        piped.stderr, "",
+        "progress or logs on a non-terminal stderr"
+    );
+
+    // `script` runs the command on a pseudo-terminal and copies what it shows.
+    let command = format!("{} -p app.yaml run app", env!("CARGO_BIN_EXE_backup"));
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(work.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    assert!(
+        shown.contains("app: ") && shown.contains(" read, ") && shown.contains("/s"),
+        "no progress shown: {shown}"
+    );
+    assert!(shown.contains("Backed up app as "), "{shown}");
+}
