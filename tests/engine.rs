@@ -296,6 +296,13 @@ fn postgres_backups_restore_with_stock_tools_and_fail_cleanly() {
     );
 }
 
+/// SQL that adds `count` rows of 4000 random (incompressible) bytes to table `t`.
+fn insert_random_rows(count: u32) -> String {
+    format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count}) INSERT INTO t SELECT randomblob(4000) FROM n;"
+    )
+}
+
 fn sqlite3(database: &Path, sql: &str) -> String {
     let output = Command::new("sqlite3")
         .arg(database)
@@ -513,7 +520,7 @@ fn a_run_killed_at_any_point_leaves_only_complete_backups() {
     // About 24 MB of incompressible rows, so a run lasts long enough to be cut at many points.
     sqlite3(
         &database,
-        "CREATE TABLE t (v BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6000) INSERT INTO t SELECT randomblob(4000) FROM n;",
+        &format!("CREATE TABLE t (v BLOB); {}", insert_random_rows(6000)),
     );
     let store = work.path().join("store");
     write_policy(
@@ -673,10 +680,7 @@ fn a_full_disk_fails_the_backup_and_keeps_earlier_ones() {
     assert_eq!(before.len(), 2, "one backup: data and sidecar");
 
     // Now about 3 MB of incompressible data: more than the 1 MiB file system holds.
-    sqlite3(
-        &database,
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 750) INSERT INTO t SELECT randomblob(4000) FROM n;",
-    );
+    sqlite3(&database, &insert_random_rows(750));
     let result = run(work.path(), &["-p", "app.yaml", "run", "app"]);
     assert_eq!(result.code, 1, "{result:?}");
     assert!(
@@ -836,7 +840,7 @@ fn progress_shows_on_a_terminal_and_nowhere_else() {
     // Large enough that a run lasts past the first progress report (one a second).
     sqlite3(
         &work.path().join("app.db"),
-        "CREATE TABLE t (v BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25000) INSERT INTO t SELECT randomblob(4000) FROM n;",
+        &format!("CREATE TABLE t (v BLOB); {}", insert_random_rows(25000)),
     );
     write_policy(
         work.path(),
