@@ -3,18 +3,23 @@
 //! Desired state lives in [`policy`], actual state in [`inventory`] (read from
 //! the [`destination`]s); [`engine`] takes a backup from a [`source`] onto
 //! destinations and [`verify`] checks one; schedules and retention are pure
-//! logic in [`schedule`] and [`retention`]; [`cli`] wires commands and prints.
+//! logic in [`schedule`] and [`retention`]; [`plan`] compares desired and
+//! actual state and [`apply`] carries the plan out, under the locks of
+//! [`state`]; [`cli`] wires commands and prints.
 //! `main.rs` only builds the runtime, starts logging and maps the outcome to an
 //! [`exit::ExitStatus`].
 
+pub mod apply;
 pub mod cli;
 pub mod destination;
 pub mod engine;
 pub mod exit;
 pub mod inventory;
 pub mod logging;
+pub mod plan;
 pub mod policy;
 pub mod retention;
 pub mod schedule;
 pub mod source;
+pub mod state;
 pub mod verify;

@@ -330,9 +330,7 @@ fn schema_command_prints_the_committed_schema() {
 fn commands_not_built_yet_say_so_and_fail() {
     let directory = tempfile::tempdir().unwrap();
     for args in [
-        &["plan"][..],
-        &["apply", "--auto-approve"],
-        &["verify", "--restore-test"],
+        &["verify", "--restore-test"][..],
         &["restore", "app-db", "--dry-run"],
         &["status"],
     ] {

@@ -1,28 +1,267 @@
-//! `backup apply`: carry out the plan. Not built yet.
+//! `backup apply`: compute (or load) the plan, show it, and carry it out.
 
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use clap::Args;
 
-use super::{GlobalArgs, not_built};
+use super::plan::{CrontabArgs, crontab_input, parse_time};
+use super::{GlobalArgs, load_selection};
+use crate::apply::{self, ActionResult, Outcome};
 use crate::exit::ExitStatus;
+use crate::plan::{self, ActionKind, Plan};
+use crate::policy::diagnostic::paint;
+use crate::schedule::crontab;
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// Policy files or folders, and at most one plan saved by `backup plan
+    /// --out` (a `.json` file), which is refused if anything changed since.
+    #[arg(value_name = "PATH|PLANFILE")]
+    pub targets: Vec<PathBuf>,
     /// Apply only this policy.
     #[arg(long, value_name = "NAME")]
     pub policy: Option<String>,
-    /// A plan saved by `backup plan --out`; refused if the inventory changed since.
-    #[arg(value_name = "PLANFILE")]
-    pub planfile: Option<PathBuf>,
-    /// Do not ask for confirmation.
+    /// Do not ask for confirmation (needed when stdin is not a terminal, as under cron).
     #[arg(long)]
     pub auto_approve: bool,
-    /// Manage this crontab file (e.g. in /etc/cron.d) instead of the user's crontab.
-    #[arg(long, value_name = "FILE")]
-    pub crontab_file: Option<PathBuf>,
+    /// Carry out prunes that delete more than half of a policy's backups.
+    #[arg(long)]
+    pub allow_mass_delete: bool,
+    /// Act as if it were this time (RFC 3339); backups taken are stamped with it. For tests and drills.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub now: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    pub crontab: CrontabArgs,
 }
 
-pub fn run(_global: &GlobalArgs, _args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
-    not_built("apply")
+pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
+    let (planfiles, paths): (Vec<PathBuf>, Vec<PathBuf>) =
+        args.targets.iter().cloned().partition(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "json")
+        });
+    if planfiles.len() > 1 {
+        eprintln!("error: apply takes at most one plan file");
+        return Ok(ExitStatus::Usage);
+    }
+    let saved = match planfiles.first() {
+        Some(file) => match load_plan(file) {
+            Ok(plan) => Some(plan),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return Ok(ExitStatus::Failure);
+            }
+        },
+        None => None,
+    };
+    let mut selection = match load_selection(global, &paths, args.policy.as_deref()) {
+        Ok(selection) => selection,
+        Err(status) => return Ok(status),
+    };
+    if let Some(saved) = &saved {
+        let names: Vec<&str> = saved
+            .policies
+            .iter()
+            .map(|policy| policy.name.as_str())
+            .collect();
+        if let Some(missing) = names
+            .iter()
+            .find(|name| !selection.all.iter().any(|policy| policy.name == **name))
+        {
+            eprintln!(
+                "error: the saved plan covers policy `{missing}`, which is no longer loaded; run `backup plan` again"
+            );
+            return Ok(ExitStatus::Failure);
+        }
+        selection.selected = selection
+            .all
+            .iter()
+            .filter(|policy| names.contains(&policy.name.as_str()))
+            .cloned()
+            .collect();
+    }
+
+    // Lock before reading anything: what is planned is what is done.
+    let state = global.state();
+    let mut locks = Vec::new();
+    let mut locked_out = Vec::new();
+    let mut selected = Vec::new();
+    for policy in std::mem::take(&mut selection.selected) {
+        match state.lock(&policy.name) {
+            Ok(lock) => {
+                locks.push(lock);
+                selected.push(policy);
+            }
+            Err(error @ crate::state::Error::Held { .. }) => {
+                eprintln!("error: {error}");
+                locked_out.push(policy.name);
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                return Ok(ExitStatus::Failure);
+            }
+        }
+    }
+    selection.selected = selected;
+    if !locked_out.is_empty() && (saved.is_some() || selection.selected.is_empty()) {
+        eprintln!("Nothing was done: another `backup` is working on the same policies.");
+        return Ok(ExitStatus::Locked);
+    }
+
+    let inventory = crate::inventory::gather(&selection.selected);
+    let now = match &saved {
+        Some(saved) => saved.now,
+        None => args.now.unwrap_or_else(Utc::now),
+    };
+    let (crontab_input, crontab_target) =
+        crontab_input(global, &paths, &selection, &args.crontab, now);
+    let plan = match saved {
+        Some(saved) => {
+            let current = plan::fingerprint(&selection.selected, &inventory, &crontab_input);
+            if current != saved.fingerprint {
+                eprintln!(
+                    "error: the policies, the backups or the crontab changed since the plan was saved; \
+                     run `backup plan --out` again (nothing was done)"
+                );
+                return Ok(ExitStatus::Failure);
+            }
+            saved
+        }
+        None => plan::compute(&selection.selected, &inventory, &crontab_input, now),
+    };
+
+    let color = global.stdout_color();
+    print!(
+        "{}",
+        plan::text::render(
+            &plan,
+            plan::text::Options {
+                show_kept: false,
+                color,
+            }
+        )
+    );
+    let finish = |failed: bool| {
+        if failed || plan.has_errors() {
+            ExitStatus::Failure
+        } else if !locked_out.is_empty() {
+            ExitStatus::Locked
+        } else {
+            ExitStatus::Success
+        }
+    };
+    if !plan.has_changes() {
+        return Ok(finish(false));
+    }
+    if !args.auto_approve {
+        if !std::io::stdin().is_terminal() {
+            eprintln!(
+                "error: not applying without confirmation: stdin is not a terminal; pass --auto-approve"
+            );
+            return Ok(ExitStatus::Failure);
+        }
+        if !confirm("Do you want to perform these actions?")? {
+            println!("\nApply cancelled.");
+            return Ok(ExitStatus::Failure);
+        }
+    }
+    println!();
+
+    let options = apply::Options {
+        allow_mass_delete: args.allow_mass_delete,
+        now: args.now,
+    };
+    let mut write_crontab = |block: &str| -> Result<String, String> {
+        let target = crontab_target
+            .as_ref()
+            .ok_or_else(|| "the crontab is not managed in this run".to_owned())?;
+        let _lock = state.lock_crontab().map_err(|error| error.to_string())?;
+        state.ensure("logs").map_err(|error| error.to_string())?;
+        // Re-read under the lock: lines outside the block are kept as they are now.
+        let text = crontab::read(target).map_err(|error| error.to_string())?;
+        let updated = crontab::splice(&text, block).map_err(|error| error.to_string())?;
+        crontab::write(target, &updated).map_err(|error| error.to_string())?;
+        Ok(format!("written to {}", target.describe()))
+    };
+    let mut observe = |result: &ActionResult| {
+        let policy = result.action.policy.as_deref().unwrap_or("crontab");
+        let headline = plan::text::headline(&result.action, color);
+        let (label, detail) = match &result.outcome {
+            Outcome::Done(detail) => (paint(color, "32", "done   "), detail),
+            Outcome::Failed(error) => (paint(color, "1;31", "FAILED "), error),
+            Outcome::Skipped(reason) => (paint(color, "33", "skipped"), reason),
+        };
+        println!("{label} {policy}: {}: {detail}", headline.trim_start());
+        let _ = std::io::stdout().flush();
+    };
+    let report = apply::execute(
+        &plan,
+        &selection.selected,
+        &options,
+        &mut write_crontab,
+        &mut observe,
+    );
+    drop(locks);
+
+    let crontab = if report.done(ActionKind::Crontab) > 0 {
+        "crontab updated"
+    } else if plan.summary.crontab > 0 {
+        "crontab not updated"
+    } else {
+        "crontab unchanged"
+    };
+    let counts = format!(
+        "{} backed up, {} copied, {} pruned, {} cleaned up, {crontab}",
+        report.done(ActionKind::Backup),
+        report.done(ActionKind::Copy),
+        report.done(ActionKind::Prune),
+        report.done(ActionKind::Cleanup),
+    );
+    let failed = report.failed();
+    println!();
+    if failed == 0 {
+        println!("Apply complete: {counts}.");
+    } else {
+        let skipped = report.skipped();
+        println!(
+            "Apply failed: {failed} action{} failed, {skipped} skipped; {counts}. Running apply again finishes the job once the cause is fixed.",
+            if failed == 1 { "" } else { "s" }
+        );
+    }
+    Ok(finish(failed > 0))
+}
+
+fn load_plan(file: &std::path::Path) -> anyhow::Result<Plan> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the plan {}", file.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a saved plan (not JSON)", file.display()))?;
+    let version = value
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64);
+    if version != Some(u64::from(plan::FORMAT_VERSION)) {
+        anyhow::bail!(
+            "{} is a plan of format_version {:?}; this backup reads {}",
+            file.display(),
+            version,
+            plan::FORMAT_VERSION
+        );
+    }
+    serde_json::from_value(value).with_context(|| format!("{} is not a saved plan", file.display()))
+}
+
+/// Asks on the terminal, as Terraform does; only `yes` approves.
+fn confirm(prompt: &str) -> anyhow::Result<bool> {
+    let mut stderr = std::io::stderr();
+    write!(
+        stderr,
+        "\n{prompt}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    )?;
+    stderr.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
 }

@@ -59,6 +59,10 @@ pub struct GlobalArgs {
     /// Format of log lines on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// This host's state folder: policy locks and cron's logs. Default:
+    /// /var/lib/backup for root, else ~/.local/state/backup.
+    #[arg(long, value_name = "DIR", global = true, env = "BACKUP_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 impl GlobalArgs {
@@ -77,6 +81,14 @@ impl GlobalArgs {
         } else {
             vec![PathBuf::from(crate::policy::DEFAULT_PATH)]
         }
+    }
+
+    pub fn state(&self) -> crate::state::StateDir {
+        let root = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(crate::state::default_dir);
+        crate::state::StateDir::new(&root)
     }
 
     pub fn stdout_color(&self) -> bool {
@@ -164,41 +176,71 @@ fn load_policies(
     global: &GlobalArgs,
     only: Option<&str>,
 ) -> Result<Vec<crate::policy::Policy>, ExitStatus> {
-    let loaded = crate::policy::load(&global.policy_paths(&[]), crate::policy::Options::default());
+    load_selection(global, &[], only).map(|selection| selection.selected)
+}
+
+/// Policies as `plan` and `apply` need them.
+struct Selection {
+    /// Every valid policy (the crontab block covers them all).
+    all: Vec<crate::policy::Policy>,
+    /// Those the command acts on.
+    selected: Vec<crate::policy::Policy>,
+    /// Errors found in the policy files.
+    errors: usize,
+}
+
+/// Like [`load_policies`], from `paths` (else `-p`, else `policies/`).
+fn load_selection(
+    global: &GlobalArgs,
+    paths: &[PathBuf],
+    only: Option<&str>,
+) -> Result<Selection, ExitStatus> {
+    let loaded = crate::policy::load(
+        &global.policy_paths(paths),
+        crate::policy::Options::default(),
+    );
     let color = global.stderr_color();
     for diagnostic in &loaded.diagnostics {
         eprint!("{}", diagnostic.render(color));
     }
+    let errors = loaded.error_count();
     let Some(name) = only else {
-        if loaded.policies.is_empty() && loaded.error_count() > 0 {
+        if loaded.policies.is_empty() && errors > 0 {
             return Err(ExitStatus::InvalidPolicy);
         }
-        return Ok(loaded.policies);
+        return Ok(Selection {
+            selected: loaded.policies.clone(),
+            all: loaded.policies,
+            errors,
+        });
     };
-    let errors = loaded.error_count();
-    match loaded
+    let selected: Vec<_> = loaded
         .policies
-        .into_iter()
-        .find(|policy| policy.name == name)
-    {
-        Some(policy) => Ok(vec![policy]),
-        None if errors > 0 => {
+        .iter()
+        .filter(|policy| policy.name == name)
+        .cloned()
+        .collect();
+    if selected.is_empty() {
+        if errors > 0 {
             eprintln!("error: no valid policy named `{name}`; see the problems above");
-            Err(ExitStatus::InvalidPolicy)
+            return Err(ExitStatus::InvalidPolicy);
         }
-        None => {
-            eprintln!(
-                "error: no policy named `{name}` in {}",
-                describe_paths(global)
-            );
-            Err(ExitStatus::Failure)
-        }
+        eprintln!(
+            "error: no policy named `{name}` in {}",
+            describe_paths(global, paths)
+        );
+        return Err(ExitStatus::Failure);
     }
+    Ok(Selection {
+        all: loaded.policies,
+        selected,
+        errors,
+    })
 }
 
-fn describe_paths(global: &GlobalArgs) -> String {
+fn describe_paths(global: &GlobalArgs, given: &[PathBuf]) -> String {
     let paths: Vec<String> = global
-        .policy_paths(&[])
+        .policy_paths(given)
         .iter()
         .map(|path| format!("`{}`", path.display()))
         .collect();

@@ -1,33 +1,220 @@
-//! `backup plan`: show what `apply` would do. Not built yet.
+//! `backup plan`: show what `apply` would do, and why.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use clap::Args;
 
-use super::{GlobalArgs, OutputFormat, not_built};
+use super::{GlobalArgs, OutputFormat, Selection, load_selection};
 use crate::exit::ExitStatus;
+use crate::plan::{self, CrontabInput, Plan};
+use crate::schedule::crontab::{self, Target};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// Policy files or folders (default: `-p`, else `policies/`).
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
     /// Plan only this policy.
     #[arg(long, value_name = "NAME")]
     pub policy: Option<String>,
     /// Plan as if it were this time (RFC 3339), for reproducible plans in CI.
-    #[arg(long, value_name = "TIME")]
-    pub now: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub now: Option<DateTime<Utc>>,
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
-    /// Save the plan to this file, for `backup apply FILE`.
+    /// Save the plan to this file (JSON), for `backup apply FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Exit 0 when nothing is pending, 2 when the plan has changes, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Manage this crontab file (e.g. in /etc/cron.d) instead of the user's crontab.
-    #[arg(long, value_name = "FILE")]
-    pub crontab_file: Option<PathBuf>,
+    /// Also list every backup retention keeps, with the rules that keep it.
+    #[arg(long)]
+    pub show_kept: bool,
+    #[command(flatten)]
+    pub crontab: CrontabArgs,
 }
 
-pub fn run(_global: &GlobalArgs, _args: &PlanArgs) -> anyhow::Result<ExitStatus> {
-    not_built("plan")
+/// Where the managed crontab block lives.
+#[derive(Debug, Args)]
+pub struct CrontabArgs {
+    /// Manage this crontab file (e.g. in /etc/cron.d, with a user field) instead of the user's crontab.
+    #[arg(long, value_name = "FILE")]
+    pub crontab_file: Option<PathBuf>,
+    /// Leave the crontab alone (CI, or hosts where cron is managed otherwise).
+    #[arg(long, conflicts_with = "crontab_file")]
+    pub no_crontab: bool,
+}
+
+/// Parses `--now`: RFC 3339 (`2026-11-25T03:00:00Z`).
+pub(super) fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|error| {
+            format!("`{text}` is not an RFC 3339 time like 2026-11-25T03:00:00Z: {error}")
+        })
+}
+
+pub fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitStatus> {
+    let selection = match load_selection(global, &args.paths, args.policy.as_deref()) {
+        Ok(selection) => selection,
+        Err(status) => return Ok(status),
+    };
+    let inventory = crate::inventory::gather(&selection.selected);
+    let now = args.now.unwrap_or_else(Utc::now);
+    let (crontab_input, _) = crontab_input(global, &args.paths, &selection, &args.crontab, now);
+    let plan = plan::compute(&selection.selected, &inventory, &crontab_input, now);
+    if let Some(out) = &args.out {
+        save(&plan, out)?;
+    }
+    match args.format {
+        OutputFormat::Text => print!(
+            "{}",
+            plan::text::render(
+                &plan,
+                plan::text::Options {
+                    show_kept: args.show_kept,
+                    color: global.stdout_color(),
+                }
+            )
+        ),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+    }
+    if let Some(out) = &args.out {
+        eprintln!(
+            "Saved the plan to {}; `backup apply {}` carries it out.",
+            out.display(),
+            out.display()
+        );
+    }
+    Ok(if plan.has_errors() {
+        ExitStatus::Failure
+    } else if args.detailed_exitcode && plan.has_changes() {
+        ExitStatus::ChangesPending
+    } else {
+        ExitStatus::Success
+    })
+}
+
+/// Writes the plan as JSON, atomically.
+fn save(plan: &Plan, out: &Path) -> anyhow::Result<()> {
+    let folder = out
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(folder)
+        .with_context(|| format!("cannot write the plan next to {}", out.display()))?;
+    serde_json::to_writer_pretty(&mut file, plan)?;
+    std::io::Write::write_all(&mut file, b"\n")?;
+    file.persist(out)
+        .with_context(|| format!("cannot save the plan as {}", out.display()))?;
+    Ok(())
+}
+
+/// The crontab as found and the block the policies want, and where it lives.
+pub(super) fn crontab_input(
+    global: &GlobalArgs,
+    paths: &[PathBuf],
+    selection: &Selection,
+    args: &CrontabArgs,
+    now: DateTime<Utc>,
+) -> (CrontabInput, Option<Target>) {
+    if args.no_crontab {
+        return (
+            CrontabInput::Unmanaged {
+                reason: "--no-crontab".to_owned(),
+            },
+            None,
+        );
+    }
+    if selection.errors > 0 {
+        return (
+            CrontabInput::Unmanaged {
+                reason: format!(
+                    "left as is while the policy files have {} error{}, so no policy loses its line",
+                    selection.errors,
+                    if selection.errors == 1 { "" } else { "s" }
+                ),
+            },
+            None,
+        );
+    }
+    let target = match &args.crontab_file {
+        Some(file) => Target::File(std::path::absolute(file).unwrap_or_else(|_| file.clone())),
+        None => Target::User(None),
+    };
+    let text = match crontab::read(&target) {
+        Ok(text) => text,
+        Err(crontab::Error::NotInstalled) => {
+            return (
+                CrontabInput::Unmanaged {
+                    reason: "the `crontab` program is not installed (install cron, or pass --crontab-file or --no-crontab)".to_owned(),
+                },
+                None,
+            );
+        }
+        Err(error) => {
+            return (
+                CrontabInput::Unreadable {
+                    target: target.describe(),
+                    error: error.to_string(),
+                },
+                Some(target),
+            );
+        }
+    };
+    let state = global.state();
+    let invocation = crontab::Invocation {
+        binary: std::env::current_exe()
+            .and_then(|binary| binary.canonicalize())
+            .unwrap_or_else(|_| PathBuf::from("backup")),
+        policy_paths: global
+            .policy_paths(paths)
+            .iter()
+            .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()))
+            .collect(),
+        state_dir: state.path().to_owned(),
+        log_dir: state.log_dir(),
+    };
+    let mut policies: Vec<&crate::policy::Policy> = selection.all.iter().collect();
+    policies.sort_by(|left, right| left.name.cmp(&right.name));
+    let lines: Vec<crontab::Line> = policies
+        .iter()
+        .map(|policy| crontab::Line {
+            policy: &policy.name,
+            schedule: &policy.schedule,
+        })
+        .collect();
+    let user = match &target {
+        Target::File(_) => Some(crontab::invoking_user().unwrap_or_else(|| "root".to_owned())),
+        Target::User(_) => None,
+    };
+    let planned_block = match crontab::render_block(
+        &lines,
+        &invocation,
+        crontab::host_timezone(),
+        user.as_deref(),
+        now,
+    ) {
+        Ok(block) => block,
+        Err(error) => {
+            return (
+                CrontabInput::Unreadable {
+                    target: target.describe(),
+                    error: error.to_string(),
+                },
+                Some(target),
+            );
+        }
+    };
+    (
+        CrontabInput::Found {
+            target: target.describe(),
+            text,
+            planned_block,
+        },
+        Some(target),
+    )
 }

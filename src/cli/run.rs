@@ -45,6 +45,17 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
         Ok(mut policies) => policies.remove(0),
         Err(status) => return Ok(status),
     };
+    // One backup of a policy at a time, and never while apply prunes it.
+    let _lock = match global.state().lock(&policy.name) {
+        Ok(lock) => lock,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(match error {
+                crate::state::Error::Held { .. } => ExitStatus::Locked,
+                crate::state::Error::Io { .. } => ExitStatus::Failure,
+            });
+        }
+    };
     let mut opened: Vec<Box<dyn Destination>> = Vec::new();
     let mut unavailable = Vec::new();
     for spec in &policy.destinations {

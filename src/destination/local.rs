@@ -137,6 +137,7 @@ impl Destination for Local {
                 listed.push(Entry {
                     name: name.to_owned(),
                     size: metadata.len(),
+                    modified: metadata.modified().ok().map(chrono::DateTime::from),
                 });
             }
         }
@@ -147,6 +148,16 @@ impl Destination for Local {
         let path = self.folder(policy).join(name);
         let file = File::open(&path).map_err(Error::io("cannot open", path.display()))?;
         Ok(Box::new(io::BufReader::with_capacity(1 << 20, file)))
+    }
+
+    fn remove(&self, policy: &str, name: &str) -> Result<(), Error> {
+        let folder = self.folder(policy);
+        let path = folder.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_folder(&folder),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(Error::io("cannot remove", path.display())(error)),
+        }
     }
 }
 

@@ -55,6 +55,8 @@ impl Error {
 pub struct Entry {
     pub name: String,
     pub size: u64,
+    /// When it was last written, where the destination says.
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A place that stores backups.
@@ -70,6 +72,9 @@ pub trait Destination: Send + Sync {
     fn list(&self, policy: &str) -> Result<Vec<Entry>, Error>;
     /// Reads an object from its start.
     fn open(&self, policy: &str, name: &str) -> Result<Box<dyn Read + Send>, Error>;
+    /// Deletes an object durably. An object that is already gone is not an error,
+    /// so an interrupted prune can simply be done again.
+    fn remove(&self, policy: &str, name: &str) -> Result<(), Error>;
 }
 
 /// Data being written. Dropping an upload without committing aborts it.

@@ -37,6 +37,64 @@ pub fn is_id(name: &str) -> bool {
     base_ok && suffix_ok
 }
 
+/// The time an id names (its first 16 characters), if it is an id.
+pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
+    if !is_id(id) {
+        return None;
+    }
+    chrono::NaiveDateTime::parse_from_str(&id[..16], "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|time| time.and_utc())
+}
+
+/// What every destination of every policy holds: the actual state that `plan` compares.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    pub policies: Vec<PolicyInventory>,
+}
+
+/// What the destinations of one policy hold, in the policy's order.
+#[derive(Debug)]
+pub struct PolicyInventory {
+    pub policy: String,
+    pub destinations: Vec<DestinationInventory>,
+}
+
+/// One destination's listing for one policy, or why it could not be read.
+#[derive(Debug)]
+pub struct DestinationInventory {
+    pub location: String,
+    pub listing: Result<Listing, String>,
+}
+
+impl Inventory {
+    pub fn policy(&self, name: &str) -> Option<&PolicyInventory> {
+        self.policies.iter().find(|policy| policy.policy == name)
+    }
+}
+
+/// Reads every destination of every policy. A destination that cannot be
+/// opened or listed is recorded as such; reading never stops early.
+pub fn gather(policies: &[crate::policy::Policy]) -> Inventory {
+    let policies = policies
+        .iter()
+        .map(|policy| PolicyInventory {
+            policy: policy.name.clone(),
+            destinations: policy
+                .destinations
+                .iter()
+                .map(|spec| DestinationInventory {
+                    location: destination::describe(spec),
+                    listing: destination::open(spec)
+                        .and_then(|destination| read(destination.as_ref(), &policy.name))
+                        .map_err(|error| error.to_string()),
+                })
+                .collect(),
+        })
+        .collect();
+    Inventory { policies }
+}
+
 /// One backup on one destination.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackupRecord {
@@ -72,6 +130,8 @@ pub struct Orphan {
     pub destination: String,
     pub name: String,
     pub size: u64,
+    /// When it was last written (else the time in its id).
+    pub modified: Option<DateTime<Utc>>,
     pub reason: &'static str,
 }
 
@@ -125,7 +185,12 @@ pub fn read(destination: &dyn Destination, policy: &str) -> Result<Listing, dest
             state,
         });
     }
-    for Entry { name, size } in &entries {
+    for Entry {
+        name,
+        size,
+        modified,
+    } in &entries
+    {
         let reason = if name.ends_with(PARTIAL_SUFFIX) {
             "partial data (a backup that did not finish)"
         } else if name.ends_with(TEMPORARY_SUFFIX) {
@@ -144,6 +209,7 @@ pub fn read(destination: &dyn Destination, policy: &str) -> Result<Listing, dest
             destination: location.clone(),
             name: name.clone(),
             size: *size,
+            modified: modified.or_else(|| name.split('.').next().and_then(id_time)),
             reason,
         });
     }

@@ -214,12 +214,26 @@ impl Checker<'_> {
         );
     }
 
+    /// `path` made absolute against the policy's folder, with `.` and `..`
+    /// resolved by name (not through symlinks), so `../disk` reads as a
+    /// plain path in plans and crontab lines.
     fn resolve_path(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
+        let joined = if path.is_absolute() {
             path.to_owned()
         } else {
             self.base.join(path)
+        };
+        let mut resolved = PathBuf::new();
+        for component in joined.components() {
+            match component {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    resolved.pop();
+                }
+                other => resolved.push(other),
+            }
         }
+        resolved
     }
 
     /// Checks every section of a document that has the right shape, and

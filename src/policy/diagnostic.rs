@@ -137,13 +137,7 @@ impl Diagnostic {
 
     /// Renders the diagnostic the way cargo does, optionally with ANSI colours.
     pub fn render(&self, color: bool) -> String {
-        let paint = |code: &str, text: &str| {
-            if color {
-                format!("\x1b[{code}m{text}\x1b[0m")
-            } else {
-                text.to_owned()
-            }
-        };
+        let paint = |code: &str, text: &str| paint(color, code, text);
         let (label, label_color) = match self.severity {
             Severity::Error => ("error", "1;31"),
             Severity::Warning => ("warning", "1;33"),
@@ -191,6 +185,15 @@ impl Diagnostic {
 
 /// The line as shown (tabs expanded, control characters replaced, long lines
 /// cut) and the display offset of `column` within it.
+/// `text` in the ANSI style `code` (`1;31` bold red) when `enabled`.
+pub fn paint(enabled: bool, code: &str, text: &str) -> String {
+    if enabled {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
 fn display_line(text: &str, column: usize) -> (String, usize) {
     const MAX_CHARS: usize = 160;
     let mut shown = String::new();

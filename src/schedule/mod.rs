@@ -3,15 +3,22 @@
 //! Pure: every function takes the instant it reasons about as an argument and
 //! never reads the clock. Parsing accepts standard crontab syntax only
 //! (numbers, names, `*`, `,`, `-`, `/` and the `@hourly`-style nicknames), so
-//! every schedule can also be written into a real crontab.
+//! every schedule can also be written into a real crontab. At daylight saving
+//! changes, ticks follow Vixie cron, as Debian's `cron` does (see
+//! [`Schedule::next_after`]), so the host's cron and `backup` agree.
+//!
+//! [`crontab`] is the exception: it renders schedules into the host's
+//! crontab and reads and writes that crontab.
 
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset as _, TimeDelta, TimeZone as _, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
+
+pub mod crontab;
 
 /// Why a schedule is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +52,8 @@ pub struct Schedule {
     expression: String,
     cron: Cron,
     timezone: Tz,
+    /// Vixie cron's wildcard job (see [`Schedule::instants`]).
+    wildcard: bool,
 }
 
 impl fmt::Debug for Schedule {
@@ -68,8 +77,10 @@ impl Schedule {
     pub fn parse(expression: &str, timezone: &str) -> Result<Schedule, Error> {
         let timezone = parse_timezone(timezone)?;
         let cron = parse_cron(expression)?;
+        let expression = expression.trim().to_owned();
         Ok(Schedule {
-            expression: expression.trim().to_owned(),
+            wildcard: is_wildcard(&expression),
+            expression,
             cron,
             timezone,
         })
@@ -83,23 +94,139 @@ impl Schedule {
         self.timezone
     }
 
-    /// The first tick strictly after `after`.
-    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = after.with_timezone(&self.timezone);
-        self.cron
-            .find_next_occurrence(&local, false)
-            .ok()
-            .map(|tick| tick.with_timezone(&Utc))
+    /// The minutes of the hour the expression names (`0,30` for `*/30 * * * *`),
+    /// on the wall clock of its time zone.
+    pub fn minutes(&self) -> Vec<u32> {
+        (0..60)
+            .filter(|minute| self.cron.pattern.minute_match(*minute).unwrap_or(false))
+            .collect()
     }
 
-    /// The last tick at or before `at`.
-    pub fn latest_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = at.with_timezone(&self.timezone);
-        self.cron
-            .find_previous_occurrence(&local, true)
-            .ok()
-            .map(|tick| tick.with_timezone(&Utc))
+    /// The first tick strictly after `after`.
+    ///
+    /// Ticks follow Vixie cron (which Debian's `cron` keeps) at daylight saving
+    /// changes, so that `backup` and the host's cron agree on when a backup is
+    /// due. croner's own rule differs for hours or minutes given as lists or
+    /// ranges (`30 2,14 * * *`), which it skips in the spring and runs twice in
+    /// the autumn; see [`Schedule::instants`].
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Wall clock times just before `after` come round again when the clock
+        // is about to go back: start the walk that much earlier.
+        let repeated =
+            (self.offset_seconds(after) - self.offset_seconds(after + LOOKAROUND)).max(0);
+        let mut wall =
+            after.with_timezone(&self.timezone).naive_local() - TimeDelta::seconds(repeated.into());
+        let mut inclusive = true;
+        let mut best: Option<DateTime<Utc>> = None;
+        loop {
+            let Ok(next_wall) = self.cron.find_next_occurrence(&wall, inclusive) else {
+                return best;
+            };
+            wall = next_wall;
+            inclusive = false;
+            let instants = self.instants(wall);
+            for instant in instants.into_iter().flatten() {
+                if instant > after && best.is_none_or(|best| instant < best) {
+                    best = Some(instant);
+                }
+            }
+            // The earliest instant of a wall clock time never decreases as the
+            // wall clock time grows, so nothing further on comes sooner.
+            if instants[0].is_some_and(|earliest| earliest > after) {
+                return best;
+            }
+        }
     }
+
+    /// The last tick at or before `at`, by the same rules as [`Schedule::next_after`].
+    pub fn latest_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Just after the clock went back, wall clock times ahead of `at`'s
+        // already happened once: start the walk that much later.
+        let repeated = (self.offset_seconds(at - LOOKAROUND) - self.offset_seconds(at)).max(0);
+        let mut wall =
+            at.with_timezone(&self.timezone).naive_local() + TimeDelta::seconds(repeated.into());
+        let mut inclusive = true;
+        let mut best: Option<DateTime<Utc>> = None;
+        loop {
+            let Ok(previous_wall) = self.cron.find_previous_occurrence(&wall, inclusive) else {
+                return best;
+            };
+            wall = previous_wall;
+            inclusive = false;
+            let instants = self.instants(wall);
+            for instant in instants.into_iter().flatten() {
+                if instant <= at && best.is_none_or(|best| instant > best) {
+                    best = Some(instant);
+                }
+            }
+            // The latest instant of a wall clock time never increases as the
+            // wall clock time shrinks, so nothing further back comes later.
+            if instants
+                .into_iter()
+                .flatten()
+                .last()
+                .is_some_and(|latest| latest <= at)
+            {
+                return best;
+            }
+        }
+    }
+
+    /// The instants at which cron runs the job for the wall clock time `wall`
+    /// (one the pattern matches), earliest first.
+    ///
+    /// Vixie cron's rule: a job is a wildcard job when its minute or hour
+    /// field starts with `*` (`@hourly` too), otherwise a fixed-time job.
+    /// - A wall clock time that exists once runs at that instant.
+    /// - One the clock skips (spring forward): a fixed-time job runs once, at
+    ///   the first minute after the jump (`30 2 * * *` in Berlin on the last
+    ///   Sunday of March runs at 03:00 CEST); a wildcard job does not run.
+    /// - One that happens twice (fall back): a fixed-time job runs the first
+    ///   time only; a wildcard job runs both times, so `0 * * * *` stays one
+    ///   hour apart in absolute time.
+    fn instants(&self, wall: NaiveDateTime) -> [Option<DateTime<Utc>>; 2] {
+        let utc = |instant: DateTime<Tz>| instant.with_timezone(&Utc);
+        match self.timezone.from_local_datetime(&wall) {
+            LocalResult::Single(instant) => [Some(utc(instant)), None],
+            LocalResult::Ambiguous(earlier, later) => {
+                [Some(utc(earlier)), self.wildcard.then(|| utc(later))]
+            }
+            LocalResult::None if self.wildcard => [None, None],
+            LocalResult::None => {
+                // Gaps are whole minutes in every zone since 1900 or so; cap
+                // the search at a day (Samoa skipped one in 2011).
+                let first_after = (1..=24 * 60).find_map(|minutes| {
+                    self.timezone
+                        .from_local_datetime(&(wall + TimeDelta::minutes(minutes)))
+                        .earliest()
+                });
+                [first_after.map(utc), None]
+            }
+        }
+    }
+
+    /// The time zone's offset from UTC at `at`, in seconds.
+    fn offset_seconds(&self, at: DateTime<Utc>) -> i32 {
+        self.timezone
+            .offset_from_utc_datetime(&at.naive_utc())
+            .fix()
+            .local_minus_utc()
+    }
+}
+
+/// How far around an instant to look for a clock change: longer than any
+/// daylight saving shift.
+const LOOKAROUND: TimeDelta = TimeDelta::days(1);
+
+/// Vixie cron's test: a wildcard job's minute or hour field starts with `*`.
+fn is_wildcard(expression: &str) -> bool {
+    if expression.starts_with('@') {
+        return expression.eq_ignore_ascii_case("@hourly");
+    }
+    expression
+        .split_whitespace()
+        .take(2)
+        .any(|field| field.starts_with('*'))
 }
 
 /// Parses an IANA time zone name.
@@ -201,7 +328,7 @@ fn check_ranges(expression: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone as _;
+    use chrono::{Datelike as _, NaiveDate};
 
     #[test]
     fn accepts_crontab_syntax_and_nicknames() {
@@ -257,6 +384,304 @@ mod tests {
         assert_eq!(
             schedule.latest_at_or_before(now),
             Some(Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap())
+        );
+    }
+
+    // --- A year on a simulated clock -------------------------------------------------
+
+    /// What Vixie/Debian cron runs, minute by minute, from `from` to `to` (UTC):
+    /// the daemon's own rules, written independently of `Schedule`'s search.
+    /// A wall clock minute that the clock skipped runs a fixed-time job once,
+    /// at the first minute after the jump; a wall clock minute that comes round
+    /// again runs a fixed-time job only the first time. Wildcard jobs (minute
+    /// or hour field starting with `*`) follow the wall clock as it is.
+    fn simulated_cron(
+        schedule: &Schedule,
+        clock: &[(DateTime<Utc>, NaiveDateTime)],
+    ) -> Vec<DateTime<Utc>> {
+        let matches = |wall: NaiveDateTime| schedule.cron.is_time_matching(&wall).unwrap();
+        let wildcard = vixie_wildcard(schedule.expression());
+        let minute = TimeDelta::minutes(1);
+        let mut high_water = clock[0].1 - minute;
+        let mut ticks = Vec::new();
+        for &(instant, wall) in clock {
+            let runs = if wall <= high_water {
+                // The clock went back: this wall clock minute already ran.
+                wildcard && matches(wall)
+            } else if wall > high_water + minute && !wildcard {
+                // The clock jumped forward: run what the skipped minutes held.
+                let mut skipped = high_water + minute;
+                let mut any = false;
+                while skipped <= wall {
+                    any |= matches(skipped);
+                    skipped += minute;
+                }
+                any
+            } else {
+                matches(wall)
+            };
+            if runs {
+                ticks.push(instant);
+            }
+            high_water = high_water.max(wall);
+        }
+        ticks
+    }
+
+    /// Vixie cron's own test: a job is "wildcard" when its minute or hour field starts with `*`.
+    fn vixie_wildcard(expression: &str) -> bool {
+        let expression = expression.to_ascii_lowercase();
+        if expression.starts_with('@') {
+            return expression == "@hourly";
+        }
+        let fields: Vec<&str> = expression.split_whitespace().collect();
+        fields[0].starts_with('*') || fields[1].starts_with('*')
+    }
+
+    /// Every UTC minute of the local calendar year, with its wall clock time.
+    fn simulated_clock(timezone: Tz, year: i32) -> Vec<(DateTime<Utc>, NaiveDateTime)> {
+        let start = |year| {
+            timezone
+                .with_ymd_and_hms(year, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let (from, to) = (start(year), start(year + 1));
+        let mut clock = Vec::new();
+        let mut instant = from;
+        while instant < to {
+            clock.push((instant, instant.with_timezone(&timezone).naive_local()));
+            instant += TimeDelta::minutes(1);
+        }
+        clock
+    }
+
+    /// Every tick from `from` (inclusive) to `to` (exclusive), by `next_after`.
+    fn ticks_by_next_after(
+        schedule: &Schedule,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<DateTime<Utc>> {
+        let mut ticks = Vec::new();
+        let mut cursor = from - TimeDelta::seconds(1);
+        while let Some(tick) = schedule.next_after(cursor) {
+            assert!(tick > cursor, "{schedule:?}: next_after({cursor}) = {tick}");
+            if tick >= to {
+                break;
+            }
+            ticks.push(tick);
+            cursor = tick;
+        }
+        ticks
+    }
+
+    /// Instants to probe `latest_at_or_before` and `next_after` with: random
+    /// ones over the year, and every 7 minutes 13.5 seconds within a day of
+    /// each clock change.
+    fn probe_instants(timezone: Tz, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut random = move || {
+            // splitmix64: deterministic, so a failure reproduces.
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let span_ms = u64::try_from((to - from).num_milliseconds()).unwrap();
+        let mut probes: Vec<DateTime<Utc>> = (0..2000)
+            .map(|_| from + TimeDelta::milliseconds(i64::try_from(random() % span_ms).unwrap()))
+            .collect();
+        let offset = |at: DateTime<Utc>| timezone.offset_from_utc_datetime(&at.naive_utc()).fix();
+        let mut hour = from;
+        while hour < to {
+            if offset(hour) != offset(hour + TimeDelta::hours(1)) {
+                let mut probe = hour - TimeDelta::hours(24);
+                while probe < hour + TimeDelta::hours(25) {
+                    probes.push(probe);
+                    probe += TimeDelta::milliseconds(7 * 60_000 + 13_500);
+                }
+            }
+            hour += TimeDelta::hours(1);
+        }
+        probes.retain(|probe| from <= *probe && *probe < to);
+        probes
+    }
+
+    /// Runs `expressions` in `zone` through a simulated year (2026) and checks
+    /// every tick against the simulated daemon, then the shape each kind of
+    /// schedule must have, then `latest_at_or_before` and `next_after` at
+    /// random and near-clock-change instants. Returns the ticks per expression.
+    fn simulate_year(zone: &str, expressions: &[&str]) -> Vec<Vec<DateTime<Utc>>> {
+        let timezone = parse_timezone(zone).unwrap();
+        let clock = simulated_clock(timezone, 2026);
+        let (from, to) = (clock[0].0, clock[clock.len() - 1].0 + TimeDelta::minutes(1));
+        let probes = probe_instants(timezone, from, to);
+        let mut failures = Vec::new();
+        let mut all_ticks = Vec::new();
+        for expression in expressions {
+            let schedule = Schedule::parse(expression, zone).unwrap();
+            let expected = simulated_cron(&schedule, &clock);
+            let actual = ticks_by_next_after(&schedule, from, to);
+            if actual != expected {
+                let missing: Vec<_> = expected
+                    .iter()
+                    .filter(|tick| !actual.contains(tick))
+                    .collect();
+                let extra: Vec<_> = actual
+                    .iter()
+                    .filter(|tick| !expected.contains(tick))
+                    .collect();
+                failures.push(format!(
+                    "{schedule:?}: missing {missing:?}, extra {extra:?}"
+                ));
+                continue;
+            }
+            assert!(
+                actual.windows(2).all(|pair| pair[0] < pair[1]),
+                "{schedule:?}: ticks not strictly increasing"
+            );
+            for &probe in &probes {
+                // Ticks before `from` or after `to` are outside the simulation;
+                // probes whose answer lies there are checked by the invariants only.
+                let latest = schedule.latest_at_or_before(probe);
+                let next = schedule.next_after(probe);
+                let index = expected.partition_point(|tick| *tick <= probe);
+                if index > 0 && latest != Some(expected[index - 1]) {
+                    failures.push(format!(
+                        "{schedule:?}: latest_at_or_before({probe}) = {latest:?}, want {}",
+                        expected[index - 1]
+                    ));
+                }
+                if index < expected.len() && next != Some(expected[index]) {
+                    failures.push(format!(
+                        "{schedule:?}: next_after({probe}) = {next:?}, want {}",
+                        expected[index]
+                    ));
+                }
+                let latest = latest.unwrap();
+                assert!(
+                    latest <= probe && next.unwrap() > probe,
+                    "{schedule:?} at {probe}"
+                );
+                assert!(
+                    schedule.next_after(latest).unwrap() > probe,
+                    "{schedule:?}: a tick between latest_at_or_before({probe}) = {latest} and {probe}"
+                );
+            }
+            all_ticks.push(actual);
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        all_ticks
+    }
+
+    /// The local calendar dates of `ticks`, in order.
+    fn local_dates(ticks: &[DateTime<Utc>], timezone: Tz) -> Vec<NaiveDate> {
+        ticks
+            .iter()
+            .map(|tick| tick.with_timezone(&timezone).date_naive())
+            .collect()
+    }
+
+    fn gaps_in_seconds(ticks: &[DateTime<Utc>]) -> Vec<i64> {
+        ticks
+            .windows(2)
+            .map(|pair| (pair[1] - pair[0]).num_seconds())
+            .collect()
+    }
+
+    /// One zone's year: daily schedules tick once per local date, hourly ones
+    /// exactly 3600 s apart, and so on; DST change days included.
+    fn check_year(zone: &str) {
+        let timezone = parse_timezone(zone).unwrap();
+        let every_date: Vec<NaiveDate> = NaiveDate::from_ymd_opt(2026, 1, 1)
+            .unwrap()
+            .iter_days()
+            .take_while(|date| date.year() == 2026)
+            .collect();
+        let daily = ["0 1 * * *", "30 2 * * *", "@daily", "30 1 * * *"];
+        for ticks in simulate_year(zone, &daily) {
+            assert_eq!(local_dates(&ticks, timezone), every_date, "{zone}");
+        }
+        let hourly = ["0 * * * *", "@hourly"];
+        for ticks in simulate_year(zone, &hourly) {
+            assert_eq!(ticks.len(), 365 * 24, "{zone}");
+            assert!(
+                gaps_in_seconds(&ticks).iter().all(|gap| *gap == 3600),
+                "{zone}"
+            );
+        }
+        let quarter_hourly = simulate_year(zone, &["*/15 * * * *"]).remove(0);
+        assert_eq!(quarter_hourly.len(), 365 * 24 * 4, "{zone}");
+        assert!(
+            gaps_in_seconds(&quarter_hourly)
+                .iter()
+                .all(|gap| *gap == 900),
+            "{zone}"
+        );
+        let weekly = simulate_year(zone, &["0 3 * * 0"]).remove(0);
+        let sundays: Vec<NaiveDate> = every_date
+            .iter()
+            .copied()
+            .filter(|date| date.weekday() == chrono::Weekday::Sun)
+            .collect();
+        assert_eq!(local_dates(&weekly, timezone), sundays, "{zone}");
+        // Lists and ranges in the hour or minute field are fixed-time jobs to
+        // cron, unlike to croner: these are where its own answers were wrong.
+        simulate_year(
+            zone,
+            &[
+                "30 2,14 * * *",
+                "15,45 1-3 * * *",
+                "*/20 2 * * *",
+                "0 */2 * * *",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_year_in_berlin_matches_a_simulated_cron_daemon() {
+        check_year("Europe/Berlin");
+    }
+
+    #[test]
+    fn a_year_in_new_york_matches_a_simulated_cron_daemon() {
+        check_year("America/New_York");
+    }
+
+    /// Regression: croner skips `30 2,14 * * *` at 02:30 on spring-forward day
+    /// and runs it twice on fall-back day; cron runs it once each day.
+    #[test]
+    fn a_fixed_time_job_in_a_skipped_or_repeated_hour_runs_once() {
+        let at = |month, day, hour, minute| {
+            Utc.with_ymd_and_hms(2026, month, day, hour, minute, 0)
+                .unwrap()
+        };
+        for expression in ["30 2 * * *", "30 2,14 * * *"] {
+            let schedule = Schedule::parse(expression, "Europe/Berlin").unwrap();
+            // 2026-03-29: 02:00 CET jumps to 03:00 CEST (01:00 UTC).
+            assert_eq!(schedule.next_after(at(3, 28, 23, 0)), Some(at(3, 29, 1, 0)));
+            assert_eq!(
+                schedule.latest_at_or_before(at(3, 29, 1, 0)),
+                Some(at(3, 29, 1, 0))
+            );
+            // 2026-10-25: 03:00 CEST goes back to 02:00 CET; 02:30 runs at 00:30 UTC only.
+            let first = at(10, 25, 0, 30);
+            assert_eq!(schedule.next_after(at(10, 24, 23, 0)), Some(first));
+            let next = schedule.next_after(first).unwrap();
+            assert!(next > at(10, 25, 2, 0), "{expression}: {next}");
+            assert_eq!(schedule.latest_at_or_before(at(10, 25, 1, 45)), Some(first));
+        }
+        // A wildcard job keeps to the wall clock: both 02:30s, no 02:30 in March.
+        let schedule = Schedule::parse("30 * * * *", "Europe/Berlin").unwrap();
+        assert_eq!(
+            schedule.next_after(at(10, 25, 0, 30)),
+            Some(at(10, 25, 1, 30))
+        );
+        assert_eq!(
+            schedule.next_after(at(3, 29, 0, 30)),
+            Some(at(3, 29, 1, 30))
         );
     }
 }

@@ -28,11 +28,13 @@ impl From<Output> for Run {
     }
 }
 
-/// A `backup` command in `directory`, with a clean, colourless environment.
+/// A `backup` command in `directory`, with a clean, colourless environment
+/// and its state folder (locks, cron logs) in `directory/.state`.
 pub fn backup(directory: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_backup"));
     command
         .current_dir(directory)
+        .env("BACKUP_STATE_DIR", directory.join(".state"))
         .env_remove("BACKUP_POLICIES")
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1");

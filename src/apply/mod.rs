@@ -1,0 +1,375 @@
+//! Execution: one attempt to carry out a [`Plan`], collecting every outcome.
+//!
+//! Nothing here decides *what* to do; the plan did. This module only enforces
+//! the order and the safety rules that hold whatever the plan says: per
+//! policy, backups first, then copies, then prunes (only when the policy's
+//! backup of this run succeeded, and never a mass delete unless allowed), then
+//! cleanups; the crontab last. An action that fails does not stop the others,
+//! and every step is safe to repeat, so running `apply` again after a crash
+//! or a failure finishes the job.
+
+use std::io::{self, Read as _, Write as _};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest as _, Sha256};
+
+use crate::destination::{self, Destination};
+use crate::engine;
+use crate::inventory::BackupMetadata;
+use crate::inventory::metadata::hex;
+use crate::plan::{Action, ActionKind, Plan};
+use crate::policy::Policy;
+
+/// Choices the plan does not make.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Carry out prunes that delete more than half of a policy's backups.
+    pub allow_mass_delete: bool,
+    /// Stamp backups with this time instead of the clock's (tests, drills).
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// How one action ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done(String),
+    Failed(String),
+    /// Not attempted, and why (a safety rule, an earlier failure).
+    Skipped(String),
+}
+
+/// One action and how it ended.
+#[derive(Debug, Clone)]
+pub struct ActionResult {
+    pub action: Action,
+    pub outcome: Outcome,
+}
+
+/// Everything `apply` did.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub results: Vec<ActionResult>,
+}
+
+impl ApplyReport {
+    pub fn failed(&self) -> usize {
+        self.count(|outcome| matches!(outcome, Outcome::Failed(_)))
+    }
+
+    pub fn skipped(&self) -> usize {
+        self.count(|outcome| matches!(outcome, Outcome::Skipped(_)))
+    }
+
+    pub fn done(&self, kind: ActionKind) -> usize {
+        self.results
+            .iter()
+            .filter(|result| {
+                result.action.kind == kind && matches!(result.outcome, Outcome::Done(_))
+            })
+            .count()
+    }
+
+    fn count(&self, matches: impl Fn(&Outcome) -> bool) -> usize {
+        self.results
+            .iter()
+            .filter(|result| matches(&result.outcome))
+            .count()
+    }
+}
+
+/// Carries out `plan` for `policies`. `write_crontab` installs the planned
+/// block; `observe` sees each result as it happens (for printing).
+pub fn execute(
+    plan: &Plan,
+    policies: &[Policy],
+    options: &Options,
+    write_crontab: &mut dyn FnMut(&str) -> Result<String, String>,
+    observe: &mut dyn FnMut(&ActionResult),
+) -> ApplyReport {
+    let mut report = ApplyReport::default();
+    let mut record = |report: &mut ApplyReport, action: &Action, outcome: Outcome| {
+        let result = ActionResult {
+            action: action.clone(),
+            outcome,
+        };
+        observe(&result);
+        report.results.push(result);
+    };
+    for policy_plan in &plan.policies {
+        let actions: Vec<&Action> = plan
+            .actions
+            .iter()
+            .filter(|action| action.policy.as_deref() == Some(policy_plan.name.as_str()))
+            .collect();
+        if actions.is_empty() {
+            continue;
+        }
+        let Some(policy) = policies
+            .iter()
+            .find(|policy| policy.name == policy_plan.name)
+        else {
+            for action in actions {
+                record(
+                    &mut report,
+                    action,
+                    Outcome::Skipped("the policy is no longer loaded".to_owned()),
+                );
+            }
+            continue;
+        };
+        let destinations = Destinations::open(policy);
+        let mut backup_failed = false;
+        for kind in [
+            ActionKind::Backup,
+            ActionKind::Copy,
+            ActionKind::Prune,
+            ActionKind::Cleanup,
+        ] {
+            for action in actions.iter().filter(|action| action.kind == kind) {
+                let outcome = match kind {
+                    ActionKind::Backup => {
+                        let outcome = take_backup(policy, &destinations, options);
+                        backup_failed |= !matches!(outcome, Outcome::Done(_));
+                        outcome
+                    }
+                    ActionKind::Copy => run(copy(policy, action, &destinations)),
+                    ActionKind::Prune if backup_failed => Outcome::Skipped(
+                        "the policy's backup failed in this run, so nothing is pruned".to_owned(),
+                    ),
+                    ActionKind::Prune if policy_plan.mass_delete && !options.allow_mass_delete => {
+                        Outcome::Failed(
+                            "refused: the plan prunes more than half of the policy's backups; \
+                             check the retention and pass --allow-mass-delete"
+                                .to_owned(),
+                        )
+                    }
+                    ActionKind::Prune => run(prune(policy, action, &destinations)),
+                    ActionKind::Cleanup => run(cleanup(policy, action, &destinations)),
+                    ActionKind::Crontab => continue,
+                };
+                record(&mut report, action, outcome);
+            }
+        }
+    }
+    for action in plan
+        .actions
+        .iter()
+        .filter(|action| action.kind == ActionKind::Crontab)
+    {
+        let outcome = run(write_crontab(&plan.crontab.planned_block));
+        record(&mut report, action, outcome);
+    }
+    report
+}
+
+fn run(result: Result<String, String>) -> Outcome {
+    match result {
+        Ok(detail) => Outcome::Done(detail),
+        Err(error) => Outcome::Failed(error),
+    }
+}
+
+/// A policy's destinations, opened, by location.
+struct Destinations {
+    locations: Vec<String>,
+    opened: Vec<Box<dyn Destination>>,
+    failed: Vec<(String, String)>,
+}
+
+impl Destinations {
+    fn open(policy: &Policy) -> Destinations {
+        let mut destinations = Destinations {
+            locations: Vec::new(),
+            opened: Vec::new(),
+            failed: Vec::new(),
+        };
+        for spec in &policy.destinations {
+            let location = destination::describe(spec);
+            match destination::open(spec) {
+                Ok(destination) => {
+                    destinations.locations.push(location);
+                    destinations.opened.push(destination);
+                }
+                Err(error) => destinations.failed.push((location, error.to_string())),
+            }
+        }
+        destinations
+    }
+
+    fn get(&self, location: Option<&str>) -> Result<&dyn Destination, String> {
+        let location = location.unwrap_or_default();
+        if let Some(index) = self.locations.iter().position(|name| name == location) {
+            return Ok(self.opened[index].as_ref());
+        }
+        match self.failed.iter().find(|(name, _)| name == location) {
+            Some((_, error)) => Err(format!("{location}: {error}")),
+            None => Err(format!(
+                "{location} is no destination of the policy any more"
+            )),
+        }
+    }
+}
+
+fn take_backup(policy: &Policy, destinations: &Destinations, options: &Options) -> Outcome {
+    if destinations.opened.is_empty() {
+        return Outcome::Failed("no destination could be opened".to_owned());
+    }
+    let started = options.now.unwrap_or_else(Utc::now);
+    match engine::backup(policy, &destinations.opened, started, None) {
+        Err(error) => Outcome::Failed(error.to_string()),
+        Ok(outcome) => {
+            let mut failures: Vec<String> = outcome
+                .stored
+                .iter()
+                .filter_map(|stored| {
+                    stored
+                        .result
+                        .as_ref()
+                        .err()
+                        .map(|error| format!("{}: {error}", stored.destination))
+                })
+                .collect();
+            failures.extend(
+                destinations
+                    .failed
+                    .iter()
+                    .map(|(location, error)| format!("{location}: {error}")),
+            );
+            let artifact = &outcome.metadata.artifact;
+            let summary = format!(
+                "{} ({}, {:.1} s)",
+                outcome.metadata.id,
+                crate::cli::human_bytes(artifact.size),
+                outcome.duration.as_secs_f64()
+            );
+            if failures.is_empty() {
+                tracing::info!(policy = %policy.name, id = %outcome.metadata.id, bytes = artifact.size, "Backup committed.");
+                Outcome::Done(summary)
+            } else {
+                Outcome::Failed(format!(
+                    "{summary} stored, but not everywhere: {}",
+                    failures.join("; ")
+                ))
+            }
+        }
+    }
+}
+
+fn read_sidecar(
+    destination: &dyn Destination,
+    policy: &str,
+    id: &str,
+) -> Result<(Vec<u8>, BackupMetadata), String> {
+    let name = format!("{id}.json");
+    let mut bytes = Vec::new();
+    destination
+        .open(policy, &name)
+        .map_err(|error| error.to_string())?
+        .read_to_end(&mut bytes)
+        .map_err(|error| format!("cannot read {name}: {error}"))?;
+    let metadata: BackupMetadata = serde_json::from_slice(&bytes)
+        .map_err(|error| format!("{name} is not a valid sidecar: {error}"))?;
+    if metadata.id != id || metadata.policy != policy {
+        return Err(format!("{name} names another backup"));
+    }
+    Ok((bytes, metadata))
+}
+
+/// Copies a backup: data streamed and checked against the sidecar's size and
+/// SHA-256 before it is committed, then the sidecar.
+fn copy(policy: &Policy, action: &Action, destinations: &Destinations) -> Result<String, String> {
+    let id = action.backup.as_deref().unwrap_or_default();
+    let from = destinations.get(action.from.as_deref())?;
+    let to = destinations.get(action.destination.as_deref())?;
+    let started = Instant::now();
+    let (sidecar, metadata) = read_sidecar(from, &policy.name, id)?;
+    let artifact = &metadata.artifact;
+    // Whatever is there (damaged) stops being a backup first: sidecar, then data.
+    for name in [format!("{id}.json"), artifact.name.clone()] {
+        to.remove(&policy.name, &name)
+            .map_err(|error| error.to_string())?;
+    }
+    let mut reader = from
+        .open(&policy.name, &artifact.name)
+        .map_err(|error| error.to_string())?;
+    let mut upload = to
+        .begin(&policy.name, &artifact.name)
+        .map_err(|error| error.to_string())?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0_u8; 1 << 20];
+    let mut copied: u64 = 0;
+    loop {
+        let count = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(count) => count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(format!("cannot read {}: {error}", artifact.name)),
+        };
+        hasher.update(&buffer[..count]);
+        upload
+            .write_all(&buffer[..count])
+            .map_err(|error| format!("cannot write {}: {error}", artifact.name))?;
+        copied += count as u64;
+    }
+    let digest = hex(&hasher.finalize());
+    if copied != artifact.size || digest != artifact.sha256 {
+        // Dropping the upload discards it.
+        return Err(format!(
+            "the copy read from {} does not match its sidecar ({copied} bytes, sha256 {digest}); nothing was written",
+            action.from.as_deref().unwrap_or_default()
+        ));
+    }
+    upload
+        .commit(artifact.size)
+        .map_err(|error| error.to_string())?;
+    to.put(&policy.name, &format!("{id}.json"), &sidecar)
+        .map_err(|error| error.to_string())?;
+    Ok(format!(
+        "{} copied and verified ({:.1} s)",
+        crate::cli::human_bytes(copied),
+        started.elapsed().as_secs_f64()
+    ))
+}
+
+/// Deletes a backup from one destination: the sidecar first (so it stops
+/// being a backup at once), then its data. Repeating it is harmless.
+fn prune(policy: &Policy, action: &Action, destinations: &Destinations) -> Result<String, String> {
+    let id = action.backup.as_deref().unwrap_or_default();
+    let destination = destinations.get(action.destination.as_deref())?;
+    let sidecar = format!("{id}.json");
+    destination
+        .remove(&policy.name, &sidecar)
+        .map_err(|error| error.to_string())?;
+    let prefix = format!("{id}.");
+    let mut removed = 0;
+    for entry in destination
+        .list(&policy.name)
+        .map_err(|error| error.to_string())?
+    {
+        if entry.name.starts_with(&prefix) {
+            destination
+                .remove(&policy.name, &entry.name)
+                .map_err(|error| error.to_string())?;
+            removed += entry.size;
+        }
+    }
+    tracing::info!(policy = %policy.name, id, destination = %destination.location(), "Backup pruned.");
+    Ok(format!("{} freed", crate::cli::human_bytes(removed)))
+}
+
+fn cleanup(
+    policy: &Policy,
+    action: &Action,
+    destinations: &Destinations,
+) -> Result<String, String> {
+    let destination = destinations.get(action.destination.as_deref())?;
+    let object = action.object.as_deref().unwrap_or_default();
+    if object.ends_with(".json") {
+        return Err(format!("{object} is a sidecar; cleanup never removes one"));
+    }
+    destination
+        .remove(&policy.name, object)
+        .map_err(|error| error.to_string())?;
+    Ok("removed".to_owned())
+}

@@ -1,0 +1,718 @@
+//! Intent: what `apply` must do so the destinations match the policies.
+//!
+//! [`compute`] is a pure function of the policies, the inventory, the crontab
+//! as found and `now`: it reads nothing and writes nothing, so CI can plan
+//! against any clock and tests can pin every decision. Every action carries
+//! its reasons, and every backup retention keeps carries the rules that keep
+//! it. [`text`] renders a plan for people; the JSON form is the plan itself.
+
+pub mod text;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::inventory::{Inventory, PolicyInventory, RecordState};
+use crate::policy::Policy;
+use crate::retention::{self, Candidate};
+use crate::schedule::crontab;
+
+/// Version of the JSON plan format (`backup plan --format json`, `--out`).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Orphans younger than this are left alone: a backup may still be writing them.
+pub const CLEANUP_GRACE: Duration = Duration::hours(1);
+
+/// The id retention sees for the backup this plan takes.
+pub const PLANNED_ID: &str = "(planned)";
+
+/// What kind of change an action makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    /// Take a backup onto every destination of the policy.
+    Backup,
+    /// Copy a kept backup to a destination that lacks it (or holds it damaged).
+    Copy,
+    /// Delete a backup that retention no longer keeps: sidecar first, then data.
+    Prune,
+    /// Delete an orphan: data without a sidecar, or a temporary left by a crash.
+    Cleanup,
+    /// Rewrite the managed block of the crontab.
+    Crontab,
+}
+
+/// One change, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    pub kind: ActionKind,
+    /// The policy; none for `crontab`.
+    pub policy: Option<String>,
+    /// Where: the destination (copy: the one written to), the crontab for
+    /// `crontab`, none for `backup` (it goes to every destination).
+    pub destination: Option<String>,
+    /// The backup id, for `copy` and `prune`.
+    pub backup: Option<String>,
+    /// `copy`: the destination read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// `cleanup`: the object removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// `crontab`: the unified diff of the managed block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    pub reasons: Vec<String>,
+}
+
+impl Action {
+    fn new(kind: ActionKind, policy: &str) -> Action {
+        Action {
+            kind,
+            policy: Some(policy.to_owned()),
+            destination: None,
+            backup: None,
+            from: None,
+            object: None,
+            diff: None,
+            reasons: Vec::new(),
+        }
+    }
+}
+
+/// A backup that stays, with the rules that keep it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    pub backup: String,
+    pub created_at: DateTime<Utc>,
+    pub rules: Vec<String>,
+}
+
+/// What the plan found about one policy, beyond its actions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyPlan {
+    pub name: String,
+    pub file: String,
+    /// Complete backups (on at least one destination), before this plan.
+    pub backups: usize,
+    /// The newest complete backup, if any.
+    pub newest: Option<String>,
+    /// Every backup retention keeps (newest first), the planned one included.
+    pub kept: Vec<Kept>,
+    /// The plan would prune more than half of the policy's backups; `apply`
+    /// refuses that without `--allow-mass-delete`.
+    pub mass_delete: bool,
+    pub warnings: Vec<String>,
+    /// Problems that stop part of the plan (a destination that cannot be read).
+    pub errors: Vec<String>,
+}
+
+/// The crontab as found, given to [`compute`].
+#[derive(Debug, Clone)]
+pub enum CrontabInput {
+    /// Not managed by this run (`--no-crontab`, or policy files with errors).
+    Unmanaged { reason: String },
+    /// Could not be read.
+    Unreadable { target: String, error: String },
+    /// Its whole text, and the block the policies want.
+    Found {
+        target: String,
+        text: String,
+        planned_block: String,
+    },
+}
+
+/// What the plan says about the crontab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrontabPlan {
+    /// `unchanged`, `update`, `unmanaged` or `error`.
+    pub state: String,
+    pub target: Option<String>,
+    pub note: Option<String>,
+    /// The block the policies want (markers included); empty when no policy is scheduled.
+    #[serde(default)]
+    pub planned_block: String,
+}
+
+/// How many actions of each kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub backup: usize,
+    pub copy: usize,
+    pub prune: usize,
+    pub cleanup: usize,
+    pub crontab: usize,
+}
+
+impl Summary {
+    pub fn changes(&self) -> usize {
+        self.backup + self.copy + self.prune + self.cleanup + self.crontab
+    }
+}
+
+/// The whole plan: what `plan` prints and `apply` carries out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub now: DateTime<Utc>,
+    /// SHA-256 over the policies and the inventory the plan was computed
+    /// from; `apply PLANFILE` refuses the plan when it no longer matches.
+    pub fingerprint: String,
+    pub policies: Vec<PolicyPlan>,
+    /// In the order `apply` carries them out.
+    pub actions: Vec<Action>,
+    pub crontab: CrontabPlan,
+    pub summary: Summary,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.summary.changes() > 0
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.crontab.state == "error"
+            || self.policies.iter().any(|policy| !policy.errors.is_empty())
+    }
+}
+
+/// Computes the plan. `policies` and `inventory` are in the same order.
+pub fn compute(
+    policies: &[Policy],
+    inventory: &Inventory,
+    crontab: &CrontabInput,
+    now: DateTime<Utc>,
+) -> Plan {
+    let mut policy_plans = Vec::new();
+    let mut actions = Vec::new();
+    let mut ordered: Vec<&Policy> = policies.iter().collect();
+    ordered.sort_by(|left, right| left.name.cmp(&right.name));
+    for policy in ordered {
+        let empty = PolicyInventory {
+            policy: policy.name.clone(),
+            destinations: Vec::new(),
+        };
+        let found = inventory.policy(&policy.name).unwrap_or(&empty);
+        let (policy_plan, policy_actions) = plan_policy(policy, found, now);
+        policy_plans.push(policy_plan);
+        actions.extend(policy_actions);
+    }
+    let crontab_plan = match crontab {
+        CrontabInput::Unmanaged { reason } => CrontabPlan {
+            state: "unmanaged".to_owned(),
+            target: None,
+            note: Some(reason.clone()),
+            planned_block: String::new(),
+        },
+        CrontabInput::Unreadable { target, error } => CrontabPlan {
+            state: "error".to_owned(),
+            target: Some(target.clone()),
+            note: Some(error.clone()),
+            planned_block: String::new(),
+        },
+        CrontabInput::Found {
+            target,
+            text,
+            planned_block,
+        } => match crontab::find_block(text) {
+            Err(error) => CrontabPlan {
+                state: "error".to_owned(),
+                target: Some(target.clone()),
+                note: Some(error.to_string()),
+                planned_block: planned_block.clone(),
+            },
+            Ok(range) => {
+                let current = range.map_or("", |range| &text[range]);
+                let changed = current != planned_block;
+                if changed {
+                    actions.push(Action {
+                        kind: ActionKind::Crontab,
+                        policy: None,
+                        destination: Some(target.clone()),
+                        backup: None,
+                        from: None,
+                        object: None,
+                        diff: Some(crontab::diff(current, planned_block)),
+                        reasons: vec![if current.is_empty() {
+                            "the managed block is not installed yet".to_owned()
+                        } else if planned_block.is_empty() {
+                            "no policy is scheduled any more; the block is removed".to_owned()
+                        } else {
+                            "the managed block differs from the policies".to_owned()
+                        }],
+                    });
+                }
+                CrontabPlan {
+                    state: if changed { "update" } else { "unchanged" }.to_owned(),
+                    target: Some(target.clone()),
+                    note: None,
+                    planned_block: planned_block.clone(),
+                }
+            }
+        },
+    };
+    let mut summary = Summary::default();
+    for action in &actions {
+        let slot = match action.kind {
+            ActionKind::Backup => &mut summary.backup,
+            ActionKind::Copy => &mut summary.copy,
+            ActionKind::Prune => &mut summary.prune,
+            ActionKind::Cleanup => &mut summary.cleanup,
+            ActionKind::Crontab => &mut summary.crontab,
+        };
+        *slot += 1;
+    }
+    Plan {
+        format_version: FORMAT_VERSION,
+        now,
+        fingerprint: fingerprint(policies, inventory, crontab),
+        policies: policy_plans,
+        actions,
+        crontab: crontab_plan,
+        summary,
+    }
+}
+
+/// A backup id as found across a policy's destinations.
+struct Found<'a> {
+    created_at: DateTime<Utc>,
+    /// Destinations (index, location) where it is complete.
+    complete: Vec<(usize, &'a str)>,
+    /// Destinations where its sidecar is there but the data is not as recorded.
+    damaged: Vec<(usize, &'a str, RecordState)>,
+}
+
+fn plan_policy(
+    policy: &Policy,
+    inventory: &PolicyInventory,
+    now: DateTime<Utc>,
+) -> (PolicyPlan, Vec<Action>) {
+    let name = policy.name.as_str();
+    let mut plan = PolicyPlan {
+        name: name.to_owned(),
+        file: policy.file.display().to_string(),
+        backups: 0,
+        newest: None,
+        kept: Vec::new(),
+        mass_delete: false,
+        warnings: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut backups = Vec::new();
+    let mut copies = Vec::new();
+    let mut prunes = Vec::new();
+    let mut cleanups = Vec::new();
+
+    // Gather every id across the readable destinations.
+    let mut found: BTreeMap<&str, Found> = BTreeMap::new();
+    let mut readable = Vec::new();
+    let mut newest_partial: Option<DateTime<Utc>> = None;
+    let mut young_orphans = 0;
+    for (index, destination) in inventory.destinations.iter().enumerate() {
+        let location = destination.location.as_str();
+        let listing = match &destination.listing {
+            Ok(listing) => listing,
+            Err(error) => {
+                plan.errors.push(format!("cannot read {location}: {error}"));
+                continue;
+            }
+        };
+        readable.push((index, location));
+        for record in &listing.backups {
+            let entry = found
+                .entry(record.metadata.id.as_str())
+                .or_insert_with(|| Found {
+                    created_at: record.metadata.created_at,
+                    complete: Vec::new(),
+                    damaged: Vec::new(),
+                });
+            match record.state {
+                RecordState::Complete => entry.complete.push((index, location)),
+                state => entry.damaged.push((index, location, state)),
+            }
+        }
+        for (object, reason) in &listing.unreadable {
+            plan.warnings.push(format!(
+                "sidecar {object} on {location} cannot be read ({reason}); it is left as is"
+            ));
+        }
+        for orphan in &listing.orphans {
+            let written = orphan.modified.unwrap_or(now);
+            if orphan
+                .name
+                .ends_with(crate::destination::local::PARTIAL_SUFFIX)
+            {
+                let started =
+                    crate::inventory::id_time(orphan.name.split('.').next().unwrap_or_default())
+                        .unwrap_or(written);
+                newest_partial = newest_partial.max(Some(started));
+            }
+            if now - written < CLEANUP_GRACE {
+                young_orphans += 1;
+                continue;
+            }
+            let mut action = Action::new(ActionKind::Cleanup, name);
+            action.destination = Some(location.to_owned());
+            action.object = Some(orphan.name.clone());
+            action.reasons = vec![
+                orphan.reason.to_owned(),
+                format!(
+                    "{} bytes, last written {} ago",
+                    orphan.size,
+                    human_age(now - written)
+                ),
+            ];
+            cleanups.push(action);
+        }
+    }
+    if young_orphans > 0 {
+        plan.warnings.push(format!(
+            "{young_orphans} unfinished object{} younger than {} left alone (a backup may still be writing)",
+            plural(young_orphans),
+            human_age(CLEANUP_GRACE)
+        ));
+    }
+
+    let complete: Vec<(&str, &Found)> = found
+        .iter()
+        .filter(|(_, entry)| !entry.complete.is_empty())
+        .map(|(id, entry)| (*id, entry))
+        .collect();
+    let (future, past): (Vec<_>, Vec<_>) = complete
+        .iter()
+        .partition(|(_, entry)| entry.created_at > now);
+    plan.backups = complete.len();
+    let newest = past
+        .iter()
+        .max_by_key(|(id, entry)| (entry.created_at, *id))
+        .copied();
+    plan.newest = newest.map(|(id, _)| id.to_owned());
+
+    // backup: a tick has passed since the newest complete backup.
+    let schedule = &policy.schedule;
+    let tick = schedule.latest_at_or_before(now);
+    if readable.is_empty() {
+        if !inventory.destinations.is_empty() {
+            plan.errors
+                .push("no destination can be read; nothing is planned".to_owned());
+        }
+    } else {
+        let due_reason = match (newest, tick) {
+            (None, _) => Some("no backup exists yet".to_owned()),
+            (Some((id, entry)), Some(tick)) if entry.created_at < tick => Some(format!(
+                "tick {} ({}) has passed since the newest backup {id} ({})",
+                local_time(tick, schedule.timezone()),
+                schedule_text(policy),
+                local_time(entry.created_at, schedule.timezone()),
+            )),
+            _ => None,
+        };
+        if let Some(reason) = due_reason {
+            let mut action = Action::new(ActionKind::Backup, name);
+            action.reasons.push(reason);
+            if let Some(next) = schedule.next_after(now) {
+                action.reasons.push(format!(
+                    "next tick {}",
+                    local_time(next, schedule.timezone())
+                ));
+            }
+            backups.push(action);
+        }
+    }
+    let planned_backup = !backups.is_empty();
+
+    // Retention over the complete backups, with the one this plan takes.
+    let mut candidates: Vec<Candidate> = past
+        .iter()
+        .map(|(id, entry)| Candidate {
+            id: (*id).to_owned(),
+            created_at: entry.created_at,
+        })
+        .collect();
+    if planned_backup {
+        candidates.push(Candidate {
+            id: PLANNED_ID.to_owned(),
+            created_at: now,
+        });
+    }
+    let verdicts = retention::decide(&policy.retention, schedule.timezone(), &candidates);
+    // The backup that is newest once the planned one (if any) has succeeded:
+    // never pruned, whatever the retention says.
+    let protected = if planned_backup {
+        Some(PLANNED_ID)
+    } else {
+        newest.map(|(id, _)| id)
+    };
+    for (id, entry) in &future {
+        plan.kept.push(Kept {
+            backup: (*id).to_owned(),
+            created_at: entry.created_at,
+            rules: vec![format!(
+                "created in the future ({}); kept until then",
+                entry.created_at.to_rfc3339()
+            )],
+        });
+        plan.warnings.push(format!(
+            "backup {id} was created at {}, after now; check the clock of the host that took it",
+            entry.created_at.to_rfc3339()
+        ));
+    }
+    let mut expired = Vec::new();
+    for verdict in &verdicts {
+        let mut rules: Vec<String> = verdict.keep.iter().map(ToString::to_string).collect();
+        if Some(verdict.id.as_str()) == protected && rules.is_empty() {
+            rules.push("newest complete backup (always kept)".to_owned());
+        }
+        if rules.is_empty() {
+            expired.push(verdict);
+        } else {
+            plan.kept.push(Kept {
+                backup: verdict.id.clone(),
+                created_at: verdict.created_at,
+                rules,
+            });
+        }
+    }
+    plan.kept.sort_by(|left, right| {
+        (right.created_at, &right.backup).cmp(&(left.created_at, &left.backup))
+    });
+
+    let unreadable = readable.len() < inventory.destinations.len();
+    // When this plan backs up, its prunes wait for that backup anyway.
+    let failed_attempt = newest_partial.filter(|started| {
+        !planned_backup && newest.is_none_or(|(_, entry)| *started > entry.created_at)
+    });
+    let hold_prunes = if !policy.retention.keeps_something() {
+        Some("the retention keeps nothing, so nothing is pruned".to_owned())
+    } else if unreadable {
+        Some(
+            "a destination cannot be read, so nothing is pruned or copied for this policy"
+                .to_owned(),
+        )
+    } else {
+        failed_attempt.map(|started| {
+            format!(
+                "the latest attempt ({}) did not finish, so nothing is pruned until a backup succeeds",
+                local_time(started, schedule.timezone())
+            )
+        })
+    };
+    if let Some(reason) = &hold_prunes
+        && !expired.is_empty()
+    {
+        plan.warnings.push(format!(
+            "{reason}; {} backup{} retention would prune {} kept for now",
+            expired.len(),
+            plural(expired.len()),
+            if expired.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    if hold_prunes.is_none() {
+        for verdict in &expired {
+            let Some(entry) = found.get(verdict.id.as_str()) else {
+                continue;
+            };
+            for location in holders(entry) {
+                let mut action = Action::new(ActionKind::Prune, name);
+                action.destination = Some(location.to_owned());
+                action.backup = Some(verdict.id.clone());
+                action.reasons = verdict.not_kept.clone();
+                prunes.push(action);
+            }
+        }
+        // A backup damaged everywhere is no backup; once it is older than
+        // every kept one, nothing can want it.
+        let oldest_kept = plan.kept.iter().map(|kept| kept.created_at).min();
+        for (id, entry) in found.iter().filter(|(_, entry)| entry.complete.is_empty()) {
+            if oldest_kept.is_some_and(|oldest| entry.created_at < oldest) {
+                for (_, location, state) in &entry.damaged {
+                    let mut action = Action::new(ActionKind::Prune, name);
+                    action.destination = Some((*location).to_owned());
+                    action.backup = Some((*id).to_owned());
+                    action.reasons = vec![format!(
+                        "damaged on every destination ({location}: {}) and older than every kept backup",
+                        state.describe()
+                    )];
+                    prunes.push(action);
+                }
+            } else {
+                plan.warnings.push(format!(
+                    "backup {id} is damaged on every destination ({}); it is not counted and left as is",
+                    entry
+                        .damaged
+                        .iter()
+                        .map(|(_, location, state)| format!("{location}: {}", state.describe()))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
+            }
+        }
+        // copy: a kept backup missing (or damaged) on a readable destination.
+        for kept in &plan.kept {
+            let Some(entry) = found.get(kept.backup.as_str()) else {
+                continue;
+            };
+            let Some((_, from)) = entry.complete.first() else {
+                continue;
+            };
+            for (index, location) in &readable {
+                if entry.complete.iter().any(|(held, _)| held == index) {
+                    continue;
+                }
+                let damaged = entry.damaged.iter().find(|(held, _, _)| held == index);
+                let mut action = Action::new(ActionKind::Copy, name);
+                action.destination = Some((*location).to_owned());
+                action.backup = Some(kept.backup.clone());
+                action.from = Some((*from).to_owned());
+                action.reasons = vec![match damaged {
+                    Some((_, _, state)) => format!(
+                        "kept ({}) but damaged here: {}",
+                        kept.rules.join(", "),
+                        state.describe()
+                    ),
+                    None => format!("kept ({}) but missing here", kept.rules.join(", ")),
+                }];
+                copies.push(action);
+            }
+        }
+    }
+    // Complete backups pruned (damaged ones are no backups to lose).
+    let pruned: std::collections::BTreeSet<&str> = prunes
+        .iter()
+        .filter_map(|action| action.backup.as_deref())
+        .filter(|id| {
+            found
+                .get(id)
+                .is_some_and(|entry| !entry.complete.is_empty())
+        })
+        .collect();
+    // Counting the planned backup: keep-last 1 replaces one backup by another.
+    let total = complete.len() + usize::from(planned_backup);
+    if pruned.len() * 2 > total {
+        plan.mass_delete = true;
+        plan.warnings.push(format!(
+            "this plan prunes {} of {} backups (more than half); apply refuses it without --allow-mass-delete",
+            pruned.len(),
+            total
+        ));
+    }
+
+    prunes.sort_by(|left, right| {
+        (&left.backup, &left.destination).cmp(&(&right.backup, &right.destination))
+    });
+    copies.sort_by(|left, right| {
+        (&left.backup, &left.destination).cmp(&(&right.backup, &right.destination))
+    });
+    cleanups.sort_by(|left, right| {
+        (&left.destination, &left.object).cmp(&(&right.destination, &right.object))
+    });
+    let mut actions = backups;
+    actions.extend(copies);
+    actions.extend(prunes);
+    actions.extend(cleanups);
+    (plan, actions)
+}
+
+/// Destinations that hold anything of a backup (complete or damaged).
+fn holders<'a>(entry: &Found<'a>) -> Vec<&'a str> {
+    let mut locations: Vec<(usize, &str)> = entry
+        .complete
+        .iter()
+        .copied()
+        .chain(
+            entry
+                .damaged
+                .iter()
+                .map(|(index, location, _)| (*index, *location)),
+        )
+        .collect();
+    locations.sort();
+    locations
+        .into_iter()
+        .map(|(_, location)| location)
+        .collect()
+}
+
+/// SHA-256 over everything a plan is computed from, except the clock.
+pub fn fingerprint(policies: &[Policy], inventory: &Inventory, crontab: &CrontabInput) -> String {
+    let mut hasher = Sha256::new();
+    let mut ordered: Vec<&Policy> = policies.iter().collect();
+    ordered.sort_by(|left, right| left.name.cmp(&right.name));
+    for policy in ordered {
+        hasher.update(format!("policy {} {}\n", policy.name, policy.digest));
+        let Some(found) = inventory.policy(&policy.name) else {
+            continue;
+        };
+        for destination in &found.destinations {
+            hasher.update(format!("destination {}\n", destination.location));
+            match &destination.listing {
+                Err(error) => hasher.update(format!("error {error}\n")),
+                Ok(listing) => {
+                    for record in &listing.backups {
+                        hasher.update(format!(
+                            "backup {} {} {}\n",
+                            record.metadata.id,
+                            record.metadata.artifact.sha256,
+                            record.state.describe()
+                        ));
+                    }
+                    for orphan in &listing.orphans {
+                        hasher.update(format!("orphan {} {}\n", orphan.name, orphan.size));
+                    }
+                    for (object, _) in &listing.unreadable {
+                        hasher.update(format!("unreadable {object}\n"));
+                    }
+                }
+            }
+        }
+    }
+    match crontab {
+        CrontabInput::Unmanaged { .. } => hasher.update("crontab unmanaged\n"),
+        CrontabInput::Unreadable { target, .. } => {
+            hasher.update(format!("crontab {target} unreadable\n"));
+        }
+        CrontabInput::Found {
+            target,
+            text,
+            planned_block,
+        } => {
+            hasher.update(format!("crontab {target}\n"));
+            hasher.update(text);
+            hasher.update(planned_block);
+        }
+    }
+    crate::inventory::metadata::hex(&hasher.finalize())
+}
+
+fn schedule_text(policy: &Policy) -> String {
+    format!(
+        "{} {}",
+        policy.schedule.expression(),
+        policy.schedule.timezone()
+    )
+}
+
+/// `2026-11-25 01:00 CET`: a time as people in the policy's time zone read it.
+pub fn local_time(time: DateTime<Utc>, timezone: chrono_tz::Tz) -> String {
+    time.with_timezone(&timezone)
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
+/// `3 h`, `2 d`, `45 min`.
+pub fn human_age(age: Duration) -> String {
+    let minutes = age.num_minutes();
+    if minutes < 120 {
+        format!("{minutes} min")
+    } else if minutes < 48 * 60 {
+        format!("{} h", minutes / 60)
+    } else {
+        format!("{} d", minutes / (24 * 60))
+    }
+}
+
+fn plural(count: usize) -> &'static str {
+    if count == 1 { "" } else { "s" }
+}

@@ -1,0 +1,179 @@
+//! A plan as people read it, modelled on `terraform plan`: one section per
+//! policy, one symbol per action (`+` adds, `-` deletes, `~` changes), the
+//! reasons indented below, and a summary line.
+
+use std::fmt::Write as _;
+
+use super::{Action, ActionKind, Plan, Summary};
+use crate::policy::diagnostic::paint;
+
+/// How to render.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Also list every backup retention keeps, with its rules.
+    pub show_kept: bool,
+    pub color: bool,
+}
+
+/// The whole plan, ending with the summary line.
+pub fn render(plan: &Plan, options: Options) -> String {
+    let color = options.color;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Planned at {} for {} polic{}.",
+        plan.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        plan.policies.len(),
+        if plan.policies.len() == 1 { "y" } else { "ies" }
+    );
+    for policy in &plan.policies {
+        let actions: Vec<&Action> = plan
+            .actions
+            .iter()
+            .filter(|action| action.policy.as_deref() == Some(policy.name.as_str()))
+            .collect();
+        out.push('\n');
+        let newest = policy.newest.as_deref().map_or_else(
+            || "no backup yet".to_owned(),
+            |newest| {
+                format!(
+                    "{} backup{}, newest {newest}",
+                    policy.backups,
+                    if policy.backups == 1 { "" } else { "s" }
+                )
+            },
+        );
+        let _ = writeln!(
+            out,
+            "{} ({}): {newest}",
+            paint(color, "1", &policy.name),
+            policy.file
+        );
+        for action in &actions {
+            render_action(&mut out, action, color);
+        }
+        if options.show_kept {
+            for kept in &policy.kept {
+                let _ = writeln!(
+                    out,
+                    "  {} keep {}: {}",
+                    paint(color, "2", "="),
+                    kept.backup,
+                    kept.rules.join(", ")
+                );
+            }
+        }
+        for warning in &policy.warnings {
+            let _ = writeln!(out, "  {} {warning}", paint(color, "1;33", "warning:"));
+        }
+        for error in &policy.errors {
+            let _ = writeln!(out, "  {} {error}", paint(color, "1;31", "error:"));
+        }
+        if actions.is_empty() && policy.errors.is_empty() {
+            let _ = writeln!(out, "  up to date");
+        }
+    }
+    out.push('\n');
+    match plan.crontab.target.as_deref() {
+        Some(target) => {
+            let _ = writeln!(out, "{} ({target})", paint(color, "1", "crontab"));
+        }
+        None => {
+            let _ = writeln!(out, "{}", paint(color, "1", "crontab"));
+        }
+    }
+    match plan.crontab.state.as_str() {
+        "update" => {
+            for action in plan
+                .actions
+                .iter()
+                .filter(|action| action.kind == ActionKind::Crontab)
+            {
+                render_action(&mut out, action, color);
+            }
+        }
+        "unchanged" => {
+            let _ = writeln!(out, "  up to date");
+        }
+        _ => {
+            let label = if plan.crontab.state == "error" {
+                paint(color, "1;31", "error:")
+            } else {
+                "not managed:".to_owned()
+            };
+            let _ = writeln!(
+                out,
+                "  {label} {}",
+                plan.crontab.note.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    out.push('\n');
+    if !plan.has_changes() {
+        let _ = writeln!(
+            out,
+            "No changes. The backups and the crontab match the policies."
+        );
+    }
+    let _ = writeln!(out, "{}", summary_line(&plan.summary, &plan.crontab.state));
+    out
+}
+
+/// `Plan: 1 to back up, 0 to copy, 5 to prune, 0 to clean up, crontab unchanged.`
+pub fn summary_line(summary: &Summary, crontab_state: &str) -> String {
+    let crontab = match crontab_state {
+        "update" => "crontab to update",
+        "unchanged" => "crontab unchanged",
+        "error" => "crontab unreadable",
+        _ => "crontab not managed",
+    };
+    format!(
+        "Plan: {} to back up, {} to copy, {} to prune, {} to clean up, {crontab}.",
+        summary.backup, summary.copy, summary.prune, summary.cleanup
+    )
+}
+
+/// One action and its reasons, e.g. `  - prune 20261117T010000Z on /var/backups`.
+pub fn render_action(out: &mut String, action: &Action, color: bool) {
+    let _ = writeln!(out, "  {}", headline(action, color));
+    for reason in &action.reasons {
+        let _ = writeln!(out, "      {reason}");
+    }
+    if let Some(diff) = &action.diff {
+        for line in diff.lines() {
+            let painted = match line.chars().next() {
+                Some('+') if !line.starts_with("+++") => paint(color, "32", line),
+                Some('-') if !line.starts_with("---") => paint(color, "31", line),
+                _ => line.to_owned(),
+            };
+            let _ = writeln!(out, "      {painted}");
+        }
+    }
+}
+
+/// The first line of an action, with its symbol.
+pub fn headline(action: &Action, color: bool) -> String {
+    let destination = action.destination.as_deref().unwrap_or_default();
+    let backup = action.backup.as_deref().unwrap_or_default();
+    match action.kind {
+        ActionKind::Backup => format!("{} backup", paint(color, "32", "+")),
+        ActionKind::Copy => format!(
+            "{} copy {backup} to {destination} (from {})",
+            paint(color, "32", "+"),
+            action.from.as_deref().unwrap_or_default()
+        ),
+        ActionKind::Prune => format!(
+            "{} prune {backup} on {destination}",
+            paint(color, "31", "-")
+        ),
+        ActionKind::Cleanup => format!(
+            "{} clean up {} on {destination}",
+            paint(color, "31", "-"),
+            action.object.as_deref().unwrap_or_default()
+        ),
+        ActionKind::Crontab => format!(
+            "{} update the managed block in {destination}",
+            paint(color, "33", "~")
+        ),
+    }
+}

@@ -1,0 +1,186 @@
+//! This host's own small state: policy locks and the logs cron appends to.
+//!
+//! The backups' state lives on the destinations alone; this folder only holds
+//! what is about this host. Default: `/var/lib/backup` for root, else
+//! `$XDG_STATE_HOME/backup` (`~/.local/state/backup`); `--state-dir` or
+//! `BACKUP_STATE_DIR` overrides it.
+
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::io::{self, Read as _, Seek as _, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+/// Why the state folder or a lock could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action} `{path}`: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("policy `{policy}` is locked by another `backup` ({holder}); lock file `{path}`")]
+    Held {
+        policy: String,
+        holder: String,
+        path: PathBuf,
+    },
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
+    let path = path.to_owned();
+    move |source| Error::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The default state folder for the current user.
+pub fn default_dir() -> PathBuf {
+    // Root's state is the system's.
+    if is_root() {
+        return PathBuf::from("/var/lib/backup");
+    }
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|value| !value.is_empty()) {
+        return PathBuf::from(state).join("backup");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|value| !value.is_empty()) {
+        return PathBuf::from(home).join(".local/state/backup");
+    }
+    PathBuf::from("/var/lib/backup")
+}
+
+fn is_root() -> bool {
+    // The owner of /proc/self is the effective user.
+    fs::metadata("/proc/self")
+        .is_ok_and(|metadata| std::os::unix::fs::MetadataExt::uid(&metadata) == 0)
+}
+
+/// The state folder, made absolute (cron runs elsewhere).
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: &Path) -> StateDir {
+        StateDir {
+            root: std::path::absolute(root).unwrap_or_else(|_| root.to_owned()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where cron's runs append their output.
+    pub fn log_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// Creates `sub` (and the root) as 0700 folders.
+    pub fn ensure(&self, sub: &str) -> Result<PathBuf, Error> {
+        let folder = if sub.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(sub)
+        };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&folder)
+            .map_err(io_error("cannot create", &folder))?;
+        fs::set_permissions(&folder, fs::Permissions::from_mode(0o700))
+            .map_err(io_error("cannot set permissions of", &folder))?;
+        Ok(folder)
+    }
+
+    /// Takes the lock of `policy` without waiting: `Error::Held` names the holder.
+    pub fn lock(&self, policy: &str) -> Result<Lock, Error> {
+        let path = self.ensure("locks")?.join(format!("{policy}.lock"));
+        self.lock_file(policy, path)
+    }
+
+    /// Takes the lock that serializes writes of the managed crontab block.
+    pub fn lock_crontab(&self) -> Result<Lock, Error> {
+        let path = self.ensure("locks")?.join("crontab.lock");
+        self.lock_file("crontab", path)
+    }
+
+    fn lock_file(&self, what: &str, path: PathBuf) -> Result<Lock, Error> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_error("cannot open lock file", &path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(Error::Held {
+                    policy: what.to_owned(),
+                    holder: if holder.is_empty() {
+                        "unknown process".to_owned()
+                    } else {
+                        holder.to_owned()
+                    },
+                    path,
+                });
+            }
+            Err(TryLockError::Error(error)) => {
+                return Err(io_error("cannot lock", &path)(error));
+            }
+        }
+        // Who holds it, for the message another run prints. Best effort.
+        let _ = file.set_len(0).and_then(|()| {
+            file.rewind()?;
+            let command = std::env::args().skip(1).take(4).collect::<Vec<_>>();
+            writeln!(
+                file,
+                "pid {}: backup {}",
+                std::process::id(),
+                command.join(" ")
+            )
+        });
+        Ok(Lock { _file: file })
+    }
+}
+
+/// A held lock; released when dropped (or when the process dies, however it dies).
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_a_policy_is_refused_and_names_the_holder() {
+        let folder = tempfile::tempdir().unwrap();
+        let state = StateDir::new(folder.path());
+        let first = state.lock("app-db").unwrap();
+        let error = state.lock("app-db").unwrap_err();
+        assert!(
+            matches!(&error, Error::Held { holder, .. } if holder.contains(&format!("pid {}", std::process::id()))),
+            "{error}"
+        );
+        // Another policy is independent.
+        let _other = state.lock("other").unwrap();
+        drop(first);
+        state.lock("app-db").unwrap();
+        let mode = fs::metadata(folder.path().join("locks"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}

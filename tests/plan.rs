@@ -1,0 +1,187 @@
+//! Scenario tests for `backup plan`: committed inputs, committed expected output.
+//!
+//! Each folder in `tests/scenarios/` holds `policies/`, an `inventory.txt`
+//! describing what the destinations hold, `args.txt` (the plan's arguments,
+//! always with a fixed `--now`), and the expected `plan.txt` and `plan.json`.
+//! The test materializes the inventory in a temporary copy (real sidecars,
+//! real data files), runs the real binary, and compares. Set
+//! `BACKUP_UPDATE_SCENARIOS=1` to rewrite the expected files after a
+//! deliberate change, then review the diff.
+//!
+//! `inventory.txt`, one line per object (`#` starts a comment):
+//!
+//! ```text
+//! <folder> <policy> backup <id> [created_at] [missing-data|size-mismatch]
+//! <folder> <policy> object <name> <size> <modified, RFC 3339>
+//! ```
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use backup::inventory::BackupMetadata;
+use backup::inventory::metadata::{Artifact, FORMAT_VERSION, SourceInfo, hex};
+use chrono::{DateTime, Utc};
+use sha2::{Digest as _, Sha256};
+
+use common::{backup, root};
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn set_modified(path: &Path, time: DateTime<Utc>) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(time.into()).unwrap();
+}
+
+/// Writes the objects `inventory.txt` describes under `root`.
+fn materialize(inventory: &str, root: &Path) {
+    for (number, line) in inventory.lines().enumerate() {
+        let line = line.split('#').next().unwrap().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let folder = root.join(words[0]).join(words[1]);
+        std::fs::create_dir_all(&folder).unwrap();
+        match words[2] {
+            "backup" => {
+                let id = words[3];
+                let created_at = words
+                    .get(4)
+                    .filter(|word| word.contains(':'))
+                    .map(|word| DateTime::parse_from_rfc3339(word).unwrap().to_utc())
+                    .unwrap_or_else(|| backup::inventory::id_time(id).unwrap());
+                let state = words.last().copied().unwrap_or_default();
+                let data = format!("data of {id}\n")
+                    .repeat(1 + number % 5)
+                    .into_bytes();
+                let name = format!("{id}.sqlite.gz");
+                let metadata = BackupMetadata {
+                    format_version: FORMAT_VERSION,
+                    policy: words[1].to_owned(),
+                    id: id.to_owned(),
+                    created_at,
+                    finished_at: created_at + chrono::Duration::seconds(42),
+                    artifact: Artifact {
+                        name: name.clone(),
+                        size: data.len() as u64,
+                        sha256: hex(&Sha256::digest(&data)),
+                        compression: "gzip".to_owned(),
+                        uncompressed_size: data.len() as u64 * 4,
+                    },
+                    source: SourceInfo {
+                        kind: "sqlite".to_owned(),
+                        server_version: Some("3.46.1".to_owned()),
+                        database: None,
+                        row_counts: Default::default(),
+                    },
+                    tool_version: "0.1.0".to_owned(),
+                    host: "db1".to_owned(),
+                    policy_digest: "0".repeat(64),
+                    tags: Vec::new(),
+                };
+                std::fs::write(
+                    folder.join(format!("{id}.json")),
+                    serde_json::to_vec_pretty(&metadata).unwrap(),
+                )
+                .unwrap();
+                match state {
+                    "missing-data" => {}
+                    "size-mismatch" => std::fs::write(folder.join(&name), &data[1..]).unwrap(),
+                    _ => std::fs::write(folder.join(&name), &data).unwrap(),
+                }
+            }
+            "object" => {
+                let path = folder.join(words[3]);
+                std::fs::write(&path, vec![0_u8; words[4].parse().unwrap()]).unwrap();
+                set_modified(
+                    &path,
+                    DateTime::parse_from_rfc3339(words[5]).unwrap().to_utc(),
+                );
+            }
+            other => panic!("inventory.txt:{}: unknown kind `{other}`", number + 1),
+        }
+    }
+}
+
+/// Runs one scenario; returns the differences from the expected files.
+fn check(scenario: &Path) -> Vec<String> {
+    let work = tempfile::tempdir().unwrap();
+    let copy = work.path().join("scenario");
+    copy_tree(scenario, &copy);
+    let inventory = std::fs::read_to_string(scenario.join("inventory.txt")).unwrap_or_default();
+    materialize(&inventory, &copy);
+    let args = std::fs::read_to_string(scenario.join("args.txt")).unwrap();
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let mut problems = Vec::new();
+    for (format, expected_name) in [("text", "plan.txt"), ("json", "plan.json")] {
+        let output = backup(&copy)
+            // cron reads schedules in the host's time zone; pin it.
+            .env("TZ", "UTC")
+            .args(["-p", "policies", "plan", "--format", format])
+            .args(&args)
+            .output()
+            .unwrap();
+        let code = output.status.code().unwrap_or(-1);
+        let stdout = String::from_utf8_lossy(&output.stdout)
+            .replace(copy.to_str().unwrap(), "[SCENARIO]")
+            .replace(env!("CARGO_BIN_EXE_backup"), "[BIN]");
+        let stderr =
+            String::from_utf8_lossy(&output.stderr).replace(copy.to_str().unwrap(), "[SCENARIO]");
+        let stdout = if format == "json" {
+            // The fingerprint hashes absolute paths; it is checked by the apply tests.
+            let mut value: serde_json::Value = serde_json::from_str(&stdout)
+                .unwrap_or_else(|error| panic!("{}: {error}: {stdout}", scenario.display()));
+            value["fingerprint"] = "[FINGERPRINT]".into();
+            serde_json::to_string_pretty(&value).unwrap() + "\n"
+        } else {
+            stdout
+        };
+        let actual = format!(
+            "$ backup plan {}\n# exit {code}\n{stderr}{stdout}",
+            args.join(" ")
+        );
+        let expected_path = scenario.join(expected_name);
+        if std::env::var_os("BACKUP_UPDATE_SCENARIOS").is_some() {
+            std::fs::write(&expected_path, &actual).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if expected != actual {
+            let diff = similar::TextDiff::from_lines(&expected, &actual)
+                .unified_diff()
+                .header("expected", "actual")
+                .to_string();
+            problems.push(format!("{}:\n{diff}", expected_path.display()));
+        }
+    }
+    problems
+}
+
+#[test]
+fn plans_match_the_committed_scenarios() {
+    let folder = root().join("tests/scenarios");
+    let mut scenarios: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_dir())
+        .collect();
+    scenarios.sort();
+    assert!(scenarios.len() >= 6, "scenarios missing: {scenarios:?}");
+    let problems: Vec<String> = scenarios
+        .iter()
+        .flat_map(|scenario| check(scenario))
+        .collect();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
