@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The quickstart: build backup, create a small SQLite database, back it up,
-# list and verify the backups. Safe to run again (each run adds a backup); it writes only
-# under examples/quickstart/ (data/ and backups/, both git-ignored).
+# The quickstart: build backup, create a small SQLite database, then the
+# GitOps loop: plan (a backup is due), apply (take it), plan again (nothing
+# to do); list and verify the backups. Safe to run again. It writes only under
+# examples/quickstart/ (data/, backups/ and state/, all git-ignored) and
+# leaves your crontab alone (--no-crontab).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -23,14 +25,26 @@ fi
 echo "==> backup validate"
 "$backup" --policies "$here/policy.yaml" validate
 
-echo "==> backup run quickstart"
-"$backup" --policies "$here/policy.yaml" run quickstart
+# Locks and cron logs go here instead of ~/.local/state/backup.
+export BACKUP_STATE_DIR="$here/state"
+policies=(--policies "$here/policy.yaml")
+
+echo "==> backup plan  (exit 2: changes pending)"
+status=0
+"$backup" "${policies[@]}" plan --no-crontab --detailed-exitcode || status=$?
+[ "$status" -le 2 ] || exit "$status"
+
+echo "==> backup apply --auto-approve"
+"$backup" "${policies[@]}" apply --no-crontab --auto-approve
+
+echo "==> backup plan  (exit 0: nothing to do)"
+"$backup" "${policies[@]}" plan --no-crontab --detailed-exitcode
 
 echo "==> backup list"
-"$backup" --policies "$here/policy.yaml" list
+"$backup" "${policies[@]}" list
 
 echo "==> backup verify"
-"$backup" --policies "$here/policy.yaml" verify
+"$backup" "${policies[@]}" verify
 
 echo
 echo "The backups are in examples/quickstart/backups/quickstart/: <id>.sqlite.gz and its <id>.json sidecar."

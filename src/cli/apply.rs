@@ -210,8 +210,10 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         "crontab updated"
     } else if plan.summary.crontab > 0 {
         "crontab not updated"
-    } else {
+    } else if plan.crontab.state == "unchanged" {
         "crontab unchanged"
+    } else {
+        "crontab not managed"
     };
     let counts = format!(
         "{} backed up, {} copied, {} pruned, {} cleaned up, {crontab}",

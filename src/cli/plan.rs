@@ -145,8 +145,11 @@ pub(super) fn crontab_input(
         Some(file) => Target::File(std::path::absolute(file).unwrap_or_else(|_| file.clone())),
         None => Target::User(None),
     };
-    let text = match crontab::read(&target) {
-        Ok(text) => text,
+    let found = crontab::read(&target).and_then(|text| {
+        planned_block(global, paths, selection, &target, now).map(|block| (text, block))
+    });
+    let (text, planned_block) = match found {
+        Ok(found) => found,
         Err(crontab::Error::NotInstalled) => {
             return (
                 CrontabInput::Unmanaged {
@@ -165,6 +168,24 @@ pub(super) fn crontab_input(
             );
         }
     };
+    (
+        CrontabInput::Found {
+            target: target.describe(),
+            text,
+            planned_block,
+        },
+        Some(target),
+    )
+}
+
+/// The block that runs `backup apply --policy NAME` for every valid policy.
+fn planned_block(
+    global: &GlobalArgs,
+    paths: &[PathBuf],
+    selection: &Selection,
+    target: &Target,
+    now: DateTime<Utc>,
+) -> Result<String, crontab::Error> {
     let state = global.state();
     let invocation = crontab::Invocation {
         binary: std::env::current_exe()
@@ -178,43 +199,24 @@ pub(super) fn crontab_input(
         state_dir: state.path().to_owned(),
         log_dir: state.log_dir(),
     };
-    let mut policies: Vec<&crate::policy::Policy> = selection.all.iter().collect();
-    policies.sort_by(|left, right| left.name.cmp(&right.name));
-    let lines: Vec<crontab::Line> = policies
+    let lines: Vec<crontab::Line> = selection
+        .all
         .iter()
         .map(|policy| crontab::Line {
             policy: &policy.name,
             schedule: &policy.schedule,
         })
         .collect();
-    let user = match &target {
+    // A system crontab (cron.d) names the user each line runs as.
+    let user = match target {
         Target::File(_) => Some(crontab::invoking_user().unwrap_or_else(|| "root".to_owned())),
         Target::User(_) => None,
     };
-    let planned_block = match crontab::render_block(
+    crontab::render_block(
         &lines,
         &invocation,
         crontab::host_timezone(),
         user.as_deref(),
         now,
-    ) {
-        Ok(block) => block,
-        Err(error) => {
-            return (
-                CrontabInput::Unreadable {
-                    target: target.describe(),
-                    error: error.to_string(),
-                },
-                Some(target),
-            );
-        }
-    };
-    (
-        CrontabInput::Found {
-            target: target.describe(),
-            text,
-            planned_block,
-        },
-        Some(target),
     )
 }
