@@ -233,6 +233,44 @@ fn apply_asks_first_and_needs_auto_approve_off_a_terminal() {
 }
 
 #[test]
+fn apply_on_a_terminal_acts_only_on_yes() {
+    let site = Site::new("keep-last: 3");
+    // `script` runs apply on a pseudo-terminal and types the answer.
+    let on_a_terminal = |answer: &str| -> (i32, String) {
+        let command = format!("{} apply --no-crontab", env!("CARGO_BIN_EXE_backup"));
+        let mut child = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .current_dir(site.path())
+            .env("BACKUP_STATE_DIR", site.path().join(".state"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, answer.as_bytes()).unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (code, shown) = on_a_terminal("no\n");
+    assert_eq!(code, 1, "{shown}");
+    assert!(
+        shown.contains("Do you want to perform these actions?"),
+        "{shown}"
+    );
+    assert!(shown.contains("Apply cancelled."), "{shown}");
+    assert!(site.ids().is_empty());
+    let (code, shown) = on_a_terminal("yes\n");
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("Apply complete: 1 backed up"), "{shown}");
+    assert_eq!(site.ids().len(), 1);
+}
+
+#[test]
 fn a_held_lock_stops_apply_and_run_with_exit_4() {
     let site = Site::new("keep-last: 3");
     let locks = site.path().join(".state/locks");
