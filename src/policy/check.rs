@@ -218,22 +218,11 @@ impl Checker<'_> {
     /// resolved by name (not through symlinks), so `../disk` reads as a
     /// plain path in plans and crontab lines.
     fn resolve_path(&self, path: &Path) -> PathBuf {
-        let joined = if path.is_absolute() {
-            path.to_owned()
+        if path.is_absolute() {
+            normalize(path)
         } else {
-            self.base.join(path)
-        };
-        let mut resolved = PathBuf::new();
-        for component in joined.components() {
-            match component {
-                std::path::Component::CurDir => {}
-                std::path::Component::ParentDir => {
-                    resolved.pop();
-                }
-                other => resolved.push(other),
-            }
+            normalize(&self.base.join(path))
         }
-        resolved
     }
 
     /// Checks every section of a document that has the right shape, and
