@@ -103,10 +103,19 @@ impl StateDir {
         self.lock_file(policy, path)
     }
 
-    /// Takes the lock that serializes writes of the managed crontab block.
+    /// Takes the lock that serializes writes of the managed crontab block,
+    /// waiting up to a minute: cron starts every policy's run at once.
     pub fn lock_crontab(&self) -> Result<Lock, Error> {
         let path = self.ensure("locks")?.join("crontab.lock");
-        self.lock_file("crontab", path)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match self.lock_file("crontab", path.clone()) {
+                Err(Error::Held { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                result => return result,
+            }
+        }
     }
 
     fn lock_file(&self, what: &str, path: PathBuf) -> Result<Lock, Error> {

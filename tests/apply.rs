@@ -301,11 +301,18 @@ fn a_held_lock_stops_apply_and_run_with_exit_4() {
 #[test]
 fn a_saved_plan_is_applied_only_while_nothing_changed() {
     let site = Site::new("keep-last: 3");
-    let saved = site.run(&["plan", "--no-crontab", "--out", "plan.json"]);
-    assert_eq!(saved.code, 0, "{saved:?}");
+    let save = |extra: &[&str]| {
+        let mut args = vec!["plan", "--no-crontab", "--out", "plan.json"];
+        args.extend_from_slice(extra);
+        let saved = site.run(&args);
+        assert_eq!(saved.code, 0, "{saved:?}");
+    };
+    let apply_saved = || site.run(&["apply", "plan.json", "--auto-approve", "--no-crontab"]);
+
     // Something changes the inventory after the plan was saved.
+    save(&[]);
     assert_eq!(site.run(&["run", "app"]).code, 0);
-    let refused = site.run(&["apply", "plan.json", "--auto-approve", "--no-crontab"]);
+    let refused = apply_saved();
     assert_eq!(refused.code, 1, "{refused:?}");
     assert!(
         refused.stderr.contains("changed since the plan was saved"),
@@ -314,19 +321,78 @@ fn a_saved_plan_is_applied_only_while_nothing_changed() {
     );
     assert_eq!(site.ids().len(), 1);
 
-    // A fresh plan, due tomorrow, is carried out as saved.
-    let saved = site.run(&[
-        "plan",
-        "--no-crontab",
-        "--out",
-        "plan.json",
-        "--now",
-        "2099-01-01T02:00:00Z",
-    ]);
-    assert_eq!(saved.code, 0, "{saved:?}");
-    let applied = site.run(&["apply", "plan.json", "--auto-approve", "--no-crontab"]);
+    // A plan edited to prune the newest backup is not what plan computes.
+    save(&[]);
+    let newest = site.ids()[0].clone();
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(site.path().join("plan.json")).unwrap())
+            .unwrap();
+    plan["actions"].as_array_mut().unwrap().push(serde_json::json!({
+        "kind": "prune", "policy": "app", "destination": site.path().join("store").display().to_string(),
+        "backup": newest, "reasons": ["edited in"]
+    }));
+    plan["summary"]["prune"] = 1.into();
+    std::fs::write(site.path().join("plan.json"), plan.to_string()).unwrap();
+    let edited = apply_saved();
+    assert_eq!(edited.code, 1, "{edited:?}");
+    assert!(
+        edited.stderr.contains("was it edited?"),
+        "{}",
+        edited.stderr
+    );
+    assert_eq!(site.ids(), std::slice::from_ref(&newest));
+
+    // A plan made for another time is refused.
+    save(&["--now", "2099-01-01T02:00:00Z"]);
+    let future = apply_saved();
+    assert_eq!(future.code, 1, "{future:?}");
+    assert!(future.stderr.contains("still to come"), "{}", future.stderr);
+
+    // A changed policy makes a saved plan stale too.
+    save(&[]);
+    site.policy("keep-last: 4", &["store"]);
+    let stale = apply_saved();
+    assert_eq!(stale.code, 1, "{stale:?}");
+
+    // A fresh plan is carried out as saved.
+    assert_eq!(site.run(&["run", "app"]).code, 0);
+    assert_eq!(site.run(&["run", "app"]).code, 0);
+    site.policy("keep-last: 1", &["store"]);
+    save(&[]);
+    let applied = apply_saved();
     assert_eq!(applied.code, 0, "{applied:?}");
-    assert_eq!(site.ids().len(), 2);
+    assert!(applied.stdout.contains("2 pruned"), "{}", applied.stdout);
+    assert_eq!(site.ids().len(), 1);
+}
+
+#[test]
+fn a_copy_cut_short_by_a_crash_is_redone_cleanly() {
+    let site = Site::new("keep-last: 3");
+    site.policy("keep-last: 3", &["store", "mirror"]);
+    assert_eq!(site.apply_at(&day("2026-11-24"), &[]).code, 0);
+    // What a copy killed at two points leaves on the mirror: data committed
+    // without its sidecar, and a partial of it beside.
+    let id = "20261124T013000Z";
+    let mirror = site.path().join("mirror/app");
+    std::fs::remove_file(mirror.join(format!("{id}.json"))).unwrap();
+    let data = mirror.join(format!("{id}.sqlite.gz"));
+    std::fs::copy(&data, mirror.join(format!("{id}.sqlite.gz.partial"))).unwrap();
+    let plan = site.plan_at(&day("2026-11-25"));
+    assert!(
+        plan.stdout.contains("Plan: 2 to back up")
+            || plan.stdout.contains("1 to back up, 1 to copy"),
+        "{}",
+        plan.stdout
+    );
+    let applied = site.apply_at(&day("2026-11-25"), &[]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    assert_eq!(site.plan_at(&day("2026-11-25")).code, 0);
+    assert!(mirror.join(format!("{id}.json")).exists());
+    assert_eq!(
+        std::fs::read(&data).unwrap(),
+        std::fs::read(site.store().join(format!("{id}.sqlite.gz"))).unwrap()
+    );
+    assert_eq!(site.run(&["verify"]).code, 0);
 }
 
 #[test]
@@ -451,6 +517,11 @@ fn the_crontab_file_gets_a_managed_block_and_keeps_every_other_line() {
         .unwrap_or_else(|| panic!("no line for app: {text}"));
     assert!(line.starts_with("0 1 * * * "), "{line}");
     assert!(line.contains(env!("CARGO_BIN_EXE_backup")), "{line}");
+    // The runs cron starts keep managing this file, not the user's crontab.
+    assert!(
+        line.contains(&format!("--auto-approve --crontab-file '{cron_arg}' >>")),
+        "{line}"
+    );
     let again = site.run(&["plan", "--detailed-exitcode", "--crontab-file", cron_arg]);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(

@@ -66,6 +66,7 @@ fn block(policies: &[(&str, &str, &str)]) -> String {
         ],
         state_dir: root.join("state"),
         log_dir: PathBuf::from("/var/log/backup"),
+        crontab_file: None,
     };
     let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
     crontab::render_block(&lines, &invocation, Tz::UTC, None, now).unwrap()

@@ -2,9 +2,10 @@
 //!
 //! Nothing here decides *what* to do; the plan did. This module only enforces
 //! the order and the safety rules that hold whatever the plan says: per
-//! policy, backups first, then copies, then prunes (only when the policy's
-//! backup of this run succeeded, and never a mass delete unless allowed), then
-//! cleanups; the crontab last. An action that fails does not stop the others,
+//! policy, cleanups of dead temporaries first, then backups, then copies,
+//! then prunes (only when the policy's backup of this run succeeded, never a
+//! mass delete unless allowed, never the newest backup of a destination); the
+//! crontab last. An action that fails does not stop the others,
 //! and every step is safe to repeat, so running `apply` again after a crash
 //! or a failure finishes the job.
 
@@ -14,6 +15,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
+use crate::destination::local::{PARTIAL_SUFFIX, TEMPORARY_SUFFIX};
 use crate::destination::{self, Destination};
 use crate::engine;
 use crate::inventory::BackupMetadata;
@@ -121,10 +123,10 @@ pub fn execute(
         let destinations = Destinations::open(policy);
         let mut backup_failed = false;
         for kind in [
+            ActionKind::Cleanup,
             ActionKind::Backup,
             ActionKind::Copy,
             ActionKind::Prune,
-            ActionKind::Cleanup,
         ] {
             for action in actions.iter().filter(|action| action.kind == kind) {
                 let outcome = match kind {
@@ -337,16 +339,28 @@ fn copy(policy: &Policy, action: &Action, destinations: &Destinations) -> Result
 fn prune(policy: &Policy, action: &Action, destinations: &Destinations) -> Result<String, String> {
     let id = action.backup.as_deref().unwrap_or_default();
     let destination = destinations.get(action.destination.as_deref())?;
+    let entries = destination
+        .list(&policy.name)
+        .map_err(|error| error.to_string())?;
+    // Whatever the plan says, the newest backup here stays.
+    let newest = entries
+        .iter()
+        .filter_map(|entry| entry.name.strip_suffix(".json"))
+        .filter(|name| crate::inventory::is_id(name))
+        .max();
+    if newest == Some(id) {
+        return Err(format!(
+            "refused: {id} is the newest backup on {}",
+            destination.location()
+        ));
+    }
     let sidecar = format!("{id}.json");
     destination
         .remove(&policy.name, &sidecar)
         .map_err(|error| error.to_string())?;
     let prefix = format!("{id}.");
     let mut removed = 0;
-    for entry in destination
-        .list(&policy.name)
-        .map_err(|error| error.to_string())?
-    {
+    for entry in entries {
         if entry.name.starts_with(&prefix) {
             destination
                 .remove(&policy.name, &entry.name)
@@ -367,6 +381,20 @@ fn cleanup(
     let object = action.object.as_deref().unwrap_or_default();
     if object.ends_with(".json") {
         return Err(format!("{object} is a sidecar; cleanup never removes one"));
+    }
+    // Data is an orphan only while no sidecar claims it.
+    let temporary = [PARTIAL_SUFFIX, TEMPORARY_SUFFIX]
+        .iter()
+        .any(|suffix| object.ends_with(suffix));
+    let id = object.split('.').next().unwrap_or_default();
+    if !temporary
+        && destination
+            .list(&policy.name)
+            .map_err(|error| error.to_string())?
+            .iter()
+            .any(|entry| entry.name == format!("{id}.json"))
+    {
+        return Err(format!("{object} belongs to backup {id} now; left as is"));
     }
     destination
         .remove(&policy.name, object)

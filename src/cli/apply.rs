@@ -119,17 +119,13 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     let (crontab_input, crontab_target) =
         crontab_input(global, &paths, &selection, &args.crontab, now);
     let plan = match saved {
-        Some(saved) => {
-            let current = plan::fingerprint(&selection.selected, &inventory, &crontab_input);
-            if current != saved.fingerprint {
-                eprintln!(
-                    "error: the policies, the backups or the crontab changed since the plan was saved; \
-                     run `backup plan --out` again (nothing was done)"
-                );
+        Some(saved) => match check_saved(saved, &selection, &inventory, &crontab_input) {
+            Ok(saved) => saved,
+            Err(reason) => {
+                eprintln!("error: {reason}; run `backup plan --out` again (nothing was done)");
                 return Ok(ExitStatus::Failure);
             }
-            saved
-        }
+        },
         None => plan::compute(&selection.selected, &inventory, &crontab_input, now),
     };
 
@@ -234,6 +230,47 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         );
     }
     Ok(finish(failed > 0))
+}
+
+/// How old a saved plan may be.
+const SAVED_PLAN_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
+
+/// A saved plan is carried out only if it is what `plan` computes now from
+/// the same policies, inventory and crontab at the plan's time: nothing
+/// changed since, and nobody edited the file.
+fn check_saved(
+    saved: Plan,
+    selection: &super::Selection,
+    inventory: &crate::inventory::Inventory,
+    crontab_input: &plan::CrontabInput,
+) -> Result<Plan, String> {
+    let now = Utc::now();
+    if saved.now > now + chrono::Duration::minutes(5) {
+        return Err(format!(
+            "the saved plan was made for {}, which is still to come",
+            saved.now.to_rfc3339()
+        ));
+    }
+    if now - saved.now > SAVED_PLAN_LIFETIME {
+        return Err(format!(
+            "the saved plan was made for {}, more than a day ago",
+            saved.now.to_rfc3339()
+        ));
+    }
+    let current = plan::fingerprint(&selection.selected, inventory, crontab_input);
+    if current != saved.fingerprint {
+        return Err(
+            "the policies, the backups or the crontab changed since the plan was saved".to_owned(),
+        );
+    }
+    let recomputed = plan::compute(&selection.selected, inventory, crontab_input, saved.now);
+    if recomputed != saved {
+        return Err(
+            "the saved plan is not what this version of backup plans from the same state (was it edited?)"
+                .to_owned(),
+        );
+    }
+    Ok(saved)
 }
 
 fn load_plan(file: &std::path::Path) -> anyhow::Result<Plan> {

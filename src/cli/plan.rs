@@ -129,6 +129,14 @@ pub(super) fn crontab_input(
             None,
         );
     }
+    if !paths.is_empty() {
+        return (
+            CrontabInput::Unmanaged {
+                reason: "policies were given as arguments; the crontab follows the full set (-p/--policies, BACKUP_POLICIES or policies/), so no other policy loses its line".to_owned(),
+            },
+            None,
+        );
+    }
     if selection.errors > 0 {
         return (
             CrontabInput::Unmanaged {
@@ -198,6 +206,10 @@ fn planned_block(
             .collect(),
         state_dir: state.path().to_owned(),
         log_dir: state.log_dir(),
+        crontab_file: match target {
+            Target::File(file) => Some(file.clone()),
+            Target::User(_) => None,
+        },
     };
     let lines: Vec<crontab::Line> = selection
         .all

@@ -91,6 +91,13 @@ impl Destination for Local {
     fn begin(&self, policy: &str, name: &str) -> Result<Box<dyn Upload>, Error> {
         let folder = self.ensure_folder(policy)?;
         let partial = folder.join(format!("{name}{PARTIAL_SUFFIX}"));
+        // A partial of the same name was left by a writer that died: writers
+        // of a policy hold its lock, so no live one can own it.
+        match fs::remove_file(&partial) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(Error::io("cannot remove", partial.display())(error)),
+        }
         let file = create_private(&partial)?;
         Ok(Box::new(LocalUpload {
             writer: Some(BufWriter::with_capacity(1 << 20, file)),

@@ -150,7 +150,6 @@ pub fn read(destination: &dyn Destination, policy: &str) -> Result<Listing, dest
     let location = destination.location();
     let entries = destination.list(policy)?;
     let mut listing = Listing::default();
-    let mut claimed: Vec<&str> = Vec::new();
     for entry in &entries {
         let Some(id) = entry.name.strip_suffix(".json") else {
             continue;
@@ -176,9 +175,6 @@ pub fn read(destination: &dyn Destination, policy: &str) -> Result<Listing, dest
             }
             Some(_) => RecordState::Complete,
         };
-        if let Some(data) = data {
-            claimed.push(&data.name);
-        }
         listing.backups.push(BackupRecord {
             destination: location.clone(),
             metadata,
@@ -195,12 +191,17 @@ pub fn read(destination: &dyn Destination, policy: &str) -> Result<Listing, dest
             "partial data (a backup that did not finish)"
         } else if name.ends_with(TEMPORARY_SUFFIX) {
             "partial sidecar (a write that did not finish)"
-        } else if name.ends_with(".json")
-            || claimed.contains(&name.as_str())
-            || name.starts_with('.')
-        {
+        } else if name.ends_with(".json") || name.starts_with('.') {
             continue;
-        } else if name.split('.').next().is_some_and(is_id) {
+        } else if let Some(id) = name.split('.').next().filter(|id| is_id(id)) {
+            // Anything beside a sidecar, readable or not, belongs to that
+            // backup (its data, or a copy someone unpacked next to it).
+            if entries
+                .iter()
+                .any(|other| other.name.strip_suffix(".json") == Some(id))
+            {
+                continue;
+            }
             "data without a sidecar (a backup that did not commit)"
         } else {
             continue;

@@ -487,10 +487,7 @@ fn plan_policy(
     let hold_prunes = if !policy.retention.keeps_something() {
         Some("the retention keeps nothing, so nothing is pruned".to_owned())
     } else if unreadable {
-        Some(
-            "a destination cannot be read, so nothing is pruned or copied for this policy"
-                .to_owned(),
-        )
+        Some("a destination cannot be read, so nothing is pruned for this policy".to_owned())
     } else {
         failed_attempt.map(|started| {
             format!(
@@ -549,48 +546,46 @@ fn plan_policy(
                 ));
             }
         }
-        // copy: a kept backup missing (or damaged) on a readable destination.
-        for kept in &plan.kept {
-            let Some(entry) = found.get(kept.backup.as_str()) else {
+    }
+    // copy: a kept backup missing (or damaged) on a readable destination.
+    for kept in &plan.kept {
+        let Some(entry) = found.get(kept.backup.as_str()) else {
+            continue;
+        };
+        let Some((_, from)) = entry.complete.first() else {
+            continue;
+        };
+        for (index, location) in &readable {
+            if entry.complete.iter().any(|(held, _)| held == index) {
                 continue;
-            };
-            let Some((_, from)) = entry.complete.first() else {
-                continue;
-            };
-            for (index, location) in &readable {
-                if entry.complete.iter().any(|(held, _)| held == index) {
-                    continue;
-                }
-                let damaged = entry.damaged.iter().find(|(held, _, _)| held == index);
-                let mut action = Action::new(ActionKind::Copy, name);
-                action.destination = Some((*location).to_owned());
-                action.backup = Some(kept.backup.clone());
-                action.from = Some((*from).to_owned());
-                action.reasons = vec![match damaged {
-                    Some((_, _, state)) => format!(
-                        "kept ({}) but damaged here: {}",
-                        kept.rules.join(", "),
-                        state.describe()
-                    ),
-                    None => format!("kept ({}) but missing here", kept.rules.join(", ")),
-                }];
-                copies.push(action);
             }
+            let damaged = entry.damaged.iter().find(|(held, _, _)| held == index);
+            let mut action = Action::new(ActionKind::Copy, name);
+            action.destination = Some((*location).to_owned());
+            action.backup = Some(kept.backup.clone());
+            action.from = Some((*from).to_owned());
+            action.reasons = vec![match damaged {
+                Some((_, _, state)) => format!(
+                    "kept ({}) but damaged here: {}",
+                    kept.rules.join(", "),
+                    state.describe()
+                ),
+                None => format!("kept ({}) but missing here", kept.rules.join(", ")),
+            }];
+            copies.push(action);
         }
     }
-    // Complete backups pruned (damaged ones are no backups to lose).
+
+    // Backups pruned, damaged ones included (their data may still be worth a look).
     let pruned: std::collections::BTreeSet<&str> = prunes
         .iter()
         .filter_map(|action| action.backup.as_deref())
-        .filter(|id| {
-            found
-                .get(id)
-                .is_some_and(|entry| !entry.complete.is_empty())
-        })
         .collect();
-    // Counting the planned backup: keep-last 1 replaces one backup by another.
-    let total = complete.len() + usize::from(planned_backup);
-    if pruned.len() * 2 > total {
+    // Counting the planned backup, so keep-last 1 replaces one backup by
+    // another; and at least three, so a small retention catching up after a
+    // failed night is not stuck.
+    let total = found.len() + usize::from(planned_backup);
+    if pruned.len() * 2 > total && pruned.len() > 2 {
         plan.mass_delete = true;
         plan.warnings.push(format!(
             "this plan prunes {} of {} backups (more than half); apply refuses it without --allow-mass-delete",
@@ -608,10 +603,11 @@ fn plan_policy(
     cleanups.sort_by(|left, right| {
         (&left.destination, &left.object).cmp(&(&right.destination, &right.object))
     });
-    let mut actions = backups;
+    // Cleanups first: a dead temporary must not stand in a copy's way.
+    let mut actions = cleanups;
+    actions.extend(backups);
     actions.extend(copies);
     actions.extend(prunes);
-    actions.extend(cleanups);
     (plan, actions)
 }
 
@@ -652,14 +648,18 @@ pub fn fingerprint(policies: &[Policy], inventory: &Inventory, crontab: &Crontab
                 Ok(listing) => {
                     for record in &listing.backups {
                         hasher.update(format!(
-                            "backup {} {} {}\n",
+                            "backup {} {} {} {}\n",
                             record.metadata.id,
+                            record.metadata.created_at.to_rfc3339(),
                             record.metadata.artifact.sha256,
                             record.state.describe()
                         ));
                     }
                     for orphan in &listing.orphans {
-                        hasher.update(format!("orphan {} {}\n", orphan.name, orphan.size));
+                        hasher.update(format!(
+                            "orphan {} {} {:?}\n",
+                            orphan.name, orphan.size, orphan.modified
+                        ));
                     }
                     for (object, _) in &listing.unreadable {
                         hasher.update(format!("unreadable {object}\n"));

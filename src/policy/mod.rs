@@ -101,7 +101,11 @@ pub fn load(paths: &[PathBuf], options: Options) -> Loaded {
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let base = std::path::absolute(folder).unwrap_or_else(|_| folder.to_owned());
+        // The folder's real path, so `..` in a policy means the folder's
+        // parent on disk even when the folder is reached through a symlink.
+        let base = std::fs::canonicalize(folder)
+            .or_else(|_| std::path::absolute(folder))
+            .unwrap_or_else(|_| folder.to_owned());
         let (policies, diagnostics) = load_text(&text, &display, &base, options);
         loaded.diagnostics.extend(diagnostics);
         for policy in policies {

@@ -112,6 +112,9 @@ pub struct Invocation {
     pub state_dir: PathBuf,
     /// Each line appends its output to `<log_dir>/<policy>.log`.
     pub log_dir: PathBuf,
+    /// The crontab file the block lives in, when not the user's crontab: the
+    /// runs cron starts manage that file too, not the user's crontab.
+    pub crontab_file: Option<PathBuf>,
 }
 
 /// The block (markers included, every line ending in '\n'), or "" when there
@@ -485,6 +488,10 @@ fn command(invocation: &Invocation, policy: &str) -> Result<String, Error> {
     words.extend(["apply".to_owned(), "--policy".to_owned()]);
     words.push(shell_word(one_line("policy name", policy)?));
     words.push("--auto-approve".to_owned());
+    if let Some(file) = &invocation.crontab_file {
+        words.push("--crontab-file".to_owned());
+        words.push(path_word("the crontab file", file)?);
+    }
     let log = invocation.log_dir.join(format!("{policy}.log"));
     Ok(format!(
         "{} >>{} 2>&1",
@@ -623,17 +630,23 @@ fn write_file(path: &Path, text: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The invoking user's name: `$USER`, `$LOGNAME`, else `id -un`.
+/// The invoking user's name: the effective user's (`id -un`; after `su`
+/// without `-`, `$USER` still names the old user), else `$USER`, `$LOGNAME`.
 pub fn invoking_user() -> Option<String> {
-    ["USER", "LOGNAME"]
-        .iter()
-        .filter_map(|name| std::env::var(name).ok())
-        .find(|user| !user.is_empty())
-        .or_else(|| {
-            let output = Command::new("id").arg("-un").output().ok()?;
+    let effective = Command::new("id")
+        .arg("-un")
+        .output()
+        .ok()
+        .and_then(|output| {
             let user = String::from_utf8(output.stdout).ok()?.trim().to_owned();
             (output.status.success() && !user.is_empty()).then_some(user)
-        })
+        });
+    effective.or_else(|| {
+        ["USER", "LOGNAME"]
+            .iter()
+            .filter_map(|name| std::env::var(name).ok())
+            .find(|user| !user.is_empty())
+    })
 }
 
 #[cfg(test)]
@@ -651,6 +664,7 @@ mod tests {
             policy_paths: vec![root.join("policies")],
             state_dir: root.join("state"),
             log_dir: root.join("log"),
+            crontab_file: None,
         }
     }
 
@@ -756,6 +770,7 @@ mod tests {
             policy_paths: vec![root.join("p1 %s.yaml"), root.join("p2'$(id)'")],
             state_dir: root.join(r"st\ate%%"),
             log_dir: root.join("logs %' x"),
+            crontab_file: None,
         };
         fs::create_dir_all(&invocation.log_dir).unwrap();
         let schedule = Schedule::parse("0 1 * * *", "UTC").unwrap();

@@ -35,6 +35,8 @@ pub fn backup(directory: &Path) -> Command {
     command
         .current_dir(directory)
         .env("BACKUP_STATE_DIR", directory.join(".state"))
+        // The crontab block depends on the host's time zone; pin it.
+        .env("TZ", "UTC")
         .env_remove("BACKUP_POLICIES")
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1");
