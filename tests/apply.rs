@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{Run, backup, files_under, run};
+use common::{Run, backup, files_under, run, sqlite3};
 
 /// A folder with an SQLite database `app.db` and a policy `app` backing it up
 /// to `store/` (and any other destinations given).
@@ -86,15 +86,6 @@ impl Site {
         ids.dedup();
         ids
     }
-}
-
-fn sqlite3(database: &Path, sql: &str) {
-    let status = Command::new("sqlite3")
-        .arg(database)
-        .arg(sql)
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 fn day(date: &str) -> String {

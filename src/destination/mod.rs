@@ -7,6 +7,7 @@
 //! names and order (data first, sidecar last).
 
 pub mod local;
+pub mod s3;
 
 use std::io::{Read, Write};
 
@@ -32,8 +33,12 @@ pub enum Error {
     Write(#[source] std::io::Error),
     #[error("`{location}` already exists")]
     Exists { location: String },
-    #[error("{0} destinations are not built yet in this version")]
-    Unsupported(&'static str),
+    #[error("{action} `{location}`: {message}")]
+    S3 {
+        action: &'static str,
+        location: String,
+        message: String,
+    },
 }
 
 impl Error {
@@ -88,7 +93,7 @@ pub trait Upload: Write + Send {
 pub fn open(spec: &DestinationSpec) -> Result<Box<dyn Destination>, Error> {
     match spec {
         DestinationSpec::Local(local) => Ok(Box::new(local::Local::new(local.path.clone()))),
-        DestinationSpec::S3(_) => Err(Error::Unsupported("S3")),
+        DestinationSpec::S3(s3) => Ok(Box::new(s3::S3::new(s3)?)),
     }
 }
 

@@ -81,3 +81,14 @@ pub fn files_under(folder: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files.sort();
     files
 }
+pub mod garage;
+
+/// Runs `sql` on the SQLite database `database` with the real `sqlite3`.
+pub fn sqlite3(database: &Path, sql: &str) {
+    let status = Command::new("sqlite3")
+        .arg(database)
+        .arg(sql)
+        .status()
+        .expect("sqlite3 runs");
+    assert!(status.success(), "sqlite3 {}: {sql}", database.display());
+}

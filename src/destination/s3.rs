@@ -1,0 +1,613 @@
+//! An S3 bucket (AWS, or any S3-compatible store: MinIO, Garage, B2, R2, Wasabi).
+//!
+//! Layout: `<prefix><policy>/<name>` in one bucket. Data streams into a
+//! multipart upload, a few parts in flight at a time, so memory stays bounded
+//! whatever the size; the upload is completed only at commit, after which the
+//! object's size is checked with a HEAD. Until then nothing is visible under
+//! the name; an upload that is dropped is aborted, and one left by a crash
+//! shows up in listings as `<name>.partial`, which `remove` aborts. Small
+//! objects (sidecars, and data smaller than one part) are one PUT, which S3
+//! makes visible atomically. Deletes are confirmed with a HEAD, since some
+//! stores acknowledge deletes they did not do.
+//!
+//! The SDK retries throttling, 5xx answers and broken connections with
+//! exponential backoff and jitter, a bounded number of times; other 4xx
+//! answers fail at once. Errors name the bucket and key, never a credential.
+
+use std::io::{self, Read, Write};
+use std::sync::OnceLock;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use tokio::runtime::Runtime;
+use tokio::task::JoinSet;
+
+use super::local::PARTIAL_SUFFIX;
+use super::{Destination, Entry, Error, Upload};
+use crate::policy::secret::Template;
+use crate::policy::spec::{RequestChecksum, S3Spec, ServerSideEncryption};
+
+/// Size of one multipart part (S3's minimum is 5 MiB).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts uploading at once; memory is about `(PARTS_IN_FLIGHT + 1) * PART_SIZE`.
+pub const PARTS_IN_FLIGHT: usize = 4;
+/// Attempts per request, the first included.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// The runtime every S3 request runs on; the rest of the program is synchronous.
+fn runtime() -> Result<&'static Runtime, Error> {
+    static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("backup-s3")
+                .enable_all()
+                .build()
+                .map_err(|error| error.to_string())
+        })
+        .as_ref()
+        .map_err(|error| Error::S3 {
+            action: "start the S3 client",
+            location: String::new(),
+            message: error.clone(),
+        })
+}
+
+/// Resolves a field that may hold `${env:…}`/`${file:…}` references.
+fn resolve(field: &Option<String>, name: &'static str) -> Result<Option<String>, Error> {
+    field
+        .as_deref()
+        .map(|text| {
+            Template::parse(text)
+                .and_then(|template| template.resolve())
+                .map(|secret| secret.expose().to_owned())
+                .map_err(|error| Error::S3 {
+                    action: "resolve",
+                    location: name.to_owned(),
+                    message: error.to_string(),
+                })
+        })
+        .transpose()
+}
+
+/// An S3 destination.
+#[derive(Clone)]
+pub struct S3 {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    storage_class: Option<String>,
+    encryption: Option<ServerSideEncryption>,
+    kms_key_id: Option<String>,
+}
+
+impl std::fmt::Debug for S3 {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "S3({})", self.location())
+    }
+}
+
+impl S3 {
+    /// Builds the client: credentials from the policy's references, else the
+    /// standard AWS chain (environment, profile, instance role).
+    pub fn new(spec: &S3Spec) -> Result<S3, Error> {
+        let runtime = runtime()?;
+        let endpoint = resolve(&spec.endpoint, "s3.endpoint")?;
+        let region = resolve(&spec.region, "s3.region")?;
+        let key_id = resolve(&spec.access_key_id, "s3.access-key-id")?;
+        let secret = resolve(&spec.secret_access_key, "s3.secret-access-key")?;
+        let token = resolve(&spec.session_token, "s3.session-token")?;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(std::time::Duration::from_millis(100))
+                .with_max_backoff(std::time::Duration::from_secs(10)),
+        );
+        if let Some(region) = region {
+            loader = loader.region(Region::new(region));
+        }
+        if let (Some(key_id), Some(secret)) = (key_id, secret) {
+            loader = loader
+                .credentials_provider(Credentials::new(key_id, secret, token, None, "policy"));
+        }
+        let shared = runtime.block_on(loader.load());
+        let mut config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(spec.path_style)
+            .request_checksum_calculation(match spec.request_checksum {
+                RequestChecksum::WhenSupported => RequestChecksumCalculation::WhenSupported,
+                RequestChecksum::WhenRequired => RequestChecksumCalculation::WhenRequired,
+            });
+        if shared.region().is_none() {
+            config = config.region(Region::new("us-east-1"));
+        }
+        if let Some(endpoint) = endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        Ok(S3 {
+            client: Client::from_conf(config.build()),
+            bucket: spec.bucket.clone(),
+            prefix: spec.prefix.clone().unwrap_or_default(),
+            storage_class: spec.storage_class.clone(),
+            encryption: spec.server_side_encryption,
+            kms_key_id: spec.kms_key_id.clone(),
+        })
+    }
+
+    fn key(&self, policy: &str, name: &str) -> String {
+        format!("{}{policy}/{name}", self.prefix)
+    }
+
+    fn error(&self, action: &'static str, key: &str, error: impl std::error::Error) -> Error {
+        Error::S3 {
+            action,
+            location: format!("s3://{}/{key}", self.bucket),
+            message: DisplayErrorContext(error).to_string(),
+        }
+    }
+
+    fn encryption(&self) -> Option<aws_sdk_s3::types::ServerSideEncryption> {
+        self.encryption.map(|encryption| match encryption {
+            ServerSideEncryption::Aes256 => aws_sdk_s3::types::ServerSideEncryption::Aes256,
+            ServerSideEncryption::AwsKms => aws_sdk_s3::types::ServerSideEncryption::AwsKms,
+        })
+    }
+
+    fn storage_class(&self) -> Option<aws_sdk_s3::types::StorageClass> {
+        self.storage_class
+            .as_deref()
+            .map(aws_sdk_s3::types::StorageClass::from)
+    }
+
+    /// One PUT of a whole object.
+    fn put_object(&self, key: &str, bytes: Bytes, data: bool) -> Result<(), Error> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(bytes))
+            .set_server_side_encryption(self.encryption())
+            .set_ssekms_key_id(self.kms_key_id.clone())
+            .set_storage_class(if data { self.storage_class() } else { None });
+        runtime()?
+            .block_on(request.send())
+            .map_err(|error| self.error("cannot write", key, error))?;
+        Ok(())
+    }
+
+    /// The size of `key`, or `None` when it does not exist.
+    fn size_of(&self, key: &str) -> Result<Option<u64>, Error> {
+        let result = runtime()?.block_on(
+            self.client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send(),
+        );
+        match result {
+            Ok(head) => Ok(Some(
+                head.content_length().map_or(0, |size| size.max(0) as u64),
+            )),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|service| service.is_not_found()) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(self.error("cannot read", key, error)),
+        }
+    }
+
+    fn abort_uploads(&self, key: &str) -> Result<(), Error> {
+        let runtime = runtime()?;
+        let listed = runtime
+            .block_on(
+                self.client
+                    .list_multipart_uploads()
+                    .bucket(&self.bucket)
+                    .prefix(key)
+                    .send(),
+            )
+            .map_err(|error| self.error("cannot list uploads of", key, error))?;
+        for upload in listed.uploads() {
+            if upload.key() != Some(key) {
+                continue;
+            }
+            let Some(id) = upload.upload_id() else {
+                continue;
+            };
+            runtime
+                .block_on(
+                    self.client
+                        .abort_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .upload_id(id)
+                        .send(),
+                )
+                .map_err(|error| self.error("cannot abort the upload of", key, error))?;
+        }
+        Ok(())
+    }
+}
+
+impl Destination for S3 {
+    fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    fn begin(&self, policy: &str, name: &str) -> Result<Box<dyn Upload>, Error> {
+        Ok(Box::new(S3Upload {
+            store: self.clone(),
+            key: self.key(policy, name),
+            buffer: Vec::with_capacity(PART_SIZE),
+            written: 0,
+            multipart: None,
+            finished: false,
+        }))
+    }
+
+    fn put(&self, policy: &str, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        self.put_object(
+            &self.key(policy, name),
+            Bytes::copy_from_slice(bytes),
+            false,
+        )
+    }
+
+    fn list(&self, policy: &str) -> Result<Vec<Entry>, Error> {
+        let runtime = runtime()?;
+        let folder = self.key(policy, "");
+        let mut entries = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&folder)
+            .into_paginator()
+            .send();
+        while let Some(page) = runtime.block_on(pages.next()) {
+            let page = page.map_err(|error| self.error("cannot list", &folder, error))?;
+            for object in page.contents() {
+                let Some(name) = object.key().and_then(|key| key.strip_prefix(&folder)) else {
+                    continue;
+                };
+                if name.is_empty() || name.contains('/') {
+                    continue;
+                }
+                entries.push(Entry {
+                    name: name.to_owned(),
+                    size: object.size().map_or(0, |size| size.max(0) as u64),
+                    modified: object.last_modified().and_then(to_chrono),
+                });
+            }
+        }
+        // Multipart uploads never completed: a crash's leftovers, shown as partials.
+        let mut key_marker: Option<String> = None;
+        let mut upload_marker: Option<String> = None;
+        loop {
+            let page = runtime
+                .block_on(
+                    self.client
+                        .list_multipart_uploads()
+                        .bucket(&self.bucket)
+                        .prefix(&folder)
+                        .set_key_marker(key_marker.clone())
+                        .set_upload_id_marker(upload_marker.clone())
+                        .send(),
+                )
+                .map_err(|error| self.error("cannot list uploads in", &folder, error))?;
+            for upload in page.uploads() {
+                let Some(name) = upload.key().and_then(|key| key.strip_prefix(&folder)) else {
+                    continue;
+                };
+                entries.push(Entry {
+                    name: format!("{name}{PARTIAL_SUFFIX}"),
+                    size: 0,
+                    modified: upload.initiated().and_then(to_chrono),
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            upload_marker = page.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() && upload_marker.is_none() {
+                break;
+            }
+        }
+        Ok(entries)
+    }
+
+    fn open(&self, policy: &str, name: &str) -> Result<Box<dyn Read + Send>, Error> {
+        let key = self.key(policy, name);
+        let object = runtime()?
+            .block_on(
+                self.client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .send(),
+            )
+            .map_err(|error| self.error("cannot open", &key, error))?;
+        Ok(Box::new(S3Reader {
+            body: object.body,
+            chunk: Bytes::new(),
+            key: format!("s3://{}/{key}", self.bucket),
+        }))
+    }
+
+    fn remove(&self, policy: &str, name: &str) -> Result<(), Error> {
+        if let Some(data) = name.strip_suffix(PARTIAL_SUFFIX) {
+            return self.abort_uploads(&self.key(policy, data));
+        }
+        let key = self.key(policy, name);
+        runtime()?
+            .block_on(
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .send(),
+            )
+            .map_err(|error| self.error("cannot delete", &key, error))?;
+        // Some stores acknowledge deletes they do not do.
+        if self.size_of(&key)?.is_some() {
+            return Err(Error::S3 {
+                action: "cannot delete",
+                location: format!("s3://{}/{key}", self.bucket),
+                message: "the store acknowledged the delete but still holds the object".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn to_chrono(time: &aws_sdk_s3::primitives::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(time.secs(), time.subsec_nanos())
+}
+
+/// A multipart upload under way.
+struct Multipart {
+    id: String,
+    next_part: i32,
+    in_flight: JoinSet<Result<CompletedPart, Error>>,
+    done: Vec<CompletedPart>,
+}
+
+/// Data being written to S3: parts of [`PART_SIZE`] upload while more is written.
+struct S3Upload {
+    store: S3,
+    key: String,
+    buffer: Vec<u8>,
+    written: u64,
+    multipart: Option<Multipart>,
+    finished: bool,
+}
+
+impl S3Upload {
+    /// Sends the buffer as the next part, waiting first if enough are in flight.
+    fn send_part(&mut self) -> Result<(), Error> {
+        let runtime = runtime()?;
+        if self.multipart.is_none() {
+            let created = runtime
+                .block_on(
+                    self.store
+                        .client
+                        .create_multipart_upload()
+                        .bucket(&self.store.bucket)
+                        .key(&self.key)
+                        .set_server_side_encryption(self.store.encryption())
+                        .set_ssekms_key_id(self.store.kms_key_id.clone())
+                        .set_storage_class(self.store.storage_class())
+                        .send(),
+                )
+                .map_err(|error| self.store.error("cannot start uploading", &self.key, error))?;
+            let id = created.upload_id().unwrap_or_default().to_owned();
+            self.multipart = Some(Multipart {
+                id,
+                next_part: 1,
+                in_flight: JoinSet::new(),
+                done: Vec::new(),
+            });
+        }
+        let store = self.store.clone();
+        let key = self.key.clone();
+        let body = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(PART_SIZE),
+        ));
+        let Some(multipart) = self.multipart.as_mut() else {
+            return Ok(());
+        };
+        while multipart.in_flight.len() >= PARTS_IN_FLIGHT {
+            collect(runtime, multipart)?;
+        }
+        let number = multipart.next_part;
+        multipart.next_part += 1;
+        let id = multipart.id.clone();
+        multipart.in_flight.spawn_on(
+            async move {
+                let uploaded = store
+                    .client
+                    .upload_part()
+                    .bucket(&store.bucket)
+                    .key(&key)
+                    .upload_id(id)
+                    .part_number(number)
+                    .body(ByteStream::from(body))
+                    .send()
+                    .await
+                    .map_err(|error| store.error("cannot upload a part of", &key, error))?;
+                Ok(CompletedPart::builder()
+                    .set_e_tag(uploaded.e_tag().map(str::to_owned))
+                    .part_number(number)
+                    .build())
+            },
+            runtime.handle(),
+        );
+        Ok(())
+    }
+
+    fn abort(&mut self) {
+        if let (Some(multipart), Ok(runtime)) = (self.multipart.take(), runtime()) {
+            let mut in_flight = multipart.in_flight;
+            runtime.block_on(async { while in_flight.join_next().await.is_some() {} });
+            let _ = runtime.block_on(
+                self.store
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.store.bucket)
+                    .key(&self.key)
+                    .upload_id(multipart.id)
+                    .send(),
+            );
+        }
+    }
+}
+
+/// Waits for one part in flight and records it.
+fn collect(runtime: &Runtime, multipart: &mut Multipart) -> Result<(), Error> {
+    if let Some(joined) = runtime.block_on(multipart.in_flight.join_next()) {
+        let part = joined.map_err(|error| Error::S3 {
+            action: "upload",
+            location: String::new(),
+            message: error.to_string(),
+        })??;
+        multipart.done.push(part);
+    }
+    Ok(())
+}
+
+impl Write for S3Upload {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.finished {
+            return Err(io::Error::other("upload already finished"));
+        }
+        let room = PART_SIZE - self.buffer.len();
+        let count = room.min(data.len());
+        self.buffer.extend_from_slice(&data[..count]);
+        self.written += count as u64;
+        if self.buffer.len() == PART_SIZE {
+            self.send_part().map_err(io::Error::other)?;
+        }
+        Ok(count)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Upload for S3Upload {
+    fn commit(mut self: Box<Self>, expected: u64) -> Result<(), Error> {
+        let location = format!("s3://{}/{}", self.store.bucket, self.key);
+        if self.written != expected {
+            return Err(Error::SizeMismatch {
+                location,
+                expected,
+                actual: self.written,
+            });
+        }
+        let runtime = runtime()?;
+        if self.multipart.is_none() {
+            let body = Bytes::from(std::mem::take(&mut self.buffer));
+            self.store.put_object(&self.key, body, true)?;
+        } else {
+            if !self.buffer.is_empty() {
+                self.send_part()?;
+            }
+            let Some(mut multipart) = self.multipart.take() else {
+                return Ok(());
+            };
+            let result = (|| {
+                while !multipart.in_flight.is_empty() {
+                    collect(runtime, &mut multipart)?;
+                }
+                let mut parts = std::mem::take(&mut multipart.done);
+                parts.sort_by_key(|part| part.part_number());
+                runtime
+                    .block_on(
+                        self.store
+                            .client
+                            .complete_multipart_upload()
+                            .bucket(&self.store.bucket)
+                            .key(&self.key)
+                            .upload_id(&multipart.id)
+                            .multipart_upload(
+                                CompletedMultipartUpload::builder()
+                                    .set_parts(Some(parts))
+                                    .build(),
+                            )
+                            .send(),
+                    )
+                    .map_err(|error| self.store.error("cannot complete", &self.key, error))
+                    .map(drop)
+            })();
+            if let Err(error) = result {
+                self.multipart = Some(multipart);
+                return Err(error);
+            }
+        }
+        self.finished = true;
+        // The store must hold exactly what was written.
+        let actual = self.store.size_of(&self.key)?.unwrap_or(0);
+        if actual != expected {
+            let _ = runtime.block_on(
+                self.store
+                    .client
+                    .delete_object()
+                    .bucket(&self.store.bucket)
+                    .key(&self.key)
+                    .send(),
+            );
+            return Err(Error::SizeMismatch {
+                location,
+                expected,
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for S3Upload {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.abort();
+        }
+    }
+}
+
+/// Reads an object's body as it arrives.
+struct S3Reader {
+    body: ByteStream,
+    chunk: Bytes,
+    key: String,
+}
+
+impl Read for S3Reader {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            let runtime = runtime().map_err(io::Error::other)?;
+            match runtime.block_on(self.body.next()) {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(error)) => {
+                    return Err(io::Error::other(format!("reading {}: {error}", self.key)));
+                }
+            }
+        }
+        let count = buffer.len().min(self.chunk.len());
+        buffer[..count].copy_from_slice(&self.chunk.split_to(count));
+        Ok(count)
+    }
+}
