@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::postgres::{Cluster, PASSWORD};
-use common::{backup, files_under, run, write_policy};
+use common::{backup, files_under, run, sqlite3, write_policy};
 
 fn sidecars(folder: &Path) -> Vec<serde_json::Value> {
     files_under(folder)
@@ -301,20 +301,6 @@ fn insert_random_rows(count: u32) -> String {
     format!(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count}) INSERT INTO t SELECT randomblob(4000) FROM n;"
     )
-}
-
-fn sqlite3(database: &Path, sql: &str) -> String {
-    let output = Command::new("sqlite3")
-        .arg(database)
-        .arg(sql)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 #[test]

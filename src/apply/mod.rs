@@ -18,7 +18,6 @@ use sha2::{Digest as _, Sha256};
 use crate::destination::local::{PARTIAL_SUFFIX, TEMPORARY_SUFFIX};
 use crate::destination::{self, Destination};
 use crate::engine;
-use crate::inventory::BackupMetadata;
 use crate::inventory::metadata::hex;
 use crate::plan::{Action, ActionKind, Plan};
 use crate::policy::Policy;
@@ -258,26 +257,6 @@ fn take_backup(policy: &Policy, destinations: &Destinations, options: &Options) 
     }
 }
 
-fn read_sidecar(
-    destination: &dyn Destination,
-    policy: &str,
-    id: &str,
-) -> Result<(Vec<u8>, BackupMetadata), String> {
-    let name = format!("{id}.json");
-    let mut bytes = Vec::new();
-    destination
-        .open(policy, &name)
-        .map_err(|error| error.to_string())?
-        .read_to_end(&mut bytes)
-        .map_err(|error| format!("cannot read {name}: {error}"))?;
-    let metadata: BackupMetadata = serde_json::from_slice(&bytes)
-        .map_err(|error| format!("{name} is not a valid sidecar: {error}"))?;
-    if metadata.id != id || metadata.policy != policy {
-        return Err(format!("{name} names another backup"));
-    }
-    Ok((bytes, metadata))
-}
-
 /// Copies a backup: data streamed and checked against the sidecar's size and
 /// SHA-256 before it is committed, then the sidecar.
 fn copy(policy: &Policy, action: &Action, destinations: &Destinations) -> Result<String, String> {
@@ -285,7 +264,7 @@ fn copy(policy: &Policy, action: &Action, destinations: &Destinations) -> Result
     let from = destinations.get(action.from.as_deref())?;
     let to = destinations.get(action.destination.as_deref())?;
     let started = Instant::now();
-    let (sidecar, metadata) = read_sidecar(from, &policy.name, id)?;
+    let (sidecar, metadata) = crate::inventory::read_sidecar(from, &policy.name, id)?;
     let artifact = &metadata.artifact;
     // Whatever is there (damaged) stops being a backup first: sidecar, then data.
     for name in [format!("{id}.json"), artifact.name.clone()] {

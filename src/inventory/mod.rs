@@ -7,6 +7,8 @@
 
 pub mod metadata;
 
+use std::io::Read as _;
+
 use chrono::{DateTime, Utc};
 
 use crate::destination::local::{PARTIAL_SUFFIX, TEMPORARY_SUFFIX};
@@ -157,9 +159,8 @@ pub fn read(destination: &dyn Destination, policy: &str) -> Result<Listing, dest
         if !is_id(id) {
             continue;
         }
-        let metadata = read_sidecar(destination, policy, &entry.name);
-        let metadata = match metadata {
-            Ok(metadata) => metadata,
+        let metadata = match read_sidecar(destination, policy, id) {
+            Ok((_, metadata)) => metadata,
             Err(reason) => {
                 listing.unreadable.push((entry.name.clone(), reason));
                 continue;
@@ -224,25 +225,29 @@ pub fn read(destination: &dyn Destination, policy: &str) -> Result<Listing, dest
     Ok(listing)
 }
 
-fn read_sidecar(
+/// Reads the sidecar `<id>.json` of `policy`: its bytes as stored and what
+/// they say, which must be about this policy and this id.
+pub fn read_sidecar(
     destination: &dyn Destination,
     policy: &str,
-    name: &str,
-) -> Result<BackupMetadata, String> {
-    let mut reader = destination
-        .open(policy, name)
-        .map_err(|error| error.to_string())?;
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut reader, &mut text).map_err(|error| error.to_string())?;
+    id: &str,
+) -> Result<(Vec<u8>, BackupMetadata), String> {
+    let name = format!("{id}.json");
+    let mut bytes = Vec::new();
+    destination
+        .open(policy, &name)
+        .map_err(|error| error.to_string())?
+        .read_to_end(&mut bytes)
+        .map_err(|error| format!("cannot read {name}: {error}"))?;
     let metadata: BackupMetadata =
-        serde_json::from_str(&text).map_err(|error| format!("not a valid sidecar: {error}"))?;
-    if metadata.policy != policy || format!("{}.json", metadata.id) != name {
+        serde_json::from_slice(&bytes).map_err(|error| format!("not a valid sidecar: {error}"))?;
+    if metadata.policy != policy || metadata.id != id {
         return Err(format!(
             "sidecar names policy `{}` and id `{}`, not its own place",
             metadata.policy, metadata.id
         ));
     }
-    Ok(metadata)
+    Ok((bytes, metadata))
 }
 
 #[cfg(test)]

@@ -83,12 +83,18 @@ pub fn files_under(folder: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 pub mod garage;
 
-/// Runs `sql` on the SQLite database `database` with the real `sqlite3`.
-pub fn sqlite3(database: &Path, sql: &str) {
-    let status = Command::new("sqlite3")
+/// Runs `sql` on the SQLite database `database` with the real `sqlite3`; its output, trimmed.
+pub fn sqlite3(database: &Path, sql: &str) -> String {
+    let output = Command::new("sqlite3")
         .arg(database)
         .arg(sql)
-        .status()
+        .output()
         .expect("sqlite3 runs");
-    assert!(status.success(), "sqlite3 {}: {sql}", database.display());
+    assert!(
+        output.status.success(),
+        "sqlite3 {}: {sql}: {}",
+        database.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
