@@ -4,7 +4,6 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{GlobalArgs, OutputFormat, human_bytes, load_policies};
-use crate::destination;
 use crate::exit::ExitStatus;
 use crate::inventory;
 
@@ -59,25 +58,23 @@ pub fn run(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitStatus> {
         format_version: 1,
         ..Report::default()
     };
-    for policy in &policies {
-        for spec in &policy.destinations {
-            let listing = destination::open(spec)
-                .and_then(|destination| inventory::read(destination.as_ref(), &policy.name));
-            let listing = match listing {
+    for found in inventory::gather(&policies).policies {
+        let policy = found.policy;
+        for destination in found.destinations {
+            let location = destination.location;
+            let listing = match destination.listing {
                 Ok(listing) => listing,
                 Err(error) => {
-                    report.errors.push(format!(
-                        "{} on {}: {error}",
-                        policy.name,
-                        destination::describe(spec)
-                    ));
+                    report
+                        .errors
+                        .push(format!("{policy} on {location}: {error}"));
                     continue;
                 }
             };
             for record in listing.backups {
                 let metadata = record.metadata;
                 report.backups.push(Row {
-                    policy: policy.name.clone(),
+                    policy: policy.clone(),
                     destination: record.destination,
                     id: metadata.id,
                     created_at: metadata.created_at.to_rfc3339(),
@@ -92,7 +89,7 @@ pub fn run(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitStatus> {
             }
             for orphan in listing.orphans {
                 report.orphans.push(OrphanRow {
-                    policy: policy.name.clone(),
+                    policy: policy.clone(),
                     destination: orphan.destination,
                     name: orphan.name,
                     size: orphan.size,
@@ -100,11 +97,9 @@ pub fn run(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitStatus> {
                 });
             }
             for (name, reason) in listing.unreadable {
-                report.errors.push(format!(
-                    "{} on {}: sidecar {name}: {reason}",
-                    policy.name,
-                    destination::describe(spec)
-                ));
+                report
+                    .errors
+                    .push(format!("{policy} on {location}: sidecar {name}: {reason}"));
             }
         }
     }
