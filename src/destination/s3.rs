@@ -13,6 +13,10 @@
 //! The SDK retries throttling, 5xx answers and broken connections with
 //! exponential backoff and jitter, a bounded number of times; other 4xx
 //! answers fail at once. Errors name the bucket and key, never a credential.
+//! What retries alone get wrong is handled here: a download cut off midway
+//! resumes with a ranged GET of the same ETag; a create whose answer was
+//! lost leaves a twin upload, aborted at commit; a complete whose answer was
+//! lost finds the upload gone on retry, and the HEAD size check decides.
 
 use std::io::{self, Read, Write};
 use std::sync::OnceLock;
@@ -153,11 +157,23 @@ impl S3 {
         format!("{}{policy}/{name}", self.prefix)
     }
 
-    fn error(&self, action: &'static str, key: &str, error: impl std::error::Error) -> Error {
+    /// An error naming the bucket and key: the store's code and message when
+    /// it answered, else the whole chain of causes (a connection refused, a timeout).
+    fn error(
+        &self,
+        action: &'static str,
+        key: &str,
+        error: impl std::error::Error + ProvideErrorMetadata,
+    ) -> Error {
+        let message = match (error.code(), error.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_owned(),
+            _ => DisplayErrorContext(error).to_string(),
+        };
         Error::S3 {
             action,
             location: format!("s3://{}/{key}", self.bucket),
-            message: DisplayErrorContext(error).to_string(),
+            message,
         }
     }
 

@@ -611,9 +611,8 @@ fn plan_policy(
         cleanups.retain(|action| !here(action));
         if held > 0 {
             plan.warnings.push(format!(
-                "{} refuses deletes, so the {held} prune{} and cleanup{} planned there {} held: {reason}; give the credentials delete rights (s3:DeleteObject)",
+                "{} refuses deletes, so {held} planned deletion{} there (prunes and cleanups) {} held: {reason}; give the credentials delete rights (s3:DeleteObject)",
                 destination.location,
-                plural(held),
                 plural(held),
                 if held == 1 { "is" } else { "are" }
             ));

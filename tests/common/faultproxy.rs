@@ -46,6 +46,45 @@ struct Counters {
     faults: [AtomicU64; 6],
 }
 
+/// A fault aimed at requests of one kind, before any random ones: the first
+/// `count` requests whose method is `method` and whose request line has
+/// `contains` and not `lacks` get `fault`.
+pub struct Targeted {
+    pub method: &'static str,
+    pub contains: &'static str,
+    pub lacks: &'static str,
+    pub fault: Fault,
+    pub count: u64,
+}
+
+impl Targeted {
+    fn matches(&self, request_line: &str) -> bool {
+        request_line.starts_with(self.method)
+            && request_line.contains(self.contains)
+            && (self.lacks.is_empty() || !request_line.contains(self.lacks))
+    }
+}
+
+/// The answer to CreateMultipartUpload never reaches the client: its retry
+/// starts a second upload of the same key.
+pub const LOSE_CREATE_MULTIPART: Targeted = Targeted {
+    method: "POST",
+    contains: "?uploads",
+    lacks: "uploadId=",
+    fault: Fault::LoseResponse,
+    count: 3,
+};
+
+/// The answer to CompleteMultipartUpload never reaches the client: its retry
+/// finds the upload gone.
+pub const LOSE_COMPLETE_MULTIPART: Targeted = Targeted {
+    method: "POST",
+    contains: "uploadId=",
+    lacks: "",
+    fault: Fault::LoseResponse,
+    count: 3,
+};
+
 /// Requests seen, and faults injected by kind.
 #[derive(Debug, Clone)]
 pub struct Stats {
@@ -69,6 +108,22 @@ impl FaultProxy {
     /// Starts a proxy to `upstream` (`http://host:port`) that faults
     /// `percent`% of requests, chosen by a generator seeded with `seed`.
     pub fn start(upstream: &str, percent: u64, seed: u64) -> FaultProxy {
+        FaultProxy::with_targets(upstream, percent, seed, Vec::new())
+    }
+
+    /// Like [`FaultProxy::start`], with `targets` served first.
+    pub fn with_targets(
+        upstream: &str,
+        percent: u64,
+        seed: u64,
+        targets: Vec<Targeted>,
+    ) -> FaultProxy {
+        let targets: Arc<Vec<(Targeted, AtomicU64)>> = Arc::new(
+            targets
+                .into_iter()
+                .map(|target| (target, AtomicU64::new(0)))
+                .collect(),
+        );
         let upstream: SocketAddr = upstream
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -90,8 +145,9 @@ impl FaultProxy {
                     let Ok(client) = client else { continue };
                     let counters = counters.clone();
                     let sequence = sequence.clone();
+                    let targets = targets.clone();
                     std::thread::spawn(move || {
-                        let _ = serve(client, upstream, percent, &counters, &sequence);
+                        let _ = serve(client, upstream, percent, &counters, &sequence, &targets);
                     });
                 }
             });
@@ -229,6 +285,7 @@ fn serve(
     percent: u64,
     counters: &Counters,
     sequence: &AtomicU64,
+    targets: &[(Targeted, AtomicU64)],
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut writer = client.try_clone()?;
@@ -237,8 +294,14 @@ fn serve(
             return Ok(());
         };
         counters.requests.fetch_add(1, Ordering::SeqCst);
-        let fault = (next_random(sequence) % 100 < percent)
-            .then(|| FAULTS[(next_random(sequence) % FAULTS.len() as u64) as usize]);
+        let targeted = targets.iter().find_map(|(target, used)| {
+            (target.matches(&head[0]) && used.fetch_add(1, Ordering::SeqCst) < target.count)
+                .then_some(target.fault)
+        });
+        let fault = targeted.or_else(|| {
+            (next_random(sequence) % 100 < percent)
+                .then(|| FAULTS[(next_random(sequence) % FAULTS.len() as u64) as usize])
+        });
         if let Some(fault) = fault {
             let index = FAULTS.iter().position(|known| *known == fault).unwrap();
             counters.faults[index].fetch_add(1, Ordering::SeqCst);
