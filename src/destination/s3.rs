@@ -18,6 +18,7 @@
 //! lost leaves a twin upload, aborted at commit; a complete whose answer was
 //! lost finds the upload gone on retry, and the HEAD size check decides.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::OnceLock;
 
@@ -109,6 +110,48 @@ impl S3 {
         let key_id = resolve(&spec.access_key_id, "s3.access-key-id")?;
         let secret = resolve(&spec.secret_access_key, "s3.secret-access-key")?;
         let token = resolve(&spec.session_token, "s3.session-token")?;
+        // One client per distinct connection setting for the whole process:
+        // policies sharing a store share its connection pool, and the AWS
+        // configuration is loaded once.
+        static CLIENTS: OnceLock<std::sync::Mutex<HashMap<String, Client>>> = OnceLock::new();
+        let settings = format!(
+            "{endpoint:?} {region:?} {key_id:?} {secret:?} {token:?} {} {:?}",
+            spec.path_style, spec.request_checksum
+        );
+        let clients = CLIENTS.get_or_init(Default::default);
+        let cached = clients
+            .lock()
+            .ok()
+            .and_then(|clients| clients.get(&settings).cloned());
+        let client = match cached {
+            Some(client) => client,
+            None => {
+                let client = Self::client(runtime, spec, endpoint, region, key_id, secret, token);
+                if let Ok(mut clients) = clients.lock() {
+                    clients.insert(settings, client.clone());
+                }
+                client
+            }
+        };
+        Ok(S3 {
+            client,
+            bucket: spec.bucket.clone(),
+            prefix: spec.prefix.clone().unwrap_or_default(),
+            storage_class: spec.storage_class.clone(),
+            encryption: spec.server_side_encryption,
+            kms_key_id: spec.kms_key_id.clone(),
+        })
+    }
+
+    fn client(
+        runtime: &Runtime,
+        spec: &S3Spec,
+        endpoint: Option<String>,
+        region: Option<String>,
+        key_id: Option<String>,
+        secret: Option<String>,
+        token: Option<String>,
+    ) -> Client {
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
             RetryConfig::standard()
                 .with_max_attempts(MAX_ATTEMPTS)
@@ -143,14 +186,7 @@ impl S3 {
         if let Some(endpoint) = endpoint {
             config = config.endpoint_url(endpoint);
         }
-        Ok(S3 {
-            client: Client::from_conf(config.build()),
-            bucket: spec.bucket.clone(),
-            prefix: spec.prefix.clone().unwrap_or_default(),
-            storage_class: spec.storage_class.clone(),
-            encryption: spec.server_side_encryption,
-            kms_key_id: spec.kms_key_id.clone(),
-        })
+        Client::from_conf(config.build())
     }
 
     fn key(&self, policy: &str, name: &str) -> String {

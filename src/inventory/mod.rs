@@ -84,23 +84,20 @@ impl Inventory {
 /// destination that cannot be opened or listed is recorded as such; reading
 /// never stops early.
 pub fn gather(policies: &[crate::policy::Policy], cache: Option<&SidecarCache>) -> Inventory {
-    let policies = policies
-        .iter()
-        .map(|policy| PolicyInventory {
-            policy: policy.name.clone(),
-            destinations: policy
-                .destinations
-                .iter()
-                .map(|spec| DestinationInventory {
-                    location: destination::describe(spec),
-                    listing: destination::open(spec)
-                        .and_then(|destination| read(destination.as_ref(), &policy.name, cache))
-                        .map_err(|error| error.to_string()),
-                    delete_denied: None,
-                })
-                .collect(),
-        })
-        .collect();
+    let policies = parallel_map(policies, POLICIES_IN_FLIGHT, |policy| PolicyInventory {
+        policy: policy.name.clone(),
+        destinations: policy
+            .destinations
+            .iter()
+            .map(|spec| DestinationInventory {
+                location: destination::describe(spec),
+                listing: destination::open(spec)
+                    .and_then(|destination| read(destination.as_ref(), &policy.name, cache))
+                    .map_err(|error| error.to_string()),
+                delete_denied: None,
+            })
+            .collect(),
+    });
     Inventory { policies }
 }
 
@@ -310,6 +307,9 @@ pub fn read(
     Ok(listing)
 }
 
+/// Policies read at once.
+const POLICIES_IN_FLIGHT: usize = 4;
+
 /// Sidecars read at once: a store far away answers each GET in tens of
 /// milliseconds, and thousands of backups would otherwise take minutes.
 const SIDECARS_IN_FLIGHT: usize = 16;
@@ -319,19 +319,29 @@ type Sidecar = Result<(Vec<u8>, BackupMetadata), String>;
 
 /// Reads the sidecars of `ids`, several at a time; results in `ids`' order.
 fn read_sidecars(destination: &dyn Destination, policy: &str, ids: &[&str]) -> Vec<Sidecar> {
+    parallel_map(ids, SIDECARS_IN_FLIGHT, |id| {
+        read_sidecar(destination, policy, id)
+    })
+}
+
+/// `items.iter().map(work)` on up to `workers` threads; results in order.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    work: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Sidecar>>> =
-        ids.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let workers = SIDECARS_IN_FLIGHT.min(ids.len());
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|scope| {
-        for _ in 0..workers {
+        for _ in 0..workers.min(items.len()) {
             scope.spawn(|| {
                 loop {
                     let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(id) = ids.get(index) else { break };
-                    let read = read_sidecar(destination, policy, id);
+                    let Some(item) = items.get(index) else { break };
+                    let result = work(item);
                     if let Ok(mut slot) = results[index].lock() {
-                        *slot = Some(read);
+                        *slot = Some(result);
                     }
                 }
             });
@@ -343,7 +353,7 @@ fn read_sidecars(destination: &dyn Destination, policy: &str, ids: &[&str]) -> V
             slot.into_inner()
                 .ok()
                 .flatten()
-                .unwrap_or_else(|| Err("not read".to_owned()))
+                .expect("every item was worked on")
         })
         .collect()
 }
