@@ -90,6 +90,7 @@ fn materialize(inventory: &str, root: &Path) {
                     host: "db1".to_owned(),
                     policy_digest: "0".repeat(64),
                     tags: Vec::new(),
+                    sidecar_sha256: None,
                 };
                 std::fs::write(
                     folder.join(format!("{id}.json")),
