@@ -766,13 +766,15 @@ fn rollback(
     destination: &dyn Destination,
     safety: &BackupRecord,
 ) -> Result<String, Error> {
+    // First what the failed restore added, which could block the clean-up of
+    // objects it depends on (a table in a schema the safety backup drops).
+    prepared
+        .target
+        .remove_added(prepared.info.tables.as_ref())?;
     prepared
         .target
         .restore(destination, safety, None)
         .map_err(|failed| failed.error)?;
-    prepared
-        .target
-        .remove_added(prepared.info.tables.as_ref())?;
     prepared.target.check(&safety.metadata)?;
     Ok(format!(
         "restored the safety backup {} and checked it",

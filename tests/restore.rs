@@ -1,0 +1,982 @@
+//! `backup restore` and `backup verify --restore-test` against real SQLite
+//! files and a throwaway PostgreSQL cluster: round trips compared table by
+//! table, damage refused before the target is touched, faults injected at
+//! each step (a killed `pg_restore`, a full disk, a rename that fails), and
+//! a hot WAL with other connections open. Tests that need root (mounts) say
+//! so and pass when not run as root.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::postgres::{Cluster, PASSWORD};
+use common::{Run, backup, files_under, run, sqlite3, write_policy};
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Every table's full contents, schema included, as `sqlite3 .dump` prints them.
+fn dump(database: &Path) -> String {
+    let output = Command::new("sqlite3")
+        .arg(database)
+        .arg(".dump")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The sidecars in a policy's folder, parsed.
+fn sidecars(folder: &Path) -> Vec<serde_json::Value> {
+    files_under(folder)
+        .into_iter()
+        .filter(|(path, _)| {
+            path.extension()
+                .is_some_and(|extension| extension == "json")
+        })
+        .map(|(_, bytes)| serde_json::from_slice(&bytes).unwrap())
+        .collect()
+}
+
+fn pre_restore_ids(folder: &Path) -> Vec<String> {
+    sidecars(folder)
+        .into_iter()
+        .filter(|sidecar| {
+            sidecar["tags"]
+                .as_array()
+                .is_some_and(|tags| tags.iter().any(|tag| tag == "pre-restore"))
+        })
+        .map(|sidecar| sidecar["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Files next to the target other than the ones named.
+fn strays(folder: &Path, expected: &[&str]) -> Vec<String> {
+    std::fs::read_dir(folder)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| !expected.contains(&name.as_str()))
+        .collect()
+}
+
+/// A folder with an SQLite database `app.db` and policy `app.yaml` (backups in `store/`).
+struct Sqlite {
+    dir: tempfile::TempDir,
+}
+
+impl Sqlite {
+    fn new() -> Sqlite {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Sqlite { dir };
+        sqlite3(
+            &sqlite.db(),
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, note BLOB);
+             CREATE TABLE orders (id INTEGER PRIMARY KEY AUTOINCREMENT, customer INTEGER REFERENCES customers(id), total REAL);
+             CREATE TABLE tags (tag TEXT PRIMARY KEY, weight INTEGER) WITHOUT ROWID;
+             CREATE INDEX orders_customer ON orders(customer);
+             WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 200)
+               INSERT INTO customers SELECT i, 'customer ' || i, randomblob(i % 17) FROM c;
+             WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 1000)
+               INSERT INTO orders (customer, total) SELECT 1 + i % 200, i * 1.25 FROM c;
+             INSERT INTO tags VALUES ('a', 1), ('b', 2), ('c', NULL);",
+        );
+        write_policy(
+            sqlite.dir.path(),
+            "app",
+            "    sqlite:\n      path: app.db",
+            &sqlite.store(),
+        );
+        sqlite
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("app.db")
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn folder(&self) -> PathBuf {
+        self.store().join("app")
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let mut all = vec!["-p", "app.yaml"];
+        all.extend_from_slice(args);
+        run(self.path(), &all)
+    }
+
+    fn backup(&self) -> String {
+        let result = self.run(&["run", "app"]);
+        assert_eq!(result.code, 0, "{result:?}");
+        result
+            .stdout
+            .split_whitespace()
+            .nth(4)
+            .unwrap()
+            .trim_end_matches(':')
+            .to_owned()
+    }
+
+    fn change(&self) {
+        sqlite3(
+            &self.db(),
+            "INSERT INTO customers VALUES (1001, 'new', NULL);
+             UPDATE orders SET total = -1 WHERE id % 7 = 0;
+             DELETE FROM orders WHERE id > 900;
+             DROP TABLE tags;
+             CREATE TABLE extra (x);",
+        );
+    }
+
+    fn log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path().join(".state/logs/restore.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
+
+#[test]
+fn sqlite_round_trip_restores_every_table_as_it_was() {
+    let sqlite = Sqlite::new();
+    let id = sqlite.backup();
+    let at_backup = dump(&sqlite.db());
+    sqlite.change();
+    let changed = dump(&sqlite.db());
+    assert_ne!(changed, at_backup);
+
+    // Without a terminal and without --yes: a usage error, nothing done.
+    let refused = sqlite.run(&["restore", "app"]);
+    assert_eq!(refused.code, 64, "{refused:?}");
+    assert_eq!(dump(&sqlite.db()), changed);
+
+    let dry = sqlite.run(&["restore", "app", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(
+        dry.stdout.contains("Dry run: nothing was changed."),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains("tables in the target but not in the backup (the restore removes them with the old file): extra"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout
+            .contains("tables in the backup but not in the target (created): tags"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(dump(&sqlite.db()), changed);
+    assert!(pre_restore_ids(&sqlite.folder()).is_empty());
+
+    let restored = sqlite.run(&["restore", "app", "--yes"]);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    assert_eq!(
+        dump(&sqlite.db()),
+        at_backup,
+        "every table as at backup time"
+    );
+    assert_eq!(sqlite3(&sqlite.db(), "PRAGMA integrity_check"), "ok");
+    for step in ["safety backup", "restore", "check"] {
+        assert!(
+            restored.stdout.contains(&format!("done   {step}")),
+            "{}",
+            restored.stdout
+        );
+    }
+    assert!(
+        restored
+            .stdout
+            .contains(&format!("Restored app from backup {id}"))
+    );
+    assert_eq!(
+        strays(sqlite.path(), &["app.db", "app.yaml", "store", ".state"]),
+        Vec::<String>::new()
+    );
+
+    // The safety backup is listed, tagged, and holds the state before the restore.
+    let safety = pre_restore_ids(&sqlite.folder());
+    assert_eq!(safety.len(), 1);
+    let list = sqlite.run(&["list"]);
+    assert!(
+        list.stdout.contains(&format!("{}  ", safety[0])),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        list.stdout.contains("complete [pre-restore]"),
+        "{}",
+        list.stdout
+    );
+    let log = sqlite.log();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["result"], "restored");
+    assert_eq!(log[0]["backup"], id.as_str());
+    assert_eq!(log[0]["safety_backup"], safety[0].as_str());
+    let steps: Vec<&str> = log[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["verify", "inspect", "safety backup", "restore", "check"]
+    );
+
+    // `latest` still means the scheduled backup, never the safety one.
+    let again = sqlite.run(&["restore", "app", "--dry-run"]);
+    assert!(
+        again.stdout.contains(&format!("backup        {id} ")),
+        "{}",
+        again.stdout
+    );
+
+    // Restoring the safety backup brings the changed state back.
+    let back = sqlite.run(&["restore", "app", "--backup", &safety[0], "--yes"]);
+    assert_eq!(back.code, 0, "{back:?}");
+    assert_eq!(dump(&sqlite.db()), changed);
+
+    // A new target needs no safety backup; it is created private.
+    let copy = sqlite.path().join("copy.db");
+    let fresh = sqlite.run(&["restore", "app", "--to", copy.to_str().unwrap(), "--yes"]);
+    assert_eq!(fresh.code, 0, "{fresh:?}");
+    assert!(
+        !fresh.stdout.contains("safety backup  "),
+        "{}",
+        fresh.stdout
+    );
+    assert_eq!(dump(&copy), at_backup);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(pre_restore_ids(&sqlite.folder()).len(), 2);
+}
+
+#[test]
+fn dry_run_prints_the_restore_plan() {
+    let sqlite = Sqlite::new();
+    let id = sqlite.backup();
+    sqlite.change();
+    let dry = sqlite.run(&["restore", "app", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    let sidecar = &sidecars(&sqlite.folder())[0];
+    let size = |value: &serde_json::Value| backup::cli::human_bytes(value.as_u64().unwrap());
+    let target_size = backup::cli::human_bytes(std::fs::metadata(sqlite.db()).unwrap().len());
+    let mut text = dry
+        .stdout
+        .replace(&sqlite.path().display().to_string(), "[DIR]")
+        .replace(&id, "[ID]")
+        .replace(&format!("exists, {target_size}"), "exists, [TARGET SIZE]")
+        .replace(&size(&sidecar["artifact"]["size"]), "[STORED]")
+        .replace(&size(&sidecar["artifact"]["uncompressed_size"]), "[SIZE]")
+        .replace(
+            sidecar["source"]["server_version"].as_str().unwrap(),
+            "[SQLITE]",
+        );
+    let created = sidecar["created_at"].as_str().unwrap();
+    text = text.replace(
+        &format!("{} {}", &created[..10], &created[11..19]),
+        "[TIME]",
+    );
+    let text: String = text
+        .lines()
+        .map(|line| match line.split_once(" available") {
+            Some((head, _)) if line.trim_start().starts_with("space") => {
+                format!("{}, [FREE] available\n", head.rsplit_once(", ").unwrap().0)
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    insta::assert_snapshot!(text);
+}
+
+/// Flips bit `bit` of byte `offset` of `path`.
+fn flip(path: &Path, offset: usize, bit: u8) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset] ^= 1 << bit;
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn truncate(path: &Path, length: usize) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..length]).unwrap();
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound as u64) as usize
+    }
+}
+
+#[test]
+fn a_thousand_bit_flips_and_truncations_are_refused_before_the_target_is_touched() {
+    let sqlite = Sqlite::new();
+    let id = sqlite.backup();
+    sqlite.change();
+    let target_bytes = std::fs::read(sqlite.db()).unwrap();
+    let folder = sqlite.folder();
+    let pristine: Vec<(PathBuf, Vec<u8>)> = files_under(&folder);
+    assert_eq!(pristine.len(), 2);
+    let artifact = pristine
+        .iter()
+        .find(|(path, _)| !path.to_string_lossy().ends_with(".json"))
+        .unwrap()
+        .0
+        .clone();
+    let sidecar = folder.join(format!("{id}.json"));
+    let restore_back = || {
+        for (path, bytes) in &pristine {
+            std::fs::write(path, bytes).unwrap();
+        }
+    };
+
+    // In-process: exactly what `restore` does before it writes anything.
+    let loaded = backup::policy::load(&[sqlite.path().join("app.yaml")], Default::default());
+    let policy = &loaded.policies[0];
+    let request = backup::restore::Request {
+        backup: backup::restore::Choice::Latest,
+        from: None,
+        to: None,
+        jobs: None,
+    };
+    assert!(
+        backup::restore::prepare(policy, &request).is_ok(),
+        "the undamaged backup passes"
+    );
+    let mut random = Random(0x5eed_1234_abcd_0001);
+    let mut kinds = BTreeMap::new();
+    for round in 0..1000 {
+        restore_back();
+        let (file, what) = match random.below(10) {
+            0..=5 => (&artifact, "artifact bit flip"),
+            6..=7 => (&sidecar, "sidecar bit flip"),
+            8 => (&artifact, "artifact truncation"),
+            _ => (&sidecar, "sidecar truncation"),
+        };
+        let length = std::fs::metadata(file).unwrap().len() as usize;
+        let detail = if what.ends_with("flip") {
+            let (offset, bit) = (random.below(length), random.below(8) as u8);
+            flip(file, offset, bit);
+            format!("byte {offset} bit {bit}")
+        } else {
+            let keep = random.below(length);
+            truncate(file, keep);
+            format!("to {keep} bytes")
+        };
+        *kinds.entry(what).or_insert(0) += 1;
+        let prepared = backup::restore::prepare(policy, &request);
+        assert!(
+            prepared.is_err(),
+            "round {round}: {what} ({detail}) was not detected"
+        );
+    }
+    assert_eq!(kinds.values().sum::<i32>(), 1000);
+    assert_eq!(std::fs::read(sqlite.db()).unwrap(), target_bytes);
+
+    // Through the binary: refused with exit 5, the target byte for byte as it was.
+    let cases: [(&Path, &str); 5] = [
+        (&artifact, "flip 40"),
+        (&artifact, "flip last"),
+        (&artifact, "truncate"),
+        (&sidecar, "flip 30"),
+        (&sidecar, "truncate"),
+    ];
+    for (file, case) in cases {
+        restore_back();
+        let length = std::fs::metadata(file).unwrap().len() as usize;
+        match case {
+            "flip 40" => flip(file, 40, 3),
+            "flip last" => flip(file, length - 1, 0),
+            "flip 30" => flip(file, 30, 1),
+            _ => truncate(file, length / 2),
+        }
+        let result = sqlite.run(&["restore", "app", "--yes"]);
+        assert_eq!(result.code, 5, "{case} on {}: {result:?}", file.display());
+        assert!(
+            result.stderr.contains("failed verification"),
+            "{}",
+            result.stderr
+        );
+        assert!(
+            result.stderr.contains("nothing was changed"),
+            "{}",
+            result.stderr
+        );
+        assert_eq!(std::fs::read(sqlite.db()).unwrap(), target_bytes, "{case}");
+        assert_eq!(files_under(&folder).len(), 2, "no safety backup was taken");
+        assert_eq!(
+            strays(sqlite.path(), &["app.db", "app.yaml", "store", ".state"]),
+            Vec::<String>::new()
+        );
+    }
+    let log = sqlite.log();
+    assert_eq!(log.len(), 5);
+    assert!(log.iter().all(|record| record["result"] == "refused"));
+
+    // verify --restore-test fails the same way, with evidence.
+    let drill = sqlite.run(&["verify", "--restore-test", "app"]);
+    assert_eq!(drill.code, 5, "{drill:?}");
+    let evidence = files_under(&sqlite.path().join(".state/restore-tests/app"));
+    let record: serde_json::Value = serde_json::from_slice(&evidence[0].1).unwrap();
+    assert_eq!(record["result"], "failed");
+}
+
+#[test]
+fn restore_test_restores_into_a_scratch_file_and_keeps_evidence() {
+    let sqlite = Sqlite::new();
+    let id = sqlite.backup();
+    let before = files_under(&std::env::temp_dir())
+        .iter()
+        .filter(|(path, _)| path.to_string_lossy().contains("backup-restore-test-"))
+        .count();
+    let drill = sqlite.run(&["verify", "--restore-test", "app"]);
+    assert_eq!(drill.code, 0, "{drill:?}");
+    assert!(
+        drill.stdout.contains(&format!("ok      app {id}")),
+        "{}",
+        drill.stdout
+    );
+    let evidence = files_under(&sqlite.path().join(".state/restore-tests/app"));
+    assert_eq!(evidence.len(), 1);
+    let record: serde_json::Value = serde_json::from_slice(&evidence[0].1).unwrap();
+    assert_eq!(record["result"], "passed");
+    assert_eq!(record["backup"], id.as_str());
+    assert_eq!(record["row_counts"]["orders"]["expected"], 1000);
+    assert_eq!(record["row_counts"]["orders"]["actual"], 1000);
+    assert_eq!(record["row_counts"]["customers"]["actual"], 200);
+    let sidecar = &sidecars(&sqlite.folder())[0];
+    assert_eq!(record["artifact"]["sha256"], sidecar["artifact"]["sha256"]);
+    let steps: Vec<&str> = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["verify", "restore", "check", "drop scratch"]);
+    let after = files_under(&std::env::temp_dir())
+        .iter()
+        .filter(|(path, _)| path.to_string_lossy().contains("backup-restore-test-"))
+        .count();
+    assert!(after <= before, "the scratch file is removed");
+}
+
+#[test]
+fn a_restore_waits_for_no_one_and_refuses_while_the_policy_is_locked() {
+    let sqlite = Sqlite::new();
+    sqlite.backup();
+    let state = backup::state::StateDir::new(&sqlite.path().join(".state"));
+    let _lock = state.lock("app").unwrap();
+    let result = sqlite.run(&["restore", "app", "--yes"]);
+    assert_eq!(result.code, 4, "{result:?}");
+}
+
+#[test]
+fn sqlite_target_with_a_hot_wal_and_other_connections_open() {
+    let sqlite = Sqlite::new();
+    let writer = rusqlite::Connection::open(sqlite.db()).unwrap();
+    let mode: String = writer
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let id = sqlite.backup();
+    let at_backup = dump(&sqlite.db());
+
+    // Rows that live only in the WAL, with another connection reading.
+    writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    writer
+        .execute_batch(
+            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 500)
+               INSERT INTO orders (customer, total) SELECT 1, i FROM c;
+             DELETE FROM customers WHERE id > 150 AND id NOT IN (SELECT customer FROM orders);",
+        )
+        .unwrap();
+    let wal = PathBuf::from(format!("{}-wal", sqlite.db().display()));
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0, "a hot WAL");
+    let reader = rusqlite::Connection::open(sqlite.db()).unwrap();
+    let rows: i64 = reader
+        .query_row("SELECT count(*) FROM orders", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, 1500);
+    let with_wal = dump(&sqlite.db());
+
+    let result = sqlite.run(&["restore", "app", "--yes"]);
+    assert_eq!(result.code, 0, "{result:?}");
+    assert!(result.stdout.contains("WAL mode kept"), "{}", result.stdout);
+    // A new connection sees exactly the backup: no stale WAL frame was applied.
+    assert_eq!(dump(&sqlite.db()), at_backup);
+    assert_eq!(sqlite3(&sqlite.db(), "PRAGMA journal_mode"), "wal");
+    assert_eq!(sqlite3(&sqlite.db(), "PRAGMA integrity_check"), "ok");
+
+    // The safety backup holds what was in the WAL.
+    let safety = pre_restore_ids(&sqlite.folder());
+    let copy = sqlite.path().join("safety.db");
+    let check = sqlite.run(&[
+        "restore",
+        "app",
+        "--backup",
+        &safety[0],
+        "--to",
+        copy.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(check.code, 0, "{check:?}");
+    assert_eq!(dump(&copy), with_wal);
+
+    // The old connections closing does not disturb the new file.
+    drop(reader);
+    drop(writer);
+    assert_eq!(dump(&sqlite.db()), at_backup);
+    assert_eq!(sqlite3(&sqlite.db(), "PRAGMA integrity_check"), "ok");
+    let _ = id;
+}
+
+/// Runs `command`, asserting it succeeds.
+fn checked(command: &mut Command) {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Unmounts `path` when dropped, also when a test fails.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn disk_full_on_the_sqlite_target_leaves_it_as_it_was() {
+    if !running_as_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    checked(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(&small),
+    );
+    let _mount = Mount(small.clone());
+    let db = small.join("app.db");
+    sqlite3(
+        &db,
+        "CREATE TABLE blobs (x BLOB);
+         WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 100)
+           INSERT INTO blobs SELECT randomblob(8000) FROM c;",
+    );
+    // The backup lives on the big disk only; the policy restored with also
+    // keeps its safety backups on the small one, which fills it.
+    let source = format!("    sqlite:\n      path: {}", db.display());
+    let big = dir.path().join("big");
+    std::fs::create_dir(dir.path().join("taking")).unwrap();
+    write_policy(&dir.path().join("taking"), "app", &source, &big);
+    let taken = run(dir.path(), &["-p", "taking/app.yaml", "run", "app"]);
+    assert_eq!(taken.code, 0, "{taken:?}");
+    sqlite3(&db, "DELETE FROM blobs WHERE rowid % 2 = 0; VACUUM;");
+    sqlite3(
+        &db,
+        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 45) INSERT INTO blobs SELECT randomblob(8000) FROM c;",
+    );
+    let before = std::fs::read(&db).unwrap();
+    let policy = format!(
+        "apiVersion: backup/v1\nkind: BackupPolicy\nmetadata:\n  name: app\nspec:\n  source:\n{source}\n  schedule:\n    cron: \"@daily\"\n  retention:\n    keep-last: 3\n  destinations:\n    - local:\n        path: {}\n    - local:\n        path: {}\n",
+        small.join("store").display(),
+        big.display()
+    );
+    std::fs::write(dir.path().join("app.yaml"), policy).unwrap();
+
+    let result = run(
+        dir.path(),
+        &[
+            "-p",
+            "app.yaml",
+            "restore",
+            "app",
+            "--from",
+            big.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    assert_eq!(result.code, 1, "{result:?}");
+    assert!(
+        result.stderr.contains("No space left on device"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains("The target was not changed."),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "the target is byte for byte as it was"
+    );
+    assert_eq!(strays(&small, &["app.db", "store"]), Vec::<String>::new());
+    assert_eq!(pre_restore_ids(&small.join("store/app")).len(), 1);
+    let list = run(dir.path(), &["-p", "app.yaml", "list"]);
+    assert!(list.stdout.contains("[pre-restore]"), "{}", list.stdout);
+}
+
+#[test]
+fn a_failing_rename_leaves_the_sqlite_target_as_it_was() {
+    if !running_as_root() {
+        eprintln!("skipped: a bind mount needs root");
+        return;
+    }
+    let sqlite = Sqlite::new();
+    sqlite.backup();
+    sqlite.change();
+    let changed = dump(&sqlite.db());
+    // A file that is a mount point cannot be renamed over (EBUSY), a real
+    // condition on hosts that bind-mount databases into containers.
+    checked(
+        Command::new("mount")
+            .arg("--bind")
+            .arg(sqlite.db())
+            .arg(sqlite.db()),
+    );
+    let mount = Mount(sqlite.db());
+    let result = sqlite.run(&["restore", "app", "--yes"]);
+    assert_eq!(result.code, 1, "{result:?}");
+    assert!(
+        result
+            .stderr
+            .contains("cannot rename the restored file over it"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains("The target was not changed."),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(dump(&sqlite.db()), changed);
+    drop(mount);
+    assert_eq!(dump(&sqlite.db()), changed);
+    assert_eq!(
+        strays(sqlite.path(), &["app.db", "app.yaml", "store", ".state"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(pre_restore_ids(&sqlite.folder()).len(), 1);
+    let list = sqlite.run(&["list"]);
+    assert!(list.stdout.contains("[pre-restore]"), "{}", list.stdout);
+    assert_eq!(sqlite.log()[0]["result"], "failed");
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+/// Every user table of `database` and its full contents, sorted.
+fn pg_contents(cluster: &Cluster, database: &str) -> BTreeMap<String, String> {
+    let tables = cluster.sql(
+        database,
+        "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables
+         WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+    );
+    tables
+        .lines()
+        .map(|table| {
+            let rows = cluster.sql(
+                database,
+                &format!("SELECT coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '') FROM {table} r"),
+            );
+            (table.to_owned(), rows)
+        })
+        .collect()
+}
+
+fn pg_setup(cluster: &Cluster, database: &str) {
+    cluster.sql("postgres", &format!("CREATE DATABASE {database}"));
+    cluster.sql(
+        database,
+        "CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, since date);
+         CREATE TABLE orders (id bigserial PRIMARY KEY, customer int REFERENCES customers(id), total numeric(12,2), note text);
+         INSERT INTO customers (name, since) SELECT 'customer ' || i, date '2020-01-01' + i FROM generate_series(1, 300) i;
+         INSERT INTO orders (customer, total, note) SELECT 1 + i % 300, i * 1.5, repeat(md5(i::text), 4) FROM generate_series(1, 20000) i;
+         CREATE SCHEMA billing;
+         CREATE TABLE billing.\"order lines\" (id bigint, sku text);
+         INSERT INTO billing.\"order lines\" SELECT i, 'sku-' || i FROM generate_series(1, 777) i;
+         CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;",
+    );
+}
+
+fn pg_change(cluster: &Cluster, database: &str) {
+    cluster.sql(
+        database,
+        "INSERT INTO customers (name) VALUES ('late');
+         UPDATE orders SET total = 0 WHERE id % 3 = 0;
+         DELETE FROM orders WHERE id > 15000;
+         DROP TABLE billing.\"order lines\";
+         CREATE TABLE extra (x int);
+         INSERT INTO extra VALUES (1), (2);",
+    );
+}
+
+fn pg_run(dir: &Path, args: &[&str]) -> Run {
+    let result: Run = backup(dir)
+        .env("BACKUP_TEST_PGPASSWORD", PASSWORD)
+        .args(["-p", "app.yaml"])
+        .args(args)
+        .output()
+        .unwrap()
+        .into();
+    assert!(!result.stdout.contains(PASSWORD) && !result.stderr.contains(PASSWORD));
+    result
+}
+
+fn pg_policy(cluster: &Cluster, dir: &Path, bin_dir: Option<&Path>) {
+    let mut source = format!(
+        "    postgres:\n      url: {}\n      password: ${{env:BACKUP_TEST_PGPASSWORD}}",
+        cluster.url("app")
+    );
+    if let Some(bin_dir) = bin_dir {
+        source.push_str(&format!("\n      bin-dir: {}", bin_dir.display()));
+    }
+    write_policy(dir, "app", &source, &dir.join("store"));
+}
+
+#[test]
+fn postgres_round_trip_into_the_database_a_new_one_and_in_parallel() {
+    let cluster = Cluster::start();
+    pg_setup(&cluster, "app");
+    let work = tempfile::tempdir().unwrap();
+    pg_policy(&cluster, work.path(), None);
+    let taken = pg_run(work.path(), &["run", "app"]);
+    assert_eq!(taken.code, 0, "{taken:?}");
+    let at_backup = pg_contents(&cluster, "app");
+    assert_eq!(at_backup.len(), 3);
+    pg_change(&cluster, "app");
+    let changed = pg_contents(&cluster, "app");
+
+    let dry = pg_run(work.path(), &["restore", "app", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    for expected in [
+        "PostgreSQL database app on 127.0.0.1:",
+        "pg_restore --list",
+        "pg_restore --clean --if-exists, in one transaction",
+        "tables in the target but not in the backup (pg_restore --clean leaves them as they are): public.extra",
+        "tables in the backup but not in the target (created): billing.order lines",
+        "streamed to the server; no local space needed",
+    ] {
+        assert!(dry.stdout.contains(expected), "{expected}: {}", dry.stdout);
+    }
+    assert_eq!(pg_contents(&cluster, "app"), changed);
+
+    let restored = pg_run(work.path(), &["restore", "app", "--yes"]);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    let mut now = pg_contents(&cluster, "app");
+    // pg_restore --clean leaves tables the backup does not know (as the dry run said).
+    assert_eq!(now.remove("public.extra").as_deref(), Some("(1)\n(2)"));
+    assert_eq!(now, at_backup, "every table as at backup time");
+    assert!(
+        restored.stdout.contains("row counts of 3 tables match"),
+        "{}",
+        restored.stdout
+    );
+    assert_eq!(pre_restore_ids(&work.path().join("store/app")).len(), 1);
+    let list = pg_run(work.path(), &["list"]);
+    assert!(list.stdout.contains("[pre-restore]"), "{}", list.stdout);
+
+    // Into a database that does not exist yet: created, no safety backup.
+    let fresh = pg_run(work.path(), &["restore", "app", "--to", "fresh", "--yes"]);
+    assert_eq!(fresh.code, 0, "{fresh:?}");
+    assert!(
+        !fresh.stdout.contains("safety backup  "),
+        "{}",
+        fresh.stdout
+    );
+    assert_eq!(pg_contents(&cluster, "fresh"), at_backup);
+    assert_eq!(pre_restore_ids(&work.path().join("store/app")).len(), 1);
+
+    // In parallel from a local decompressed copy, into another server's URL form.
+    let url = format!(
+        "postgresql://postgres:{PASSWORD}@127.0.0.1:{}/parallel",
+        cluster.port
+    );
+    let parallel = backup(work.path())
+        .env("BACKUP_TEST_PGPASSWORD", PASSWORD)
+        .env("RESTORE_URL", &url)
+        .args([
+            "-p",
+            "app.yaml",
+            "restore",
+            "app",
+            "--to",
+            "${env:RESTORE_URL}",
+            "--jobs",
+            "2",
+            "--yes",
+        ])
+        .output()
+        .unwrap();
+    let parallel: Run = parallel.into();
+    assert_eq!(parallel.code, 0, "{parallel:?}");
+    assert!(
+        parallel.stdout.contains("pg_restore -j 2"),
+        "{}",
+        parallel.stdout
+    );
+    assert!(!parallel.stdout.contains(PASSWORD) && !parallel.stderr.contains(PASSWORD));
+    assert_eq!(pg_contents(&cluster, "parallel"), at_backup);
+
+    // A restore drill: a scratch database, checked and dropped.
+    let drill = pg_run(work.path(), &["verify", "--restore-test"]);
+    assert_eq!(drill.code, 0, "{drill:?}");
+    let scratch = cluster.sql(
+        "postgres",
+        "SELECT count(*) FROM pg_database WHERE datname LIKE '%restore_test%'",
+    );
+    assert_eq!(scratch, "0", "the scratch database is dropped");
+    let evidence = files_under(&work.path().join(".state/restore-tests/app"));
+    let record: serde_json::Value = serde_json::from_slice(&evidence[0].1).unwrap();
+    assert_eq!(record["result"], "passed");
+    assert_eq!(record["row_counts"]["public.orders"]["expected"], 20000);
+    assert_eq!(record["row_counts"]["public.orders"]["actual"], 20000);
+
+    // The log never holds a credential.
+    let log = std::fs::read_to_string(work.path().join(".state/logs/restore.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 3);
+    assert!(!log.contains(PASSWORD));
+}
+
+#[test]
+fn a_killed_or_failing_pg_restore_leaves_the_database_as_it_was() {
+    let cluster = Cluster::start();
+    pg_setup(&cluster, "app");
+    let work = tempfile::tempdir().unwrap();
+    // Fault injector: the real pg_dump, and a pg_restore that, once armed,
+    // kills the real one part way through its input (streamed restores) or
+    // hands it a dump cut in half (-j restores). `--list` always passes.
+    let bin = work.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(cluster.bin("pg_dump"), bin.join("pg_dump")).unwrap();
+    let armed = work.path().join("armed");
+    let script = format!(
+        r#"#!/bin/bash
+REAL='{real}'
+case " $* " in *" --list "*) exec "$REAL" "$@";; esac
+if [ ! -e '{armed}' ]; then exec "$REAL" "$@"; fi
+rm -f '{armed}'
+case " $* " in
+  *" --jobs="*)
+    file="${{@: -1}}"
+    head -c $(( $(stat -c %s "$file") / 2 )) "$file" > "$file.cut"
+    set -- "${{@:1:$#-1}}" "$file.cut"
+    "$REAL" "$@"; status=$?; rm -f "$file.cut"; exit $status;;
+esac
+fifo=$(mktemp -u); mkfifo "$fifo"
+"$REAL" "$@" < "$fifo" & pid=$!
+exec 4> "$fifo"; rm -f "$fifo"
+head -c 300000 >&4
+sleep 1
+kill -9 $pid
+wait $pid
+exit 137
+"#,
+        real = cluster.bin("pg_restore").display(),
+        armed = armed.display()
+    );
+    let wrapper = bin.join("pg_restore");
+    std::fs::write(&wrapper, script).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    pg_policy(&cluster, work.path(), Some(&bin));
+    let taken = pg_run(work.path(), &["run", "app"]);
+    assert_eq!(taken.code, 0, "{taken:?}");
+    pg_change(&cluster, "app");
+    let before = pg_contents(&cluster, "app");
+
+    // Killed mid-stream: its transaction never commits.
+    std::fs::write(&armed, "").unwrap();
+    let killed = pg_run(work.path(), &["restore", "app", "--yes"]);
+    assert_eq!(killed.code, 1, "{killed:?}");
+    assert!(!armed.exists(), "the fault was injected");
+    assert!(
+        killed.stderr.contains("its transaction was rolled back")
+            || killed.stderr.contains("pg_restore failed"),
+        "{}",
+        killed.stderr
+    );
+    assert!(
+        killed.stderr.contains("The target was not changed."),
+        "{}",
+        killed.stderr
+    );
+    assert_eq!(pg_contents(&cluster, "app"), before);
+    assert_eq!(pre_restore_ids(&work.path().join("store/app")).len(), 1);
+
+    // Failing part way through a parallel restore: rolled back from the safety backup.
+    std::fs::write(&armed, "").unwrap();
+    let failed = pg_run(work.path(), &["restore", "app", "--jobs", "2", "--yes"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(!armed.exists(), "the fault was injected");
+    assert!(
+        failed
+            .stderr
+            .contains("Rolled back: restored the safety backup"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(pg_contents(&cluster, "app"), before);
+    assert_eq!(pre_restore_ids(&work.path().join("store/app")).len(), 2);
+    let list = pg_run(work.path(), &["list"]);
+    assert_eq!(
+        list.stdout.matches("[pre-restore]").count(),
+        2,
+        "{}",
+        list.stdout
+    );
+    let log = std::fs::read_to_string(work.path().join(".state/logs/restore.jsonl")).unwrap();
+    let results: Vec<String> = log
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["result"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(results, ["failed", "rolled-back"]);
+
+    // Disarmed, the same restore goes through.
+    let done = pg_run(work.path(), &["restore", "app", "--yes"]);
+    assert_eq!(done.code, 0, "{done:?}");
+}
