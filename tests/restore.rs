@@ -980,3 +980,107 @@ exit 137
     let done = pg_run(work.path(), &["restore", "app", "--yes"]);
     assert_eq!(done.code, 0, "{done:?}");
 }
+
+#[test]
+fn plan_schedules_restore_drills_and_keeps_pre_restore_backups_apart() {
+    let sqlite = Sqlite::new();
+    let policy = sqlite.path().join("app.yaml");
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str("  verify:\n    restore-test: weekly\n");
+    std::fs::write(&policy, text).unwrap();
+    let id = sqlite.backup();
+
+    // No drill has passed yet: one is due, shown like a due backup.
+    let plan = sqlite.run(&["plan", "--no-crontab", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("  + restore-test\n      no restore drill has passed on this host yet\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains(&format!(
+            "restores the newest backup ({id}) into a scratch target"
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("0 to clean up, 1 restore test, crontab not managed."),
+        "{}",
+        plan.stdout
+    );
+    let json = sqlite.run(&["plan", "--no-crontab", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(json["actions"][0]["kind"], "restore-test");
+    assert_eq!(json["summary"]["restore_test"], 1);
+
+    let applied = sqlite.run(&["apply", "--no-crontab", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    assert!(
+        applied.stdout.contains("done    app: + restore-test:"),
+        "{}",
+        applied.stdout
+    );
+    assert_eq!(
+        files_under(&sqlite.path().join(".state/restore-tests/app")).len(),
+        1
+    );
+    let plan = sqlite.run(&["plan", "--no-crontab", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+
+    // A week later the next drill is due.
+    let later = (chrono::Utc::now() + chrono::Duration::days(8)).to_rfc3339();
+    let plan = sqlite.run(&["plan", "--no-crontab", "--now", &later]);
+    assert!(
+        plan.stdout
+            .contains("has passed since the last passing drill"),
+        "{}",
+        plan.stdout
+    );
+
+    // Four restores leave four safety backups, which are not the policy's backups.
+    for _ in 0..4 {
+        let restored = sqlite.run(&["restore", "app", "--yes"]);
+        assert_eq!(restored.code, 0, "{restored:?}");
+    }
+    let mut safety = pre_restore_ids(&sqlite.folder());
+    safety.sort();
+    assert_eq!(safety.len(), 4);
+    let plan = sqlite.run(&["plan", "--no-crontab", "--show-kept", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "within a week all are kept: {plan:?}");
+    assert!(
+        plan.stdout
+            .contains(&format!("app (app.yaml): 1 backup, newest {id}")),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains(&format!("= keep {}: pre-restore: last 1 of 3", safety[3])),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains(&format!("= keep {}: pre-restore: within 7d", safety[0])),
+        "{}",
+        plan.stdout
+    );
+
+    // After a week only the newest three stay; the scheduled backup is untouched.
+    let plan = sqlite.run(&["plan", "--no-crontab", "--now", &later]);
+    assert!(
+        plan.stdout.contains(&format!(
+            "  - prune {} on {}\n      pre-restore safety backup older than 7 days and not among the 3 newest\n",
+            safety[0],
+            sqlite.store().display()
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("1 to prune"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("more than half"), "{}", plan.stdout);
+}

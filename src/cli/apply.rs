@@ -111,7 +111,8 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         return Ok(ExitStatus::Locked);
     }
 
-    let inventory = crate::inventory::gather(&selection.selected);
+    let mut inventory = crate::inventory::gather(&selection.selected);
+    super::plan::add_restore_tests(&state, &selection.selected, &mut inventory);
     let now = match &saved {
         Some(saved) => saved.now,
         None => args.now.unwrap_or_else(Utc::now),
@@ -169,6 +170,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     let options = apply::Options {
         allow_mass_delete: args.allow_mass_delete,
         now: args.now,
+        state_dir: Some(state.path().to_owned()),
     };
     let mut write_crontab = |block: &str| -> Result<String, String> {
         let target = crontab_target

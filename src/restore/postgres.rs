@@ -95,8 +95,10 @@ impl PostgresTarget {
     }
 
     fn maintenance(&self) -> Result<(tokio::runtime::Runtime, tokio_postgres::Client), Error> {
+        // `template1` when the role may not connect to `postgres`.
         self.connection
             .connect_blocking(Some(MAINTENANCE_DATABASE))
+            .or_else(|_| self.connection.connect_blocking(Some("template1")))
             .map_err(|error| fail(error.to_string()))
     }
 
