@@ -502,6 +502,55 @@ fn a_restore_waits_for_no_one_and_refuses_while_the_policy_is_locked() {
 }
 
 #[test]
+fn on_a_terminal_a_restore_goes_ahead_only_on_yes() {
+    let sqlite = Sqlite::new();
+    let id = sqlite.backup();
+    let at_backup = dump(&sqlite.db());
+    sqlite.change();
+    let changed = dump(&sqlite.db());
+    // `script` runs restore on a pseudo-terminal and types the answer.
+    let on_a_terminal = |answer: &str| -> (i32, String) {
+        let command = format!("{} -p app.yaml restore app", env!("CARGO_BIN_EXE_backup"));
+        let mut child = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .current_dir(sqlite.path())
+            .env("BACKUP_STATE_DIR", sqlite.path().join(".state"))
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, answer.as_bytes()).unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (code, shown) = on_a_terminal("no\n");
+    assert_eq!(code, 1, "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "Do you want to replace SQLite file {} with backup {id}?",
+            sqlite.db().display()
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Restore cancelled; nothing was changed."),
+        "{shown}"
+    );
+    assert_eq!(dump(&sqlite.db()), changed);
+    assert!(pre_restore_ids(&sqlite.folder()).is_empty());
+    let (code, shown) = on_a_terminal("yes\n");
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("Restored app from backup"), "{shown}");
+    assert_eq!(dump(&sqlite.db()), at_backup);
+}
+
+#[test]
 fn sqlite_target_with_a_hot_wal_and_other_connections_open() {
     let sqlite = Sqlite::new();
     let writer = rusqlite::Connection::open(sqlite.db()).unwrap();
@@ -795,6 +844,7 @@ fn postgres_round_trip_into_the_database_a_new_one_and_in_parallel() {
         "tables in the target but not in the backup (pg_restore --clean leaves them as they are): public.extra",
         "tables in the backup but not in the target (created): billing.order lines",
         "streamed to the server; no local space needed",
+        ": compatible (same major version)",
     ] {
         assert!(dry.stdout.contains(expected), "{expected}: {}", dry.stdout);
     }
@@ -975,6 +1025,47 @@ exit 137
         })
         .collect();
     assert_eq!(results, ["failed", "rolled-back"]);
+    assert_eq!(pre_restore_ids(&work.path().join("store/app")).len(), 2);
+
+    // A sidecar that promises rows the dump does not hold (edited, and sealed
+    // again so it passes verification): pg_restore commits, the check after
+    // it fails, and the safety backup puts the database back.
+    let folder = work.path().join("store/app");
+    let sidecar_path = files_under(&folder)
+        .into_iter()
+        .map(|(path, _)| path)
+        .find(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "json")
+                && !pre_restore_ids(&folder)
+                    .iter()
+                    .any(|id| path.to_string_lossy().contains(id.as_str()))
+        })
+        .unwrap();
+    let original = std::fs::read(&sidecar_path).unwrap();
+    let mut metadata: backup::inventory::BackupMetadata =
+        serde_json::from_slice(&original).unwrap();
+    *metadata.source.row_counts.get_mut("public.orders").unwrap() += 1;
+    metadata.seal().unwrap();
+    std::fs::write(&sidecar_path, serde_json::to_vec_pretty(&metadata).unwrap()).unwrap();
+    let checked = pg_run(work.path(), &["restore", "app", "--yes"]);
+    assert_eq!(checked.code, 1, "{checked:?}");
+    assert!(
+        checked
+            .stderr
+            .contains("public.orders: 20000 rows, expected 20001"),
+        "{}",
+        checked.stderr
+    );
+    assert!(
+        checked
+            .stderr
+            .contains("Rolled back: restored the safety backup"),
+        "{}",
+        checked.stderr
+    );
+    assert_eq!(pg_contents(&cluster, "app"), before);
+    std::fs::write(&sidecar_path, original).unwrap();
 
     // Disarmed, the same restore goes through.
     let done = pg_run(work.path(), &["restore", "app", "--yes"]);

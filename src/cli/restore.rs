@@ -291,10 +291,26 @@ pub fn render_plan(prepared: &Prepared) -> String {
             None => "streamed to the server; no local space needed".to_owned(),
         },
     );
+    let compatibility = match (
+        &prepared.target,
+        &metadata.source.server_version,
+        &info.version,
+    ) {
+        (restore::Target::Sqlite(_), _, _) => "compatible (SQLite 3 files)".to_owned(),
+        (restore::Target::Postgres(_), Some(backup), Some(target))
+            if restore::major(backup) == restore::major(target) =>
+        {
+            "compatible (same major version)".to_owned()
+        }
+        (restore::Target::Postgres(_), Some(_), Some(_)) => {
+            "major versions differ (see the warning)".to_owned()
+        }
+        _ => "unknown".to_owned(),
+    };
     line(
         "versions",
         format!(
-            "backup from {} {}, target {}",
+            "backup from {} {}, target {}: {compatibility}",
             metadata.source.kind,
             metadata.source.server_version.as_deref().unwrap_or("?"),
             info.version.as_deref().unwrap_or("?")

@@ -576,7 +576,7 @@ fn join(names: &[&String]) -> String {
 }
 
 /// `15.4` → `15`; `9.6.24` → `9.6`.
-fn major(version: &str) -> String {
+pub fn major(version: &str) -> String {
     let parts: Vec<&str> = version.split('.').collect();
     match parts.first().and_then(|first| first.parse::<u32>().ok()) {
         Some(first) if first < 10 && parts.len() > 1 => format!("{first}.{}", parts[1]),
