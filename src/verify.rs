@@ -43,13 +43,6 @@ pub enum Problem {
     Write(String),
 }
 
-impl Problem {
-    /// Whether the backup itself is at fault (as opposed to where it was written).
-    pub fn is_damage(&self) -> bool {
-        !matches!(self, Problem::Write(_) | Problem::Read(_))
-    }
-}
-
 /// Reads `record`'s data from `destination` and checks it against its sidecar.
 pub fn verify(destination: &dyn Destination, record: &BackupRecord) -> Result<(), Problem> {
     check_sidecar(destination, &record.metadata)?;

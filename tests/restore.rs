@@ -271,6 +271,20 @@ fn sqlite_round_trip_restores_every_table_as_it_was() {
         0o600
     );
     assert_eq!(pre_restore_ids(&sqlite.folder()).len(), 2);
+
+    // Through a symlink, the file it points to is restored; the link stays.
+    let link = sqlite.path().join("link.db");
+    std::os::unix::fs::symlink(&copy, &link).unwrap();
+    sqlite3(&copy, "DELETE FROM orders");
+    let linked = sqlite.run(&["restore", "app", "--to", "link.db", "--yes"]);
+    assert_eq!(linked.code, 0, "{linked:?}");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(dump(&copy), at_backup);
 }
 
 #[test]

@@ -435,8 +435,9 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
             }
             Err(problem) => {
                 let location = candidate.destination.location();
-                if !problem.is_damage() && !matches!(problem, Problem::Read(_)) {
-                    return Err((Error::Restore(problem.to_string()), steps));
+                // Not the backup's fault (pg_restore cannot run): no other copy helps.
+                if let Problem::Write(reason) = problem {
+                    return Err((Error::Restore(reason), steps));
                 }
                 warnings.push(format!(
                     "backup {} on {location} failed verification: {problem}",

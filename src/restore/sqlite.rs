@@ -45,10 +45,13 @@ fn companion(path: &Path, suffix: &str) -> PathBuf {
 }
 
 impl SqliteTarget {
+    /// The file at `path`; through a symlink, the file it points to (the
+    /// link stays a link).
     pub fn new(path: PathBuf) -> SqliteTarget {
-        SqliteTarget {
-            path: std::path::absolute(&path).unwrap_or(path),
-        }
+        let path = fs::canonicalize(&path)
+            .or_else(|_| std::path::absolute(&path))
+            .unwrap_or(path);
+        SqliteTarget { path }
     }
 
     pub fn path(&self) -> &Path {
@@ -183,9 +186,10 @@ impl SqliteTarget {
             Some(old) => {
                 file.set_permissions(fs::Permissions::from_mode(old.mode() & 0o7777))
                     .map_err(|error| untouched(fail(&self.path, error)))?;
-                if old.uid() != file.metadata().map_or(old.uid(), |meta| meta.uid())
-                    || old.gid() != file.metadata().map_or(old.gid(), |meta| meta.gid())
-                {
+                let new = file
+                    .metadata()
+                    .map_err(|error| untouched(fail(&self.path, error)))?;
+                if (old.uid(), old.gid()) != (new.uid(), new.gid()) {
                     std::os::unix::fs::fchown(file, Some(old.uid()), Some(old.gid())).map_err(
                         |error| {
                             untouched(fail(
