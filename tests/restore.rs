@@ -1189,3 +1189,155 @@ fn plan_schedules_restore_drills_and_keeps_pre_restore_backups_apart() {
     assert!(plan.stdout.contains("1 to prune"), "{}", plan.stdout);
     assert!(!plan.stdout.contains("more than half"), "{}", plan.stdout);
 }
+
+/// Restores read from S3 (a real Garage node): local copies are read first,
+/// a damaged copy is skipped for a good one elsewhere, `--from` picks S3, and
+/// the safety backup goes to the policy's first destination, here S3.
+#[test]
+fn restores_read_from_s3_and_skip_a_damaged_copy() {
+    let garage = common::garage::Garage::start();
+    let sqlite = Sqlite::new();
+    let policy = format!(
+        "apiVersion: backup/v1\nkind: BackupPolicy\nmetadata:\n  name: app\nspec:\n  source:\n    sqlite:\n      path: app.db\n  schedule:\n    cron: \"@daily\"\n  retention:\n    keep-last: 3\n  destinations:\n    - s3:\n        bucket: {}\n        prefix: restore/\n        endpoint: {}\n        region: {}\n        path-style: true\n        access-key-id: ${{env:TEST_S3_KEY_ID}}\n        secret-access-key: ${{env:TEST_S3_SECRET}}\n    - local:\n        path: store\n",
+        garage.bucket(),
+        garage.endpoint(),
+        garage.region()
+    );
+    std::fs::write(sqlite.path().join("app.yaml"), policy).unwrap();
+    let s3 = format!("s3://{}/restore/", garage.bucket());
+    let run_s3 = |args: &[&str]| -> Run {
+        let result: Run = backup(sqlite.path())
+            .env("TEST_S3_KEY_ID", garage.access_key_id())
+            .env("TEST_S3_SECRET", garage.secret_access_key())
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_CONFIG_FILE", sqlite.path().join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                sqlite.path().join("no-aws-credentials"),
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args(["-p", "app.yaml"])
+            .args(args)
+            .output()
+            .unwrap()
+            .into();
+        assert!(!result.stdout.contains(garage.secret_access_key()));
+        assert!(!result.stderr.contains(garage.secret_access_key()));
+        result
+    };
+    let taken = run_s3(&["run", "app"]);
+    assert_eq!(taken.code, 0, "{taken:?}");
+    let at_backup = dump(&sqlite.db());
+    sqlite.change();
+
+    let dry = run_s3(&["restore", "app", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    let local = sqlite.store().display().to_string();
+    assert!(
+        dry.stdout.contains(&format!("on {local}: sidecar digest")),
+        "local first: {}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains(&format!("backed up first to {s3}")),
+        "{}",
+        dry.stdout
+    );
+
+    // The local copy is damaged: the S3 copy is used, and the plan says why.
+    let artifact = files_under(&sqlite.folder())
+        .into_iter()
+        .map(|(path, _)| path)
+        .find(|path| path.to_string_lossy().ends_with(".sqlite.gz"))
+        .unwrap();
+    flip(&artifact, 100, 2);
+    let restored = run_s3(&["restore", "app", "--yes"]);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    assert!(
+        restored
+            .stdout
+            .contains(&format!("on {local} failed verification")),
+        "{}",
+        restored.stdout
+    );
+    assert!(
+        restored
+            .stdout
+            .contains(&format!("on {s3}: sidecar digest")),
+        "{}",
+        restored.stdout
+    );
+    assert_eq!(dump(&sqlite.db()), at_backup);
+    let list = run_s3(&["list"]);
+    assert!(
+        list.stdout
+            .lines()
+            .any(|line| line.contains("[pre-restore]") && line.contains(&s3)),
+        "{}",
+        list.stdout
+    );
+
+    // --from names the destination; a damaged one is then refused.
+    let refused = run_s3(&["restore", "app", "--from", &local, "--yes"]);
+    assert_eq!(refused.code, 5, "{refused:?}");
+    let from_s3 = run_s3(&["restore", "app", "--from", &s3, "--yes"]);
+    assert_eq!(from_s3.code, 0, "{from_s3:?}");
+    let unknown = run_s3(&["restore", "app", "--from", "/nowhere", "--dry-run"]);
+    assert_eq!(unknown.code, 1, "{unknown:?}");
+    assert!(
+        unknown
+            .stderr
+            .contains("is not a destination of policy `app`"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+/// A restore streams: its peak memory stays far below the size of the
+/// database it restores (here 64 MiB of incompressible rows), safety backup
+/// and checks included. Measured with GNU time's maximum resident set size.
+#[test]
+fn restore_memory_stays_flat() {
+    if !Path::new("/usr/bin/time").exists() {
+        eprintln!("skipped: /usr/bin/time (GNU time) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    sqlite3(
+        &db,
+        "CREATE TABLE b (x BLOB);
+         WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 8192)
+           INSERT INTO b SELECT randomblob(8000) FROM c;",
+    );
+    write_policy(
+        dir.path(),
+        "app",
+        "    sqlite:\n      path: app.db",
+        &dir.path().join("store"),
+    );
+    assert_eq!(run(dir.path(), &["-p", "app.yaml", "run", "app"]).code, 0);
+    sqlite3(&db, "DELETE FROM b WHERE rowid % 2 = 0");
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "maxrss %M"])
+        .arg(env!("CARGO_BIN_EXE_backup"))
+        .args(["-p", "app.yaml", "restore", "app", "--yes"])
+        .current_dir(dir.path())
+        .env("BACKUP_STATE_DIR", dir.path().join(".state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let kilobytes: u64 = stderr
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("maxrss "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss in {stderr}"));
+    assert_eq!(sqlite3(&db, "SELECT count(*) FROM b"), "8192");
+    assert!(
+        kilobytes < 48 * 1024,
+        "peak memory {kilobytes} KiB restoring a 64 MiB database"
+    );
+}
