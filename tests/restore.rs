@@ -448,6 +448,11 @@ fn a_thousand_bit_flips_and_truncations_are_refused_before_the_target_is_touched
             result.stderr
         );
         assert_eq!(std::fs::read(sqlite.db()).unwrap(), target_bytes, "{case}");
+        let verified = sqlite.run(&["verify"]);
+        assert_eq!(
+            verified.code, 5,
+            "verify finds it too: {case}: {verified:?}"
+        );
         assert_eq!(files_under(&folder).len(), 2, "no safety backup was taken");
         assert_eq!(
             strays(sqlite.path(), &["app.db", "app.yaml", "store", ".state"]),

@@ -121,7 +121,7 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
         let backup = evidence.backup.as_deref().unwrap_or("-");
         if evidence.passed() {
             println!(
-                "ok      {} {backup}: restored into {}, checked, dropped ({:.1} s)",
+                "ok      {} {backup}: restored into {}, checked, scratch removed ({:.1} s)",
                 policy.name,
                 evidence
                     .scratch_target
