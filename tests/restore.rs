@@ -961,6 +961,7 @@ fn a_killed_or_failing_pg_restore_leaves_the_database_as_it_was() {
     let script = format!(
         r#"#!/bin/bash
 REAL='{real}'
+printf '%s\n' "$*" >> '{argv}'
 case " $* " in *" --list "*) exec "$REAL" "$@";; esac
 if [ ! -e '{armed}' ]; then exec "$REAL" "$@"; fi
 rm -f '{armed}'
@@ -981,7 +982,8 @@ wait $pid
 exit 137
 "#,
         real = cluster.bin("pg_restore").display(),
-        armed = armed.display()
+        armed = armed.display(),
+        argv = work.path().join("argv.log").display()
     );
     let wrapper = bin.join("pg_restore");
     std::fs::write(&wrapper, script).unwrap();
@@ -1089,6 +1091,14 @@ exit 137
     // Disarmed, the same restore goes through.
     let done = pg_run(work.path(), &["restore", "app", "--yes"]);
     assert_eq!(done.code, 0, "{done:?}");
+
+    // pg_restore's real arguments never held the password.
+    let argv = std::fs::read_to_string(work.path().join("argv.log")).unwrap();
+    assert!(
+        argv.contains("--single-transaction") && argv.contains("--jobs=2"),
+        "{argv}"
+    );
+    assert!(!argv.contains(PASSWORD), "{argv}");
 }
 
 #[test]

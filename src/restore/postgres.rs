@@ -479,6 +479,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn keeps_passwords_out_of_pg_restore_arguments() {
+        let spec = PostgresSpec {
+            url: Some("postgresql://app:s3cret@db1:6432/app".to_owned()),
+            ..PostgresSpec::default()
+        };
+        let target = PostgresTarget::resolve(&spec, Some("restored")).unwrap();
+        let command = target.pg_restore();
+        let arguments: Vec<String> = command
+            .get_args()
+            .map(|argument| argument.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            arguments,
+            [
+                "--clean",
+                "--if-exists",
+                "--no-password",
+                "--exit-on-error",
+                "--dbname=dbname='restored'"
+            ]
+        );
+        let password = command
+            .get_envs()
+            .find(|(key, _)| *key == "PGPASSWORD")
+            .and_then(|(_, value)| value)
+            .map(|value| value.to_string_lossy().into_owned());
+        assert_eq!(password.as_deref(), Some("s3cret"));
+        assert_eq!(
+            target.describe(),
+            "PostgreSQL database restored on db1:6432"
+        );
+    }
+
+    #[test]
     fn database_names_are_quoted_for_libpq() {
         assert_eq!(conninfo_dbname("app"), "dbname='app'");
         assert_eq!(conninfo_dbname("o'brien"), "dbname='o\\'brien'");
