@@ -424,6 +424,9 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
     let candidates = select(policy, request).map_err(|error| (error, Vec::new()))?;
     let mut warnings = Vec::new();
     let mut problems = Vec::new();
+    // Whether every copy failed only because it could not be read (a network
+    // error is no verdict on the backup).
+    let mut only_unreadable = true;
     let mut verified = None;
     let program = pg_restore(policy);
     for candidate in candidates {
@@ -443,6 +446,7 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
                     "backup {} on {location} failed verification: {problem}",
                     candidate.record.metadata.id
                 ));
+                only_unreadable &= matches!(problem, Problem::Read(_));
                 problems.push(format!("{location}: {problem}"));
             }
         }
@@ -453,13 +457,18 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
             Choice::Latest => "latest".to_owned(),
         };
         steps.push(Step::timed("verify", started, false, problems.join("; ")));
-        return Err((
+        let error = if only_unreadable {
+            Error::Restore(format!(
+                "backup {id} could not be read: {}",
+                problems.join("; ")
+            ))
+        } else {
             Error::Verification {
                 id,
                 problems: problems.join("; "),
-            },
-            steps,
-        ));
+            }
+        };
+        return Err((error, steps));
     };
     let metadata = &chosen.record.metadata;
     let mut checks = vec!["sidecar digest", "size", "SHA-256", "gzip stream"];

@@ -290,6 +290,9 @@ impl PostgresTarget {
                     status.map_or_else(|error| error.to_string(), |status| status.to_string()),
                     last_lines(&stderr)
                 )),
+                verify::Problem::Read(reason) => {
+                    Error::Restore(format!("cannot read the backup: {reason}"))
+                }
                 problem => Error::Verification {
                     id: record.metadata.id.clone(),
                     problems: problem.to_string(),
@@ -333,6 +336,9 @@ impl PostgresTarget {
                 Failed::untouched(match problem {
                     verify::Problem::Write(reason) => {
                         fail(format!("cannot write the decompressed copy: {reason}"))
+                    }
+                    verify::Problem::Read(reason) => {
+                        Error::Restore(format!("cannot read the backup: {reason}"))
                     }
                     problem => Error::Verification {
                         id: record.metadata.id.clone(),

@@ -152,6 +152,9 @@ impl SqliteTarget {
                         &self.path,
                         format!("cannot write the temporary file: {reason}"),
                     ),
+                    verify::Problem::Read(reason) => {
+                        Error::Restore(format!("cannot read the backup: {reason}"))
+                    }
                     problem => Error::Verification {
                         id: record.metadata.id.clone(),
                         problems: problem.to_string(),
