@@ -926,7 +926,9 @@ fn postgres_round_trip_into_the_database_a_new_one_and_in_parallel() {
     assert!(!parallel.stdout.contains(PASSWORD) && !parallel.stderr.contains(PASSWORD));
     assert_eq!(pg_contents(&cluster, "parallel"), at_backup);
 
-    // A restore drill: a scratch database, checked and dropped.
+    // A restore drill: a scratch database, checked and dropped; one left by
+    // a killed drill is dropped too.
+    cluster.sql("postgres", "CREATE DATABASE app_restore_test_deadbeef");
     let drill = pg_run(work.path(), &["verify", "--restore-test"]);
     assert_eq!(drill.code, 0, "{drill:?}");
     let scratch = cluster.sql(

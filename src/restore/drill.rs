@@ -260,8 +260,9 @@ impl Scratch {
     fn create(policy: &Policy, id: &str) -> Result<Scratch, String> {
         match &policy.source {
             SourceSpec::Sqlite(_) => {
+                super::remove_abandoned(&std::env::temp_dir(), "backup-restore-test-");
                 let folder = tempfile::Builder::new()
-                    .prefix("backup-restore-test-")
+                    .prefix(&super::scratch_prefix("backup-restore-test-"))
                     .tempdir()
                     .map_err(|error| format!("cannot create a scratch folder: {error}"))?;
                 let path = folder.path().join(format!("{}-{id}.db", policy.name));
@@ -273,7 +274,11 @@ impl Scratch {
             SourceSpec::Postgres(spec) => {
                 let own = PostgresTarget::resolve(spec, None).map_err(|error| error.to_string())?;
                 let base: String = own.database().chars().take(40).collect();
-                let name = format!("{base}_restore_test_{}", super::random_suffix());
+                let prefix = format!("{base}_restore_test_");
+                for name in own.drop_abandoned(&prefix) {
+                    tracing::warn!(policy = %policy.name, database = %name, "Dropped a scratch database left by a killed drill.");
+                }
+                let name = format!("{prefix}{}", super::random_suffix());
                 let target = own.sibling(&name);
                 target.create().map_err(|error| error.to_string())?;
                 Ok(Scratch::Postgres {

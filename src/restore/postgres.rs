@@ -203,6 +203,45 @@ impl PostgresTarget {
         })
     }
 
+    /// Drops databases `<prefix>…` on this server that no session uses:
+    /// scratch databases left by drills that were killed. (A running drill's
+    /// database is in use, so it stays; drills of a policy hold its lock.)
+    pub fn drop_abandoned(&self, prefix: &str) -> Vec<String> {
+        let Ok((runtime, client)) = self.maintenance() else {
+            return Vec::new();
+        };
+        runtime.block_on(async {
+            let pattern = format!(
+                "{}%",
+                prefix
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            let Ok(rows) = client
+                .query(
+                    "SELECT datname FROM pg_database WHERE datname LIKE $1",
+                    &[&pattern],
+                )
+                .await
+            else {
+                return Vec::new();
+            };
+            let mut dropped = Vec::new();
+            for row in rows {
+                let name: String = row.get(0);
+                if client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote(&name)))
+                    .await
+                    .is_ok()
+                {
+                    dropped.push(name);
+                }
+            }
+            dropped
+        })
+    }
+
     pub fn remove(&self) -> Result<(), Error> {
         let (runtime, client) = self.maintenance()?;
         runtime.block_on(async {
@@ -323,8 +362,9 @@ impl PostgresTarget {
         record: &BackupRecord,
         jobs: u32,
     ) -> Result<String, Failed> {
+        super::remove_abandoned(&std::env::temp_dir(), "backup-restore-");
         let mut temporary = tempfile::Builder::new()
-            .prefix("backup-restore-")
+            .prefix(&super::scratch_prefix("backup-restore-"))
             .suffix(".pgdump")
             .tempfile()
             .map_err(|error| {

@@ -134,7 +134,7 @@ impl SqliteTarget {
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
         let prefix = format!(".{name}.restore-");
-        remove_abandoned(&folder, &prefix);
+        super::remove_abandoned(&folder, &prefix);
         let mut temporary = tempfile::Builder::new()
             .prefix(&format!("{prefix}{}-", std::process::id()))
             .tempfile_in(&folder)
@@ -412,26 +412,5 @@ pub fn compare_counts(
         Ok(())
     } else {
         Err(Error::Check(mismatches.join("; ")))
-    }
-}
-
-/// Removes temporary files `prefix<pid>-…` whose process is gone (a killed restore).
-fn remove_abandoned(folder: &Path, prefix: &str) {
-    let Ok(entries) = fs::read_dir(folder) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|name| name.strip_prefix(prefix))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = fs::remove_file(entry.path());
-        }
     }
 }
