@@ -923,6 +923,127 @@ pub fn available_space(path: &Path) -> Option<u64> {
 mod tests {
     use super::*;
 
+    fn prepared(kind: &str, backup_version: &str, info: TargetInfo) -> Prepared {
+        use crate::inventory::metadata::{Artifact, SourceInfo};
+        use crate::policy::spec::PostgresSpec;
+        let target = match kind {
+            "postgres" => Target::Postgres(Box::new(
+                postgres::PostgresTarget::resolve(
+                    &PostgresSpec {
+                        url: Some("postgresql://app@db1/app".to_owned()),
+                        ..PostgresSpec::default()
+                    },
+                    None,
+                )
+                .unwrap(),
+            )),
+            _ => Target::Sqlite(sqlite::SqliteTarget::new(PathBuf::from("/srv/app.db"))),
+        };
+        let created_at = chrono::DateTime::parse_from_rfc3339("2026-11-25T01:00:00Z")
+            .unwrap()
+            .to_utc();
+        let metadata = BackupMetadata {
+            format_version: 1,
+            policy: "app".to_owned(),
+            id: "20261125T010000Z".to_owned(),
+            created_at,
+            finished_at: created_at,
+            artifact: Artifact {
+                name: "20261125T010000Z.pgdump.gz".to_owned(),
+                size: 10,
+                sha256: String::new(),
+                compression: "gzip".to_owned(),
+                uncompressed_size: 1000,
+            },
+            source: SourceInfo {
+                kind: kind.to_owned(),
+                server_version: Some(backup_version.to_owned()),
+                database: None,
+                row_counts: [("public.orders", 5), ("public.lines", 7)]
+                    .into_iter()
+                    .map(|(table, rows)| (table.to_owned(), rows))
+                    .collect(),
+            },
+            tool_version: "0.1.0".to_owned(),
+            host: "db1".to_owned(),
+            policy_digest: String::new(),
+            tags: Vec::new(),
+            sidecar_sha256: None,
+        };
+        Prepared {
+            policy: test_policy(),
+            chosen: Chosen {
+                record: BackupRecord {
+                    destination: "/var/backups".to_owned(),
+                    metadata,
+                    state: RecordState::Complete,
+                },
+                destination: Box::new(crate::destination::local::Local::new(PathBuf::from(
+                    "/var/backups",
+                ))),
+            },
+            target,
+            info,
+            jobs: None,
+            safety_destination: None,
+            steps: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn test_policy() -> Policy {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("app.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: backup/v1\nkind: BackupPolicy\nmetadata:\n  name: app\nspec:\n  source:\n    sqlite:\n      path: /srv/app.db\n  schedule:\n    cron: \"@daily\"\n  retention:\n    keep-last: 3\n  destinations:\n    - local:\n        path: /var/backups\n",
+        )
+        .unwrap();
+        let mut loaded = crate::policy::load(&[path], crate::policy::Options::default());
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        loaded.policies.remove(0)
+    }
+
+    #[test]
+    fn the_plan_warns_about_major_versions_schema_differences_and_space() {
+        let info = TargetInfo {
+            exists: true,
+            version: Some("16.1".to_owned()),
+            tables: Some(
+                ["public.orders", "public.audit"]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            space: Some((PathBuf::from("/tmp"), 999)),
+            ..TargetInfo::default()
+        };
+        let warnings = plan_warnings(&prepared("postgres", "15.4", info));
+        assert_eq!(
+            warnings,
+            [
+                "the backup comes from PostgreSQL 15.4, the target runs 16.1: major versions differ",
+                "tables in the target but not in the backup (pg_restore --clean leaves them as they are): public.audit",
+                "tables in the backup but not in the target (created): public.lines",
+                "not enough space in /tmp: 1000 B needed, 999 B available",
+            ]
+        );
+        // Same major version, same tables, enough space: nothing to say.
+        let info = TargetInfo {
+            exists: true,
+            version: Some("15.10".to_owned()),
+            tables: Some(
+                ["public.orders", "public.lines"]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            space: Some((PathBuf::from("/tmp"), 1000)),
+            ..TargetInfo::default()
+        };
+        assert!(plan_warnings(&prepared("postgres", "15.4", info)).is_empty());
+    }
+
     #[test]
     fn major_versions() {
         assert_eq!(major("15.4"), "15");
