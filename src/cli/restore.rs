@@ -134,6 +134,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
     let status = match &outcome.ending {
         Ending::Restored => {
             record.result = "restored";
+            tracing::info!(policy = %policy.name, backup = %prepared.chosen.record.metadata.id, target = %prepared.target.describe(), seconds = total, "Restore finished.");
             if let Some(checked) = &outcome.checked {
                 for warning in &checked.warnings {
                     println!("warning: {warning}");
@@ -174,6 +175,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
             rollback_error,
         } => {
             record.result = "rollback-failed";
+            tracing::error!(policy = %policy.name, target = %prepared.target.describe(), "Restore and rollback failed.");
             record.error = Some(format!("{error}; rollback: {rollback_error}"));
             eprintln!("error: restore failed: {error}");
             eprintln!("error: ROLLBACK FAILED: {rollback_error}");
