@@ -19,38 +19,17 @@ sizes=("$@")
 
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 backup="$root/target/release/backup"
-bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
-
-work="$(mktemp -d /tmp/backup-bench.XXXXXX)"
-chmod 755 "$work"
-as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" -eq 0 ] && chown postgres: "$work"
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-cleanup() { as_postgres "$bin/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null 2>&1 || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-as_postgres "$bin/initdb" -D "$work/data" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
-as_postgres "$bin/pg_ctl" -D "$work/data" -l "$work/server.log" -w \
-    -o "-p $port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_wal_size=4GB" start >/dev/null
-psql() { "$bin/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"; }
-export PGHOST=127.0.0.1 PGPORT="$port" PGUSER=postgres
-
-# seconds and peak RSS (KiB) of a command
-measure() { /usr/bin/time -f "%e %M" -o "$work/time" "$@" >/dev/null; cat "$work/time"; }
+# shellcheck source=benches/lib.sh
+. "$root/benches/lib.sh"
+start_postgres
+bin="$pg_bin"
+port="$pg_port"
 
 printf '%-8s %-9s %10s %10s %10s %10s %12s %12s\n' size dump backup pipeline source "pipe/back" "back/source" "backup RSS"
 for size in "${sizes[@]}"; do
     db="bench_${size}"
     policy="bench-${size}"
-    psql -d postgres -c "CREATE DATABASE $db"
-    # ~200 bytes a row on disk: two text columns of random hex and words, numbers, a timestamp.
-    rows=$(( size * 1024 * 1024 / 200 ))
-    psql -d "$db" -c "CREATE TABLE orders (id bigint, customer text, note text, quantity int, price double precision, created timestamptz);
-        INSERT INTO orders SELECT i, md5(random()::text) || md5(random()::text),
-            substr(repeat(md5(random()::text) || ' lorem ipsum dolor ' || (random() * 1e9)::bigint, 3), 1, 40 + (random() * 40)::int),
-            (random() * 1000)::int, random() * 10000, now() - random() * interval '365 days'
-        FROM generate_series(1, $rows) i;"
-    psql -d "$db" -c "VACUUM ANALYZE orders"
+    fill_postgres "$db" "$size"
     dump_size="$("$bin/pg_dump" -Fc -Z0 -d "$db" | wc -c)"
 
     mkdir -p "$work/store"

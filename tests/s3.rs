@@ -3,9 +3,10 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use common::faultproxy::{FaultProxy, LOSE_COMPLETE_MULTIPART, LOSE_CREATE_MULTIPART};
 use common::garage::Garage;
 use common::{Run, backup, sqlite3};
 
@@ -47,30 +48,11 @@ impl<'a> Site<'a> {
     }
 
     fn command(&self) -> Command {
-        let mut command = backup(self.path());
-        command
-            .env("TEST_S3_KEY_ID", self.garage.access_key_id())
-            .env("TEST_S3_SECRET", self.garage.secret_access_key())
-            // Nothing may come from the host's own AWS setup.
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env("AWS_CONFIG_FILE", self.path().join("no-aws-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                self.path().join("no-aws-credentials"),
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true");
-        command
+        s3_command(self.path(), self.garage)
     }
 
     fn run(&self, args: &[&str]) -> Run {
-        let result: Run = self.command().args(args).output().unwrap().into();
-        let secret = self.garage.secret_access_key();
-        assert!(
-            !result.stdout.contains(secret) && !result.stderr.contains(secret),
-            "the secret key leaked: {result:?}"
-        );
-        result
+        run_checked(self.command(), self.garage, args)
     }
 
     fn apply_at(&self, now: &str) -> Run {
@@ -107,9 +89,40 @@ impl<'a> Site<'a> {
     }
 }
 
+/// `backup` in `directory`, with the Garage key in `TEST_S3_KEY_ID` and
+/// `TEST_S3_SECRET` for the policies to reference, and nothing from the
+/// host's own AWS setup.
+fn s3_command(directory: &Path, garage: &Garage) -> Command {
+    let mut command = backup(directory);
+    command
+        .env("TEST_S3_KEY_ID", garage.access_key_id())
+        .env("TEST_S3_SECRET", garage.secret_access_key())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", directory.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            directory.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    command
+}
+
+/// Runs `command ARGS`; fails the test if the secret key shows in its output.
+fn run_checked(mut command: Command, garage: &Garage, args: &[&str]) -> Run {
+    let result: Run = command.args(args).output().unwrap().into();
+    let secret = garage.secret_access_key();
+    assert!(
+        !result.stdout.contains(secret) && !result.stderr.contains(secret),
+        "the secret key leaked: {result:?}"
+    );
+    result
+}
+
 /// `curl` as an independent S3 client.
 fn curl(garage: &Garage, method: &str, key: &str, output: Option<&Path>) -> std::process::Output {
     let mut command = Command::new("curl");
+    let url = format!("{}/{}/{key}", garage.endpoint(), garage.bucket());
     command
         .args(["--silent", "--show-error", "--fail", "-X", method])
         .args(["--aws-sigv4", &format!("aws:amz:{}:s3", garage.region())])
@@ -122,11 +135,30 @@ fn curl(garage: &Garage, method: &str, key: &str, output: Option<&Path>) -> std:
             "--user",
             &format!("{}:{}", garage.access_key_id(), garage.secret_access_key()),
         ])
-        .arg(format!("{}/{}/{key}", garage.endpoint(), garage.bucket()));
+        .arg(url);
     if let Some(output) = output {
         command.arg("--output").arg(output);
     }
     command.stdin(Stdio::null()).output().unwrap()
+}
+
+/// Uploads `file` to `key` with `curl`.
+fn curl_put(garage: &Garage, key: &str, file: &Path) {
+    let output = Command::new("curl")
+        .args(["--silent", "--show-error", "--fail", "-X", "PUT"])
+        .args(["--aws-sigv4", &format!("aws:amz:{}:s3", garage.region())])
+        .args(["--header", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+        .args([
+            "--user",
+            &format!("{}:{}", garage.access_key_id(), garage.secret_access_key()),
+        ])
+        .arg("--upload-file")
+        .arg(file)
+        .arg(format!("{}/{}/{key}", garage.endpoint(), garage.bucket()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
 }
 
 fn sha256_of(path: &Path) -> String {
@@ -229,6 +261,30 @@ fn apply_keeps_a_local_and_an_s3_copy_of_every_backup() {
     assert_eq!(settled.code, 0, "{settled:?}");
     assert_eq!(site.run(&["verify"]).code, 0);
 
+    // plan caches sidecars by ETag; a sidecar changed behind its back is read again.
+    let original = site.path().join("original.json");
+    let got = curl(
+        &garage,
+        "GET",
+        &format!("prod/app/{}.json", ids[0]),
+        Some(&original),
+    );
+    assert!(got.status.success(), "{got:?}");
+    let other = site.path().join(format!("store/app/{}.json", ids[1]));
+    curl_put(&garage, &format!("prod/app/{}.json", ids[0]), &other);
+    let plan = site.plan_at("2026-11-25T01:30:00Z");
+    assert!(
+        plan.stdout.contains(&format!(
+            "sidecar {}.json on {s3} cannot be read (sidecar names policy `app` and id `{}`",
+            ids[0], ids[1]
+        )),
+        "{}",
+        plan.stdout
+    );
+    curl_put(&garage, &format!("prod/app/{}.json", ids[0]), &original);
+    let settled = site.plan_at("2026-11-25T01:30:00Z");
+    assert_eq!(settled.code, 0, "{settled:?}");
+
     // Retention prunes on S3 as on disk: sidecar first, then data, confirmed.
     for date in ["2026-11-26", "2026-11-27"] {
         assert_eq!(site.apply_at(&format!("{date}T01:30:00Z")).code, 0);
@@ -304,4 +360,300 @@ fn a_run_killed_mid_upload_leaves_a_multipart_upload_that_apply_aborts() {
     let report: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
     assert_eq!(report["orphans"].as_array().unwrap().len(), 0, "{report}");
     assert_eq!(site.listed().len(), 2);
+}
+
+/// Runs the AWS CLI (installed by `.ci/setup` into `target/ci-venv`, else
+/// from PATH) against Garage, with a config in `directory`; its stdout.
+fn aws_cli(garage: &Garage, directory: &Path, args: &[&str]) -> String {
+    let venv = common::root().join("target/ci-venv/bin/aws");
+    let binary = if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("aws")
+    };
+    let config = directory.join("aws-config");
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\nregion = {}\ns3 =\n    addressing_style = path\n",
+            garage.region()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(binary)
+        .args(args)
+        .args(["--endpoint-url", &garage.endpoint()])
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", directory.join("none"))
+        .env("AWS_ACCESS_KEY_ID", garage.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", garage.secret_access_key())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the AWS CLI runs: .ci/setup installs it into target/ci-venv");
+    assert!(
+        output.status.success(),
+        "aws {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn the_aws_cli_downloads_what_backup_uploaded() {
+    let garage = Garage::start();
+    // About 12 MB: a multipart upload, whose ETag is not an MD5 of the whole.
+    let site = Site::new(&garage, "interop/", 3000);
+    let applied = site.apply_at("2026-11-25T01:30:00Z");
+    assert_eq!(applied.code, 0, "{applied:?}");
+    let id = "20261125T013000Z";
+
+    let aws = |args: &[&str]| aws_cli(&garage, site.path(), args);
+    let listed = aws(&[
+        "s3",
+        "ls",
+        &format!("s3://{}/interop/app/", garage.bucket()),
+    ]);
+    assert!(listed.contains(&format!("{id}.json")), "{listed}");
+    assert!(listed.contains(&format!("{id}.sqlite.gz")), "{listed}");
+
+    let downloaded = site.path().join("by-aws.sqlite.gz");
+    let sidecar_copy = site.path().join("by-aws.json");
+    for (key, to) in [
+        (format!("{id}.sqlite.gz"), &downloaded),
+        (format!("{id}.json"), &sidecar_copy),
+    ] {
+        aws(&[
+            "s3",
+            "cp",
+            "--only-show-errors",
+            &format!("s3://{}/interop/app/{key}", garage.bucket()),
+            &to.display().to_string(),
+        ]);
+    }
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sidecar_copy).unwrap()).unwrap();
+    assert_eq!(
+        sha256_of(&downloaded),
+        sidecar["artifact"]["sha256"].as_str().unwrap()
+    );
+    assert!(sidecar["artifact"]["size"].as_u64().unwrap() > 8 * 1024 * 1024);
+    // And stock tools restore it: gunzip gives a database sqlite3 reads.
+    let gunzip = Command::new("gunzip")
+        .arg("-k")
+        .arg(&downloaded)
+        .status()
+        .unwrap();
+    assert!(gunzip.success());
+    assert_eq!(
+        sqlite3(&site.path().join("by-aws.sqlite"), "SELECT count(*) FROM t"),
+        "3000"
+    );
+}
+
+#[test]
+fn fifty_backups_through_a_proxy_that_breaks_one_request_in_five_all_land_whole() {
+    let garage = Garage::start();
+    // Random faults, and the first three answers to starting and to
+    // completing a multipart upload lost on the way back.
+    let proxy = FaultProxy::with_targets(
+        &garage.endpoint(),
+        20,
+        0x5eed,
+        vec![LOSE_CREATE_MULTIPART, LOSE_COMPLETE_MULTIPART],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let policies = work.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    const POLICIES: usize = 50;
+    for number in 0..POLICIES {
+        // Every tenth about 16 MB of random rows: two parts and a bit.
+        let rows = if number % 10 == 0 { 4200 } else { 20 };
+        let database = work.path().join(format!("db{number:02}.sqlite"));
+        sqlite3(
+            &database,
+            &format!(
+                "CREATE TABLE t (v BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) INSERT INTO t SELECT randomblob(4000) FROM n;"
+            ),
+        );
+        std::fs::write(
+            policies.join(format!("p{number:02}.yaml")),
+            format!(
+                "apiVersion: backup/v1\nkind: BackupPolicy\nmetadata:\n  name: p{number:02}\nspec:\n  source:\n    sqlite:\n      path: ../db{number:02}.sqlite\n  schedule:\n    cron: \"0 1 * * *\"\n  retention:\n    keep-last: 3\n  destinations:\n    - s3:\n        bucket: {}\n        prefix: faults/\n        endpoint: ${{env:TEST_S3_ENDPOINT}}\n        region: {}\n        path-style: true\n        access-key-id: ${{env:TEST_S3_KEY_ID}}\n        secret-access-key: ${{env:TEST_S3_SECRET}}\n",
+                garage.bucket(),
+                garage.region()
+            ),
+        )
+        .unwrap();
+    }
+    let through = |endpoint: &str, args: &[&str]| {
+        let mut command = s3_command(work.path(), &garage);
+        command.env("TEST_S3_ENDPOINT", endpoint);
+        run_checked(command, &garage, args)
+    };
+    let faulty = proxy.endpoint();
+    let direct = garage.endpoint();
+
+    let applied = through(
+        &faulty,
+        &[
+            "apply",
+            "--auto-approve",
+            "--no-crontab",
+            "--now",
+            "2026-11-25T01:30:00Z",
+        ],
+    );
+    assert_eq!(applied.code, 0, "{applied:?}");
+    // Reading through the faults too: broken downloads resume where they broke.
+    let verified = through(&faulty, &["verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+    assert!(
+        verified
+            .stdout
+            .contains(&format!("Verified {POLICIES} backups: {POLICIES} ok")),
+        "{}",
+        verified.stdout
+    );
+
+    let stats = proxy.stats();
+    eprintln!("{stats:?}");
+    for (fault, count) in &stats.faults {
+        assert!(*count > 0, "no {fault:?} was injected: {stats:?}");
+    }
+    assert!(stats.faulted() * 100 >= stats.requests * 10, "{stats:?}");
+
+    // The truth, straight from the store: every backup there and whole, no
+    // orphan, no multipart upload left behind, nothing left to do.
+    let verified = through(&direct, &["verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+    assert!(
+        verified
+            .stdout
+            .contains(&format!("Verified {POLICIES} backups: {POLICIES} ok")),
+        "{}",
+        verified.stdout
+    );
+    let listed = through(&direct, &["list", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(report["orphans"].as_array().unwrap().len(), 0, "{report}");
+    assert_eq!(report["backups"].as_array().unwrap().len(), POLICIES);
+    let uploads = aws_cli(
+        &garage,
+        work.path(),
+        &[
+            "s3api",
+            "list-multipart-uploads",
+            "--bucket",
+            garage.bucket(),
+            "--output",
+            "json",
+        ],
+    );
+    assert!(
+        !uploads.contains("UploadId"),
+        "multipart uploads left: {uploads}"
+    );
+    let plan = through(
+        &direct,
+        &[
+            "plan",
+            "--no-crontab",
+            "--detailed-exitcode",
+            "--now",
+            "2026-11-25T01:30:00Z",
+        ],
+    );
+    assert_eq!(plan.code, 0, "{plan:?}");
+}
+
+#[test]
+fn plan_holds_prunes_a_read_only_key_cannot_do_and_validate_checks_access() {
+    let garage = Garage::start();
+    let site = Site::new(&garage, "ro/", 10);
+    for day in 22..=25 {
+        let applied = site.apply_at(&format!("2026-11-{day}T01:30:00Z"));
+        assert_eq!(applied.code, 0, "{applied:?}");
+    }
+    let (ro_id, ro_secret) = garage.create_key("read-only");
+    garage.garage(&[
+        "bucket",
+        "allow",
+        "--read",
+        garage.bucket(),
+        "--key",
+        "read-only",
+    ]);
+    // keep-last 1 now: two of the three backups to prune on each destination.
+    let policy = site.path().join("policies/app.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, text.replace("keep-last: 3", "keep-last: 1")).unwrap();
+    let read_only = |args: &[&str]| {
+        let mut command = site.command();
+        command
+            .env("TEST_S3_KEY_ID", &ro_id)
+            .env("TEST_S3_SECRET", &ro_secret);
+        let run = run_checked(command, &garage, args);
+        assert!(!run.stdout.contains(&ro_secret) && !run.stderr.contains(&ro_secret));
+        run
+    };
+    let s3 = site.s3_location("ro/");
+    let plan = read_only(&["plan", "--no-crontab", "--now", "2026-11-25T02:00:00Z"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.stdout.contains(&format!(
+            "{s3} refuses deletes, so 2 planned deletions there (prunes and cleanups) are held: may not delete in `{s3}app/`: AccessDenied"
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to back up, 0 to copy, 2 to prune"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !plan
+            .stdout
+            .contains(&format!("prune 20261123T013000Z from {s3}"))
+    );
+    // apply does what it can (the local prunes) and nothing fails halfway.
+    let applied = read_only(&[
+        "apply",
+        "--auto-approve",
+        "--no-crontab",
+        "--now",
+        "2026-11-25T02:00:00Z",
+    ]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    let on_s3 = site
+        .listed()
+        .into_iter()
+        .filter(|(destination, _, _)| *destination == s3)
+        .count();
+    assert_eq!(on_s3, 3);
+
+    // validate --check-destinations writes, reads and deletes one object.
+    let validated = site.run(&["validate", "--check-destinations"]);
+    assert_eq!(validated.code, 0, "{validated:?}");
+    let refused = read_only(&["validate", "--check-destinations"]);
+    assert_eq!(refused.code, 3, "{refused:?}");
+    assert!(
+        refused.stdout.contains("is not usable") || refused.stderr.contains("is not usable"),
+        "{refused:?}"
+    );
+    assert!(
+        format!("{}{}", refused.stdout, refused.stderr).contains("app.yaml:"),
+        "{refused:?}"
+    );
+    let listed = aws_cli(
+        &garage,
+        site.path(),
+        &["s3", "ls", &format!("s3://{}/ro/", garage.bucket())],
+    );
+    assert!(
+        !listed.contains(".backup-check"),
+        "validate left its probe object behind: {listed}"
+    );
 }

@@ -111,7 +111,8 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         return Ok(ExitStatus::Locked);
     }
 
-    let mut inventory = crate::inventory::gather(&selection.selected);
+    let mut inventory =
+        crate::inventory::gather(&selection.selected, Some(&global.sidecar_cache()));
     super::plan::add_restore_tests(&state, &selection.selected, &mut inventory);
     let now = match &saved {
         Some(saved) => saved.now,
@@ -120,14 +121,14 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     let (crontab_input, crontab_target) =
         crontab_input(global, &paths, &selection, &args.crontab, now);
     let plan = match saved {
-        Some(saved) => match check_saved(saved, &selection, &inventory, &crontab_input) {
+        Some(saved) => match check_saved(saved, &selection, &mut inventory, &crontab_input) {
             Ok(saved) => saved,
             Err(reason) => {
                 eprintln!("error: {reason}; run `backup plan --out` again (nothing was done)");
                 return Ok(ExitStatus::Failure);
             }
         },
-        None => plan::compute(&selection.selected, &inventory, &crontab_input, now),
+        None => plan::compute_probing(&selection.selected, &mut inventory, &crontab_input, now),
     };
 
     let color = global.stdout_color();
@@ -243,7 +244,7 @@ const SAVED_PLAN_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
 fn check_saved(
     saved: Plan,
     selection: &super::Selection,
-    inventory: &crate::inventory::Inventory,
+    inventory: &mut crate::inventory::Inventory,
     crontab_input: &plan::CrontabInput,
 ) -> Result<Plan, String> {
     let now = Utc::now();
@@ -259,13 +260,15 @@ fn check_saved(
             saved.now.to_rfc3339()
         ));
     }
+    // Probing first: the saved plan's fingerprint covers what probing found.
+    let recomputed =
+        plan::compute_probing(&selection.selected, inventory, crontab_input, saved.now);
     let current = plan::fingerprint(&selection.selected, inventory, crontab_input);
     if current != saved.fingerprint {
         return Err(
             "the policies, the backups or the crontab changed since the plan was saved".to_owned(),
         );
     }
-    let recomputed = plan::compute(&selection.selected, inventory, crontab_input, saved.now);
     if recomputed != saved {
         return Err(
             "the saved plan is not what this version of backup plans from the same state (was it edited?)"

@@ -58,7 +58,7 @@ pub fn run(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitStatus> {
         format_version: 1,
         ..Report::default()
     };
-    for found in inventory::gather(&policies).policies {
+    for found in inventory::gather(&policies, Some(&global.sidecar_cache())).policies {
         let policy = found.policy;
         for destination in found.destinations {
             let location = destination.location;

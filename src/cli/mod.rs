@@ -91,6 +91,11 @@ impl GlobalArgs {
         crate::state::StateDir::new(&root)
     }
 
+    /// The sidecar cache in the state folder.
+    pub fn sidecar_cache(&self) -> crate::inventory::SidecarCache {
+        crate::inventory::SidecarCache::new(self.state().path())
+    }
+
     pub fn stdout_color(&self) -> bool {
         self.color.enabled(std::io::stdout().is_terminal())
     }

@@ -62,11 +62,12 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitStatus> {
         Ok(selection) => selection,
         Err(status) => return Ok(status),
     };
-    let mut inventory = crate::inventory::gather(&selection.selected);
+    let mut inventory =
+        crate::inventory::gather(&selection.selected, Some(&global.sidecar_cache()));
     add_restore_tests(&global.state(), &selection.selected, &mut inventory);
     let now = args.now.unwrap_or_else(Utc::now);
     let (crontab_input, _) = crontab_input(global, &args.paths, &selection, &args.crontab, now);
-    let plan = plan::compute(&selection.selected, &inventory, &crontab_input, now);
+    let plan = plan::compute_probing(&selection.selected, &mut inventory, &crontab_input, now);
     if let Some(out) = &args.out {
         save(&plan, out)?;
     }

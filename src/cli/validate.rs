@@ -22,7 +22,7 @@ pub struct ValidateArgs {
     /// Treat warnings (unset references, secrets in plain text) as errors.
     #[arg(long)]
     pub deny_warnings: bool,
-    /// Also check that local destinations exist and are writable, or can be created.
+    /// Also check that destinations can be used: local folders exist and are writable (or can be created); S3 buckets answer and the credentials may write, read and delete there.
     #[arg(long)]
     pub check_destinations: bool,
 }

@@ -39,7 +39,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitStatus>
                 .as_ref()
                 .map_err(ToString::to_string)
                 .and_then(|destination| {
-                    inventory::read(destination.as_ref(), &policy.name)
+                    inventory::read(destination.as_ref(), &policy.name, None)
                         .map_err(|error| error.to_string())
                 });
             let (Ok(destination), Ok(listing)) = (opened.as_ref(), listing.as_ref()) else {

@@ -145,6 +145,7 @@ impl Destination for Local {
                     name: name.to_owned(),
                     size: metadata.len(),
                     modified: metadata.modified().ok().map(chrono::DateTime::from),
+                    tag: None,
                 });
             }
         }

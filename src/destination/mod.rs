@@ -62,6 +62,9 @@ pub struct Entry {
     pub size: u64,
     /// When it was last written, where the destination says.
     pub modified: Option<chrono::DateTime<chrono::Utc>>,
+    /// A tag that changes whenever the content does (S3's ETag), where the
+    /// listing gives one.
+    pub tag: Option<String>,
 }
 
 /// A place that stores backups.
@@ -80,6 +83,13 @@ pub trait Destination: Send + Sync {
     /// Deletes an object durably. An object that is already gone is not an error,
     /// so an interrupted prune can simply be done again.
     fn remove(&self, policy: &str, name: &str) -> Result<(), Error>;
+    /// Whether deletes in `policy`'s folder are allowed, found out without
+    /// deleting anything that exists (S3: a delete of a key never written,
+    /// which a key without delete rights is refused). Prunes ask before they
+    /// are planned, so a plan says what it cannot do instead of failing halfway.
+    fn probe_delete(&self, _policy: &str) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// Data being written. Dropping an upload without committing aborts it.

@@ -13,6 +13,10 @@
 //! The SDK retries throttling, 5xx answers and broken connections with
 //! exponential backoff and jitter, a bounded number of times; other 4xx
 //! answers fail at once. Errors name the bucket and key, never a credential.
+//! What retries alone get wrong is handled here: a download cut off midway
+//! resumes with a ranged GET of the same ETag; a create whose answer was
+//! lost leaves a twin upload, aborted at commit; a complete whose answer was
+//! lost finds the upload gone on retry, and the HEAD size check decides.
 
 use std::io::{self, Read, Write};
 use std::sync::OnceLock;
@@ -20,8 +24,9 @@ use std::sync::OnceLock;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation};
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
@@ -119,6 +124,14 @@ impl S3 {
         }
         let shared = runtime.block_on(loader.load());
         let mut config = aws_sdk_s3::config::Builder::from(&shared)
+            // Every request already stops after MAX_ATTEMPTS; a shared retry
+            // quota on top would fail a long backup run on a flaky link
+            // once enough requests had needed a retry.
+            .retry_partition(
+                RetryPartition::custom("backup")
+                    .token_bucket(TokenBucket::unlimited())
+                    .build(),
+            )
             .force_path_style(spec.path_style)
             .request_checksum_calculation(match spec.request_checksum {
                 RequestChecksum::WhenSupported => RequestChecksumCalculation::WhenSupported,
@@ -144,11 +157,23 @@ impl S3 {
         format!("{}{policy}/{name}", self.prefix)
     }
 
-    fn error(&self, action: &'static str, key: &str, error: impl std::error::Error) -> Error {
+    /// An error naming the bucket and key: the store's code and message when
+    /// it answered, else the whole chain of causes (a connection refused, a timeout).
+    fn error(
+        &self,
+        action: &'static str,
+        key: &str,
+        error: impl std::error::Error + ProvideErrorMetadata,
+    ) -> Error {
+        let message = match (error.code(), error.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_owned(),
+            _ => DisplayErrorContext(error).to_string(),
+        };
         Error::S3 {
             action,
             location: format!("s3://{}/{key}", self.bucket),
-            message: DisplayErrorContext(error).to_string(),
+            message,
         }
     }
 
@@ -206,6 +231,51 @@ impl S3 {
         }
     }
 
+    /// GETs `key` from byte `offset` on; `e_tag` pins the version first read.
+    fn get(
+        &self,
+        key: &str,
+        offset: u64,
+        e_tag: Option<&str>,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, Error> {
+        runtime()?
+            .block_on(
+                self.client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .set_range((offset > 0).then(|| format!("bytes={offset}-")))
+                    .set_if_match(e_tag.map(str::to_owned))
+                    .send(),
+            )
+            .map_err(|error| self.error("cannot read", key, error))
+    }
+
+    /// Deletes `key`, then checks that it is gone: some stores acknowledge
+    /// deletes they do not do.
+    fn delete(&self, key: &str) -> Result<(), Error> {
+        runtime()?
+            .block_on(
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .send(),
+            )
+            .map_err(|error| self.error("cannot delete", key, error))?;
+        if self.size_of(key)?.is_some() {
+            return Err(Error::S3 {
+                action: "cannot delete",
+                location: format!("s3://{}/{key}", self.bucket),
+                message: "the store acknowledged the delete but still holds the object".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Aborts every unfinished multipart upload of exactly `key`. Keys are
+    /// unique per backup, so they are all this backup's: a retried
+    /// CreateMultipartUpload whose first answer was lost leaves a second one.
     fn abort_uploads(&self, key: &str) -> Result<(), Error> {
         let runtime = runtime()?;
         let listed = runtime
@@ -224,22 +294,74 @@ impl S3 {
             let Some(id) = upload.upload_id() else {
                 continue;
             };
-            runtime
-                .block_on(
-                    self.client
-                        .abort_multipart_upload()
-                        .bucket(&self.bucket)
-                        .key(key)
-                        .upload_id(id)
-                        .send(),
-                )
-                .map_err(|error| self.error("cannot abort the upload of", key, error))?;
+            let aborted = runtime.block_on(
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send(),
+            );
+            match aborted {
+                // Gone already: a retried abort whose first answer was lost.
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|service| service.is_no_such_upload()) => {}
+                result => {
+                    result.map_err(|error| self.error("cannot abort the upload of", key, error))?;
+                }
+            }
         }
         Ok(())
     }
 }
 
+/// The key `probe_delete` deletes: a dot name, never written, and skipped by
+/// the inventory.
+const DELETE_PROBE: &str = ".backup-delete-probe";
+
+impl S3 {
+    /// For `validate --check-destinations`: the bucket answers, and the
+    /// credentials may write, read back and delete under the prefix. Leaves
+    /// nothing behind.
+    pub fn check_access(&self) -> Result<(), Error> {
+        let runtime = runtime()?;
+        runtime
+            .block_on(self.client.head_bucket().bucket(&self.bucket).send())
+            .map_err(|error| self.error("cannot reach the bucket", "", error))?;
+        let key = format!(
+            "{}.backup-check-{}",
+            self.prefix,
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.fZ")
+        );
+        self.put_object(
+            &key,
+            Bytes::from_static(b"backup validate --check-destinations\n"),
+            false,
+        )?;
+        let read = self.size_of(&key);
+        let deleted = self.delete(&key);
+        read?;
+        deleted
+    }
+}
+
 impl Destination for S3 {
+    fn probe_delete(&self, policy: &str) -> Result<(), Error> {
+        let key = self.key(policy, DELETE_PROBE);
+        runtime()?
+            .block_on(
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .send(),
+            )
+            .map_err(|error| self.error("may not delete in", &self.key(policy, ""), error))?;
+        Ok(())
+    }
+
     fn location(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix)
     }
@@ -287,6 +409,7 @@ impl Destination for S3 {
                     name: name.to_owned(),
                     size: object.size().map_or(0, |size| size.max(0) as u64),
                     modified: object.last_modified().and_then(to_chrono),
+                    tag: object.e_tag().map(str::to_owned),
                 });
             }
         }
@@ -313,6 +436,7 @@ impl Destination for S3 {
                     name: format!("{name}{PARTIAL_SUFFIX}"),
                     size: 0,
                     modified: upload.initiated().and_then(to_chrono),
+                    tag: None,
                 });
             }
             if page.is_truncated() != Some(true) {
@@ -329,19 +453,16 @@ impl Destination for S3 {
 
     fn open(&self, policy: &str, name: &str) -> Result<Box<dyn Read + Send>, Error> {
         let key = self.key(policy, name);
-        let object = runtime()?
-            .block_on(
-                self.client
-                    .get_object()
-                    .bucket(&self.bucket)
-                    .key(&key)
-                    .send(),
-            )
-            .map_err(|error| self.error("cannot open", &key, error))?;
+        let object = self.get(&key, 0, None)?;
         Ok(Box::new(S3Reader {
+            store: self.clone(),
+            size: object.content_length().map(|size| size.max(0) as u64),
+            e_tag: object.e_tag().map(str::to_owned),
             body: object.body,
             chunk: Bytes::new(),
-            key: format!("s3://{}/{key}", self.bucket),
+            offset: 0,
+            resumes: 0,
+            key,
         }))
     }
 
@@ -349,25 +470,7 @@ impl Destination for S3 {
         if let Some(data) = name.strip_suffix(PARTIAL_SUFFIX) {
             return self.abort_uploads(&self.key(policy, data));
         }
-        let key = self.key(policy, name);
-        runtime()?
-            .block_on(
-                self.client
-                    .delete_object()
-                    .bucket(&self.bucket)
-                    .key(&key)
-                    .send(),
-            )
-            .map_err(|error| self.error("cannot delete", &key, error))?;
-        // Some stores acknowledge deletes they do not do.
-        if self.size_of(&key)?.is_some() {
-            return Err(Error::S3 {
-                action: "cannot delete",
-                location: format!("s3://{}/{key}", self.bucket),
-                message: "the store acknowledged the delete but still holds the object".to_owned(),
-            });
-        }
-        Ok(())
+        self.delete(&self.key(policy, name))
     }
 }
 
@@ -470,6 +573,8 @@ impl S3Upload {
                     .upload_id(multipart.id)
                     .send(),
             );
+            // And any twin a retried create left; `plan` reports what remains.
+            let _ = self.store.abort_uploads(&self.key);
         }
     }
 }
@@ -549,26 +654,31 @@ impl Upload for S3Upload {
                             )
                             .send(),
                     )
-                    .map_err(|error| self.store.error("cannot complete", &self.key, error))
                     .map(drop)
+                    .or_else(|error| {
+                        // A retried complete whose first answer was lost finds
+                        // the upload gone: the HEAD below decides.
+                        if error.code() == Some("NoSuchUpload") {
+                            Ok(())
+                        } else {
+                            Err(self.store.error("cannot complete", &self.key, error))
+                        }
+                    })
             })();
             if let Err(error) = result {
                 self.multipart = Some(multipart);
                 return Err(error);
             }
+            // Twins of this upload that a retried create left behind.
+            self.store.abort_uploads(&self.key)?;
         }
         self.finished = true;
         // The store must hold exactly what was written.
         let actual = self.store.size_of(&self.key)?.unwrap_or(0);
         if actual != expected {
-            let _ = runtime.block_on(
-                self.store
-                    .client
-                    .delete_object()
-                    .bucket(&self.store.bucket)
-                    .key(&self.key)
-                    .send(),
-            );
+            if actual > 0 {
+                self.store.delete(&self.key)?;
+            }
             return Err(Error::SizeMismatch {
                 location,
                 expected,
@@ -587,11 +697,40 @@ impl Drop for S3Upload {
     }
 }
 
-/// Reads an object's body as it arrives.
+/// Reads an object's body as it arrives. A body cut off midway (a reset
+/// connection, a store that stops sending) is picked up where it broke with a
+/// ranged GET of the same version, a bounded number of times.
 struct S3Reader {
+    store: S3,
+    key: String,
     body: ByteStream,
     chunk: Bytes,
-    key: String,
+    /// Bytes delivered so far.
+    offset: u64,
+    /// The object's size and version, from the first answer.
+    size: Option<u64>,
+    e_tag: Option<String>,
+    resumes: u32,
+}
+
+impl S3Reader {
+    fn resume(&mut self, cause: String) -> io::Result<()> {
+        let location = format!("s3://{}/{}", self.store.bucket, self.key);
+        if self.resumes + 1 >= MAX_ATTEMPTS {
+            return Err(io::Error::other(format!(
+                "reading {location}: {cause} (after {} attempts)",
+                self.resumes + 1
+            )));
+        }
+        self.resumes += 1;
+        tracing::debug!(%location, offset = self.offset, %cause, "resuming a broken download");
+        let object = self
+            .store
+            .get(&self.key, self.offset, self.e_tag.as_deref())
+            .map_err(io::Error::other)?;
+        self.body = object.body;
+        Ok(())
+    }
 }
 
 impl Read for S3Reader {
@@ -599,15 +738,17 @@ impl Read for S3Reader {
         while self.chunk.is_empty() {
             let runtime = runtime().map_err(io::Error::other)?;
             match runtime.block_on(self.body.next()) {
+                None if self.size.is_some_and(|size| self.offset < size) => {
+                    self.resume(format!("the body ended at byte {}", self.offset))?;
+                }
                 None => return Ok(0),
                 Some(Ok(chunk)) => self.chunk = chunk,
-                Some(Err(error)) => {
-                    return Err(io::Error::other(format!("reading {}: {error}", self.key)));
-                }
+                Some(Err(error)) => self.resume(DisplayErrorContext(error).to_string())?,
             }
         }
         let count = buffer.len().min(self.chunk.len());
         buffer[..count].copy_from_slice(&self.chunk.split_to(count));
+        self.offset += count as u64;
         Ok(count)
     }
 }

@@ -5,14 +5,17 @@
 //! policy's folder is an orphan (left by a crash) or damage. Reading the
 //! inventory changes nothing.
 
+pub mod cache;
 pub mod metadata;
 
+use std::collections::BTreeMap;
 use std::io::Read as _;
 
 use chrono::{DateTime, Utc};
 
 use crate::destination::local::{PARTIAL_SUFFIX, TEMPORARY_SUFFIX};
 use crate::destination::{self, Destination, Entry};
+pub use cache::SidecarCache;
 pub use metadata::BackupMetadata;
 
 /// A backup id: the UTC start time, `YYYYMMDDTHHMMSSZ`, plus `-<suffix>` if needed.
@@ -71,6 +74,8 @@ pub struct PolicyInventory {
 pub struct DestinationInventory {
     pub location: String,
     pub listing: Result<Listing, String>,
+    /// Why deletes are refused here, when [`probe_deletes`] found out.
+    pub delete_denied: Option<String>,
 }
 
 impl Inventory {
@@ -79,9 +84,10 @@ impl Inventory {
     }
 }
 
-/// Reads every destination of every policy. A destination that cannot be
-/// opened or listed is recorded as such; reading never stops early.
-pub fn gather(policies: &[crate::policy::Policy]) -> Inventory {
+/// Reads every destination of every policy, through `cache` where given. A
+/// destination that cannot be opened or listed is recorded as such; reading
+/// never stops early.
+pub fn gather(policies: &[crate::policy::Policy], cache: Option<&SidecarCache>) -> Inventory {
     let policies = policies
         .iter()
         .map(|policy| PolicyInventory {
@@ -92,8 +98,9 @@ pub fn gather(policies: &[crate::policy::Policy]) -> Inventory {
                 .map(|spec| DestinationInventory {
                     location: destination::describe(spec),
                     listing: destination::open(spec)
-                        .and_then(|destination| read(destination.as_ref(), &policy.name))
+                        .and_then(|destination| read(destination.as_ref(), &policy.name, cache))
                         .map_err(|error| error.to_string()),
+                    delete_denied: None,
                 })
                 .collect(),
         })
@@ -102,6 +109,33 @@ pub fn gather(policies: &[crate::policy::Policy]) -> Inventory {
         policies,
         restore_tests: std::collections::BTreeMap::new(),
     }
+}
+
+/// Asks each `(policy, location)` in `wanted` whether it allows deletes,
+/// and records refusals in `inventory`. Whether any was refused.
+pub fn probe_deletes(
+    policies: &[crate::policy::Policy],
+    inventory: &mut Inventory,
+    wanted: &std::collections::BTreeSet<(String, String)>,
+) -> bool {
+    let mut refused = false;
+    for found in &mut inventory.policies {
+        let Some(policy) = policies.iter().find(|policy| policy.name == found.policy) else {
+            continue;
+        };
+        for (spec, found) in policy.destinations.iter().zip(&mut found.destinations) {
+            if !wanted.contains(&(policy.name.clone(), found.location.clone())) {
+                continue;
+            }
+            if let Err(error) = destination::open(spec)
+                .and_then(|destination| destination.probe_delete(&policy.name))
+            {
+                found.delete_denied = Some(error.to_string());
+                refused = true;
+            }
+        }
+    }
+    refused
 }
 
 /// One backup on one destination.
@@ -154,22 +188,67 @@ pub struct Listing {
     pub unreadable: Vec<(String, String)>,
 }
 
-/// Reads the inventory of `policy` on `destination`.
-pub fn read(destination: &dyn Destination, policy: &str) -> Result<Listing, destination::Error> {
+/// Reads the inventory of `policy` on `destination`; sidecars whose listed
+/// ETag and size are in `cache` are not fetched again.
+pub fn read(
+    destination: &dyn Destination,
+    policy: &str,
+    cache: Option<&SidecarCache>,
+) -> Result<Listing, destination::Error> {
     let location = destination.location();
     let entries = destination.list(policy)?;
     let mut listing = Listing::default();
-    for entry in &entries {
-        let Some(id) = entry.name.strip_suffix(".json") else {
-            continue;
+    let sidecars: Vec<(&str, &Entry)> = entries
+        .iter()
+        .filter_map(|entry| Some((entry.name.strip_suffix(".json")?, entry)))
+        .filter(|(id, _)| is_id(id))
+        .collect();
+    let cached = cache
+        .map(|cache| cache.load(&location, policy))
+        .unwrap_or_default();
+    let hit = |id: &str, entry: &Entry| {
+        let cached = cached.get(id)?;
+        (entry.tag.as_deref() == Some(cached.tag.as_str()) && entry.size == cached.size)
+            .then_some(cached)
+    };
+    let missed: Vec<&str> = sidecars
+        .iter()
+        .filter(|(id, entry)| hit(id, entry).is_none())
+        .map(|(id, _)| *id)
+        .collect();
+    let mut fetched: BTreeMap<&str, Result<(Vec<u8>, BackupMetadata), String>> = missed
+        .iter()
+        .copied()
+        .zip(read_sidecars(destination, policy, &missed))
+        .collect();
+    let mut keep: BTreeMap<String, cache::Cached> = BTreeMap::new();
+    for (id, entry) in &sidecars {
+        let sidecar = match hit(id, entry) {
+            Some(cached) => {
+                keep.insert((*id).to_owned(), cached.clone());
+                parse_sidecar(cached.text.as_bytes(), policy, id)
+            }
+            None => fetched
+                .remove(id)
+                .unwrap_or_else(|| Err("not read".to_owned()))
+                .map(|(bytes, metadata)| {
+                    if let (Some(tag), Ok(text)) = (&entry.tag, String::from_utf8(bytes)) {
+                        keep.insert(
+                            (*id).to_owned(),
+                            cache::Cached {
+                                tag: tag.clone(),
+                                size: entry.size,
+                                text,
+                            },
+                        );
+                    }
+                    metadata
+                }),
         };
-        if !is_id(id) {
-            continue;
-        }
-        let metadata = match read_sidecar(destination, policy, id) {
-            Ok((_, metadata)) => metadata,
+        let metadata = match sidecar {
+            Ok(metadata) => metadata,
             Err(reason) => {
-                listing.unreadable.push((entry.name.clone(), reason));
+                listing.unreadable.push((format!("{id}.json"), reason));
                 continue;
             }
         };
@@ -193,6 +272,7 @@ pub fn read(destination: &dyn Destination, policy: &str) -> Result<Listing, dest
         name,
         size,
         modified,
+        ..
     } in &entries
     {
         let reason = if name.ends_with(PARTIAL_SUFFIX) {
@@ -222,6 +302,11 @@ pub fn read(destination: &dyn Destination, policy: &str) -> Result<Listing, dest
             reason,
         });
     }
+    if let Some(cache) = cache
+        && keep != cached
+    {
+        cache.store(&location, policy, keep);
+    }
     listing.backups.sort_by(|left, right| {
         (left.metadata.created_at, &left.metadata.id)
             .cmp(&(right.metadata.created_at, &right.metadata.id))
@@ -230,6 +315,44 @@ pub fn read(destination: &dyn Destination, policy: &str) -> Result<Listing, dest
         .orphans
         .sort_by(|left, right| left.name.cmp(&right.name));
     Ok(listing)
+}
+
+/// Sidecars read at once: a store far away answers each GET in tens of
+/// milliseconds, and thousands of backups would otherwise take minutes.
+const SIDECARS_IN_FLIGHT: usize = 16;
+
+/// What [`read_sidecar`] returns.
+type Sidecar = Result<(Vec<u8>, BackupMetadata), String>;
+
+/// Reads the sidecars of `ids`, several at a time; results in `ids`' order.
+fn read_sidecars(destination: &dyn Destination, policy: &str, ids: &[&str]) -> Vec<Sidecar> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Sidecar>>> =
+        ids.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let workers = SIDECARS_IN_FLIGHT.min(ids.len());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(id) = ids.get(index) else { break };
+                    let read = read_sidecar(destination, policy, id);
+                    if let Ok(mut slot) = results[index].lock() {
+                        *slot = Some(read);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err("not read".to_owned()))
+        })
+        .collect()
 }
 
 /// Reads the sidecar `<id>.json` of `policy`: its bytes as stored and what
@@ -246,15 +369,21 @@ pub fn read_sidecar(
         .map_err(|error| error.to_string())?
         .read_to_end(&mut bytes)
         .map_err(|error| format!("cannot read {name}: {error}"))?;
+    let metadata = parse_sidecar(&bytes, policy, id)?;
+    Ok((bytes, metadata))
+}
+
+/// What a sidecar says, which must be about this policy and this id.
+fn parse_sidecar(bytes: &[u8], policy: &str, id: &str) -> Result<BackupMetadata, String> {
     let metadata: BackupMetadata =
-        serde_json::from_slice(&bytes).map_err(|error| format!("not a valid sidecar: {error}"))?;
+        serde_json::from_slice(bytes).map_err(|error| format!("not a valid sidecar: {error}"))?;
     if metadata.policy != policy || metadata.id != id {
         return Err(format!(
             "sidecar names policy `{}` and id `{}`, not its own place",
             metadata.policy, metadata.id
         ));
     }
-    Ok((bytes, metadata))
+    Ok(metadata)
 }
 
 #[cfg(test)]

@@ -188,6 +188,28 @@ impl Plan {
 }
 
 /// Computes the plan. `policies` and `inventory` are in the same order.
+/// [`compute`], after asking every destination the plan would delete on
+/// whether it may (see [`crate::inventory::probe_deletes`]): where it may
+/// not, those deletes are held and the plan says why.
+pub fn compute_probing(
+    policies: &[Policy],
+    inventory: &mut Inventory,
+    crontab: &CrontabInput,
+    now: DateTime<Utc>,
+) -> Plan {
+    let plan = compute(policies, inventory, crontab, now);
+    let wanted: std::collections::BTreeSet<(String, String)> = plan
+        .actions
+        .iter()
+        .filter(|action| matches!(action.kind, ActionKind::Prune | ActionKind::Cleanup))
+        .filter_map(|action| Some((action.policy.clone()?, action.destination.clone()?)))
+        .collect();
+    if wanted.is_empty() || !crate::inventory::probe_deletes(policies, inventory, &wanted) {
+        return plan;
+    }
+    compute(policies, inventory, crontab, now)
+}
+
 pub fn compute(
     policies: &[Policy],
     inventory: &Inventory,
@@ -595,6 +617,27 @@ fn plan_policy(
         }
     }
 
+    // Deletes a destination refuses are held, and the plan says so.
+    for destination in &inventory.destinations {
+        let Some(reason) = &destination.delete_denied else {
+            continue;
+        };
+        let here =
+            |action: &Action| action.destination.as_deref() == Some(destination.location.as_str());
+        let held = prunes.iter().filter(|action| here(action)).count()
+            + cleanups.iter().filter(|action| here(action)).count();
+        prunes.retain(|action| !here(action));
+        cleanups.retain(|action| !here(action));
+        if held > 0 {
+            plan.warnings.push(format!(
+                "{} refuses deletes, so {held} planned deletion{} there (prunes and cleanups) {} held: {reason}; give the credentials delete rights (s3:DeleteObject)",
+                destination.location,
+                plural(held),
+                if held == 1 { "is" } else { "are" }
+            ));
+        }
+    }
+
     // Backups pruned, damaged ones included (their data may still be worth a look).
     let pruned: std::collections::BTreeSet<&str> = prunes
         .iter()
@@ -735,6 +778,9 @@ pub fn fingerprint(policies: &[Policy], inventory: &Inventory, crontab: &Crontab
         };
         for destination in &found.destinations {
             hasher.update(format!("destination {}\n", destination.location));
+            if let Some(reason) = &destination.delete_denied {
+                hasher.update(format!("delete denied {reason}\n"));
+            }
             match &destination.listing {
                 Err(error) => hasher.update(format!("error {error}\n")),
                 Ok(listing) => {

@@ -25,7 +25,7 @@ use crate::schedule::{self, Schedule};
 /// What the checks may look at beyond the policy text.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
-    /// Check that local destinations exist and are writable (or can be created).
+    /// Check that destinations can be used (local folders writable; S3 writable and deletable).
     pub check_destinations: bool,
 }
 
@@ -558,6 +558,9 @@ impl Checker<'_> {
     }
 
     fn check_s3(&mut self, pointer: &str, s3: &S3Spec) -> S3Spec {
+        let errors =
+            |diagnostics: &[Diagnostic]| diagnostics.iter().filter(|d| d.is_error()).count();
+        let errors_before = errors(&self.diagnostics);
         if !valid_bucket_name(&s3.bucket) {
             self.error(
                 "invalid-value",
@@ -632,6 +635,21 @@ impl Checker<'_> {
             } else {
                 Some(format!("{trimmed}/"))
             };
+        }
+        if self.options.check_destinations && errors(&self.diagnostics) == errors_before {
+            let checked =
+                crate::destination::s3::S3::new(&resolved).and_then(|store| store.check_access());
+            if let Err(error) = checked {
+                self.error(
+                    "unreachable-destination",
+                    pointer,
+                    format!(
+                        "destination `{}` is not usable: {error}",
+                        crate::destination::describe(&DestinationSpec::S3(resolved.clone()))
+                    ),
+                    "check endpoint, region and bucket, and that the credentials may read, write and delete there (validate writes and deletes one small object to find out)",
+                );
+            }
         }
         resolved
     }

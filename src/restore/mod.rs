@@ -313,7 +313,7 @@ pub fn select(policy: &Policy, request: &Request) -> Result<Vec<Chosen>, Error> 
         {
             continue;
         }
-        match inventory::read(destination.as_ref(), &policy.name) {
+        match inventory::read(destination.as_ref(), &policy.name, None) {
             Ok(listing) => {
                 for (name, reason) in listing.unreadable {
                     let id = name.trim_end_matches(".json").to_owned();

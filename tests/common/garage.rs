@@ -152,20 +152,7 @@ impl Garage {
             access_key_id: String::new(),
             secret_access_key: String::new(),
         };
-        garage.garage(&["key", "create", KEY_NAME]);
-        let info = garage.garage(&["key", "info", KEY_NAME, "--show-secret"]);
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|line| line.strip_prefix(name))
-                .map(|value| value.trim().to_owned())
-                .unwrap_or_else(|| panic!("no `{name}` in `garage key info`:\n{info}"))
-        };
-        garage.access_key_id = field("Key ID:");
-        garage.secret_access_key = field("Secret key:");
-        assert!(
-            garage.access_key_id.starts_with("GK") && garage.secret_access_key.len() == 64,
-            "unexpected credentials in `garage key info`:\n{info}"
-        );
+        (garage.access_key_id, garage.secret_access_key) = garage.create_key(KEY_NAME);
         garage.create_bucket(BUCKET);
         garage
     }
@@ -191,6 +178,24 @@ impl Garage {
     /// The region requests must be signed for.
     pub fn region(&self) -> &str {
         REGION
+    }
+
+    /// Creates an access key with no rights yet: its (key id, secret key).
+    pub fn create_key(&self, name: &str) -> (String, String) {
+        self.garage(&["key", "create", name]);
+        let info = self.garage(&["key", "info", name, "--show-secret"]);
+        let field = |label: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(label))
+                .map(|value| value.trim().to_owned())
+                .unwrap_or_else(|| panic!("no `{label}` in `garage key info`:\n{info}"))
+        };
+        let (id, secret) = (field("Key ID:"), field("Secret key:"));
+        assert!(
+            id.starts_with("GK") && secret.len() == 64,
+            "unexpected credentials in `garage key info`:\n{info}"
+        );
+        (id, secret)
     }
 
     /// Creates another bucket, with read, write and owner rights for the key.

@@ -81,6 +81,7 @@ pub fn files_under(folder: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files.sort();
     files
 }
+pub mod faultproxy;
 pub mod garage;
 
 /// Runs `sql` on the SQLite database `database` with the real `sqlite3`; its output, trimmed.
