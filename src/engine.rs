@@ -67,6 +67,17 @@ pub fn backup(
     started: DateTime<Utc>,
     progress: Option<&mut dyn Progress>,
 ) -> Result<Outcome, Error> {
+    backup_tagged(policy, destinations, started, progress, &[])
+}
+
+/// Like [`backup`], with `tags` recorded in the sidecar (e.g. `pre-restore`).
+pub fn backup_tagged(
+    policy: &Policy,
+    destinations: &[Box<dyn Destination>],
+    started: DateTime<Utc>,
+    progress: Option<&mut dyn Progress>,
+    tags: &[String],
+) -> Result<Outcome, Error> {
     let clock = Instant::now();
     let mut source = source::open(&policy.source)?;
     let id = unique_id(policy, destinations, started);
@@ -144,7 +155,7 @@ pub fn backup(
 
     let finished_at = Utc::now();
     let sha256 = hex(&tee.hasher.finalize());
-    let metadata = BackupMetadata {
+    let mut metadata = BackupMetadata {
         format_version: FORMAT_VERSION,
         policy: policy.name.clone(),
         id: id.clone(),
@@ -166,8 +177,12 @@ pub fn backup(
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         host: host_name(),
         policy_digest: policy.digest.clone(),
-        tags: Vec::new(),
+        tags: tags.to_vec(),
+        sidecar_sha256: None,
     };
+    metadata
+        .seal()
+        .map_err(|error| Error::Compression(error.to_string()))?;
     let sidecar = serde_json::to_vec_pretty(&metadata)
         .map_err(|error| Error::Compression(error.to_string()))?;
     let mut stored = failed;

@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod logging;
 pub mod plan;
 pub mod policy;
+pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod source;

@@ -427,6 +427,50 @@ fn window_start(newest: DateTime<Utc>, within: Within, timezone: Tz) -> Option<D
     day.checked_sub_signed(TimeDelta::hours(within.hours.into()))
 }
 
+/// Safety backups `backup restore` takes before it replaces a target (tagged
+/// `pre-restore`) are not the policy's backups: the policy's retention and
+/// schedule never see them. They are kept by this fixed rule instead: the
+/// newest [`PRE_RESTORE_KEEP_LAST`], and any younger than
+/// [`PRE_RESTORE_KEEP_DAYS`] days.
+pub const PRE_RESTORE_KEEP_LAST: usize = 3;
+/// See [`PRE_RESTORE_KEEP_LAST`].
+pub const PRE_RESTORE_KEEP_DAYS: i64 = 7;
+
+/// Which pre-restore backups to keep, newest first: `Ok(rule)` for a kept
+/// one, `Err(reason)` for one to prune. Pure; `now` is an argument.
+pub fn decide_pre_restore(
+    candidates: &[Candidate],
+    now: DateTime<Utc>,
+) -> Vec<(Candidate, Result<String, String>)> {
+    let mut order: Vec<&Candidate> = candidates.iter().collect();
+    order.sort_by(|left, right| {
+        right
+            .created_at
+            .cmp(&left.created_at)
+            .then_with(|| right.id.cmp(&left.id))
+    });
+    let within = TimeDelta::days(PRE_RESTORE_KEEP_DAYS);
+    order
+        .into_iter()
+        .enumerate()
+        .map(|(index, candidate)| {
+            let verdict = if index < PRE_RESTORE_KEEP_LAST {
+                Ok(format!(
+                    "pre-restore: last {} of {PRE_RESTORE_KEEP_LAST}",
+                    index + 1
+                ))
+            } else if now - candidate.created_at < within {
+                Ok(format!("pre-restore: within {PRE_RESTORE_KEEP_DAYS}d"))
+            } else {
+                Err(format!(
+                    "pre-restore safety backup older than {PRE_RESTORE_KEEP_DAYS} days and not among the {PRE_RESTORE_KEEP_LAST} newest"
+                ))
+            };
+            (candidate.clone(), verdict)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1366,5 +1410,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn pre_restore_backups_keep_the_newest_three_and_a_week() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+        let candidates: Vec<Candidate> = [1, 2, 3, 5, 6, 20, 30]
+            .iter()
+            .map(|days| Candidate {
+                id: format!("d{days:02}"),
+                created_at: now - TimeDelta::days(*days),
+            })
+            .collect();
+        let verdicts: Vec<(String, bool)> = decide_pre_restore(&candidates, now)
+            .into_iter()
+            .map(|(candidate, verdict)| (candidate.id, verdict.is_ok()))
+            .collect();
+        let expected: Vec<(String, bool)> = [
+            ("d01", true),
+            ("d02", true),
+            ("d03", true),
+            ("d05", true),
+            ("d06", true),
+            ("d20", false),
+            ("d30", false),
+        ]
+        .iter()
+        .map(|(id, kept)| ((*id).to_owned(), *kept))
+        .collect();
+        assert_eq!(verdicts, expected);
+        // Old ones are kept while they are among the newest three.
+        let old: Vec<Candidate> = candidates[5..].to_vec();
+        assert!(
+            decide_pre_restore(&old, now)
+                .iter()
+                .all(|(_, verdict)| verdict.is_ok())
+        );
     }
 }

@@ -1,20 +1,31 @@
-//! Checking a stored backup against its sidecar: size, SHA-256, and the
-//! gzip stream decoded end to end (its CRC-32 and length), in one read.
+//! Checking a stored backup against its sidecar: the sidecar's own digest,
+//! size, SHA-256, and the gzip stream decoded end to end (its CRC-32 and
+//! length), in one streamed read; for a restore, also that the decoded data
+//! is what its tool can read (`pg_restore --list`, the SQLite header).
 //!
+//! The decoded bytes can be handed to a sink as they are checked, which is
+//! how a restore streams a backup into its target while it re-checks it.
 //! Reads only; never repairs or deletes.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use flate2::read::GzDecoder;
 use sha2::{Digest as _, Sha256};
 
 use crate::destination::Destination;
-use crate::inventory::metadata::hex;
-use crate::inventory::{BackupRecord, RecordState};
+use crate::inventory::metadata::{self, hex};
+use crate::inventory::{BackupMetadata, BackupRecord, RecordState};
+
+/// Size of the chunks data is streamed in.
+const CHUNK: usize = 256 * 1024;
 
 /// What is wrong with a backup.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
+    #[error("sidecar: {0}")]
+    Sidecar(String),
     #[error("data `{0}` is missing")]
     MissingData(String),
     #[error("data is {actual} bytes, the sidecar says {expected}")]
@@ -25,10 +36,113 @@ pub enum Problem {
     Gzip(String),
     #[error("cannot read the data: {0}")]
     Read(String),
+    #[error("the data is not restorable: {0}")]
+    Unrestorable(String),
+    /// Not the backup's fault: the sink the data was streamed to failed.
+    #[error("{0}")]
+    Write(String),
 }
 
-/// Reads `record`'s data from `destination` and checks it.
+/// Reads `record`'s data from `destination` and checks it against its sidecar.
 pub fn verify(destination: &dyn Destination, record: &BackupRecord) -> Result<(), Problem> {
+    check_sidecar(destination, &record.metadata)?;
+    verify_into(destination, record, &mut io::sink())
+}
+
+/// Re-reads the sidecar of `metadata` and checks it is undamaged and says
+/// what `metadata` says.
+pub fn check_sidecar(
+    destination: &dyn Destination,
+    metadata: &BackupMetadata,
+) -> Result<BackupMetadata, Problem> {
+    let name = format!("{}.json", metadata.id);
+    let mut bytes = Vec::new();
+    destination
+        .open(&metadata.policy, &name)
+        .map_err(|error| Problem::Read(error.to_string()))?
+        .read_to_end(&mut bytes)
+        .map_err(|error| Problem::Read(format!("{name}: {error}")))?;
+    let read = metadata::parse_checked(&bytes).map_err(Problem::Sidecar)?;
+    if read.policy != metadata.policy || read.id != metadata.id {
+        return Err(Problem::Sidecar(format!(
+            "it names policy `{}` and id `{}`, not its own place",
+            read.policy, read.id
+        )));
+    }
+    if read != *metadata {
+        return Err(Problem::Sidecar("it changed while it was read".to_owned()));
+    }
+    Ok(read)
+}
+
+/// Full verification before a restore: the sidecar, the data, and that the
+/// decoded data is readable by its tool. `pg_restore` is the program used
+/// for PostgreSQL dumps.
+pub fn verify_restorable(
+    destination: &dyn Destination,
+    record: &BackupRecord,
+    pg_restore: &Path,
+) -> Result<(), Problem> {
+    check_sidecar(destination, &record.metadata)?;
+    match record.metadata.source.kind.as_str() {
+        "postgres" => {
+            let mut list = Command::new(pg_restore)
+                .arg("--list")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|error| {
+                    Problem::Write(format!("cannot run `{}`: {error}", pg_restore.display()))
+                })?;
+            let stderr = list.stderr.take().map(|mut stderr| {
+                std::thread::spawn(move || {
+                    let mut text = String::new();
+                    let _ = stderr.read_to_string(&mut text);
+                    text
+                })
+            });
+            let mut sink = Tolerant(list.stdin.take());
+            let streamed = verify_into(destination, record, &mut sink);
+            drop(sink);
+            let status = list.wait();
+            let stderr = stderr
+                .and_then(|handle| handle.join().ok())
+                .unwrap_or_default();
+            streamed?;
+            let status = status.map_err(|error| Problem::Write(error.to_string()))?;
+            if !status.success() {
+                return Err(Problem::Unrestorable(format!(
+                    "pg_restore --list cannot read it ({status}): {}",
+                    stderr.trim()
+                )));
+            }
+            Ok(())
+        }
+        "sqlite" => {
+            let mut header = Header(Vec::with_capacity(16));
+            verify_into(destination, record, &mut header)?;
+            if header.0 != b"SQLite format 3\0" {
+                return Err(Problem::Unrestorable(
+                    "it does not start with the SQLite header".to_owned(),
+                ));
+            }
+            Ok(())
+        }
+        other => Err(Problem::Unrestorable(format!(
+            "unknown source kind `{other}`"
+        ))),
+    }
+}
+
+/// Streams `record`'s data from `destination`, decompressed, into `sink`,
+/// checking size, SHA-256, and the gzip stream against the sidecar as it
+/// goes. The sink has seen every byte only when this returns `Ok`.
+pub fn verify_into(
+    destination: &dyn Destination,
+    record: &BackupRecord,
+    sink: &mut dyn Write,
+) -> Result<(), Problem> {
     let artifact = &record.metadata.artifact;
     match record.state {
         RecordState::MissingData => return Err(Problem::MissingData(artifact.name.clone())),
@@ -43,16 +157,47 @@ pub fn verify(destination: &dyn Destination, record: &BackupRecord) -> Result<()
     let reader = destination
         .open(&record.metadata.policy, &artifact.name)
         .map_err(|error| Problem::Read(error.to_string()))?;
+    verify_stream(reader, &record.metadata, sink)
+}
+
+/// Like [`verify_into`], from a reader of the stored (compressed) bytes.
+pub fn verify_stream(
+    reader: impl Read,
+    metadata: &BackupMetadata,
+    sink: &mut dyn Write,
+) -> Result<(), Problem> {
+    let artifact = &metadata.artifact;
     let mut hashing = Hashing {
         inner: reader,
         hasher: Sha256::new(),
         bytes: 0,
+        failed: None,
     };
     let mut decoder = GzDecoder::new(&mut hashing);
-    let decoded = io::copy(&mut decoder, &mut io::sink());
+    let mut buffer = vec![0_u8; CHUNK];
+    let mut decoded: u64 = 0;
+    let mut decode_error = None;
+    loop {
+        match decoder.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(count) => {
+                decoded += count as u64;
+                sink.write_all(&buffer[..count])
+                    .map_err(|error| Problem::Write(error.to_string()))?;
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                decode_error = Some(error.to_string());
+                break;
+            }
+        }
+    }
     drop(decoder);
     // Whatever follows the gzip stream still counts toward size and checksum.
     io::copy(&mut hashing, &mut io::sink()).map_err(|error| Problem::Read(error.to_string()))?;
+    if let Some(error) = hashing.failed.take() {
+        return Err(Problem::Read(error));
+    }
     let actual = hex(&hashing.hasher.finalize());
     if hashing.bytes != artifact.size {
         return Err(Problem::SizeMismatch {
@@ -66,27 +211,72 @@ pub fn verify(destination: &dyn Destination, record: &BackupRecord) -> Result<()
             actual,
         });
     }
-    match decoded {
-        Ok(size) if size == artifact.uncompressed_size => Ok(()),
-        Ok(size) => Err(Problem::Gzip(format!(
-            "it decompresses to {size} bytes, the sidecar says {}",
-            artifact.uncompressed_size
-        ))),
-        Err(error) => Err(Problem::Gzip(error.to_string())),
+    if let Some(error) = decode_error {
+        return Err(Problem::Gzip(error));
     }
+    if decoded != artifact.uncompressed_size {
+        return Err(Problem::Gzip(format!(
+            "it decompresses to {decoded} bytes, the sidecar says {}",
+            artifact.uncompressed_size
+        )));
+    }
+    sink.flush()
+        .map_err(|error| Problem::Write(error.to_string()))?;
+    Ok(())
 }
 
 struct Hashing<R> {
     inner: R,
     hasher: Sha256,
     bytes: u64,
+    /// A read error of the underlying stream (not of the decoder).
+    failed: Option<String>,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let count = self.inner.read(buffer)?;
+        let count = self.inner.read(buffer).inspect_err(|error| {
+            if error.kind() != io::ErrorKind::Interrupted {
+                self.failed = Some(error.to_string());
+            }
+        })?;
         self.hasher.update(&buffer[..count]);
         self.bytes += count as u64;
         Ok(count)
+    }
+}
+
+/// A child's stdin that may close early (`pg_restore --list` stops reading
+/// once it has the table of contents); its exit status tells whether it
+/// could read the data.
+struct Tolerant<W>(Option<W>);
+
+impl<W: Write> Write for Tolerant<W> {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        if let Some(inner) = self.0.as_mut()
+            && inner.write_all(buffer).is_err()
+        {
+            self.0 = None;
+        }
+        Ok(buffer.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Keeps the first 16 bytes written.
+struct Header(Vec<u8>);
+
+impl Write for Header {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        let wanted = 16usize.saturating_sub(self.0.len()).min(buffer.len());
+        self.0.extend_from_slice(&buffer[..wanted]);
+        Ok(buffer.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

@@ -542,6 +542,10 @@ fn an_apply_killed_at_any_point_leaves_a_consistent_inventory() {
         let text = sidecar
             .replace(template_id, &id)
             .replace("2020-01-01T01:30:00Z", &created);
+        // Edited, so sealed again: verify checks the sidecar's own digest.
+        let mut metadata: backup::inventory::BackupMetadata = serde_json::from_str(&text).unwrap();
+        metadata.seal().unwrap();
+        let text = serde_json::to_string_pretty(&metadata).unwrap();
         std::fs::write(site.store().join(format!("{id}.json")), text).unwrap();
         std::fs::copy(&data, site.store().join(format!("{id}.sqlite.gz"))).unwrap();
     }

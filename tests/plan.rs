@@ -11,7 +11,7 @@
 //! `inventory.txt`, one line per object (`#` starts a comment):
 //!
 //! ```text
-//! <folder> <policy> backup <id> [created_at] [missing-data|size-mismatch]
+//! <folder> <policy> backup <id> [created_at] [pre-restore] [missing-data|size-mismatch]
 //! <folder> <policy> object <name> <size> <modified, RFC 3339>
 //! ```
 
@@ -89,7 +89,12 @@ fn materialize(inventory: &str, root: &Path) {
                     tool_version: "0.1.0".to_owned(),
                     host: "db1".to_owned(),
                     policy_digest: "0".repeat(64),
-                    tags: Vec::new(),
+                    tags: words
+                        .iter()
+                        .filter(|word| **word == "pre-restore")
+                        .map(|word| (*word).to_owned())
+                        .collect(),
+                    sidecar_sha256: None,
                 };
                 std::fs::write(
                     folder.join(format!("{id}.json")),

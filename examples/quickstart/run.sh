@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The quickstart: build backup, create a small SQLite database, then the
 # GitOps loop: plan (a backup is due), apply (take it), plan again (nothing
-# to do); list and verify the backups. Safe to run again. It writes only under
+# to do); list and verify the backups, run a restore drill and show a
+# restore plan. Safe to run again. It writes only under
 # examples/quickstart/ (data/, backups/ and state/, all git-ignored) and
 # leaves your crontab alone (--no-crontab).
 set -euo pipefail
@@ -45,6 +46,12 @@ echo "==> backup list"
 
 echo "==> backup verify"
 "$backup" "${policies[@]}" verify
+
+echo "==> backup verify --restore-test  (a restore drill into a scratch file, checked, removed)"
+"$backup" "${policies[@]}" verify --restore-test
+
+echo "==> backup restore quickstart --dry-run  (the restore plan; nothing is changed)"
+"$backup" "${policies[@]}" restore quickstart --dry-run
 
 echo
 echo "The backups are in examples/quickstart/backups/quickstart/: <id>.sqlite.gz and its <id>.json sidecar."

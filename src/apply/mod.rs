@@ -29,6 +29,8 @@ pub struct Options {
     pub allow_mass_delete: bool,
     /// Stamp backups with this time instead of the clock's (tests, drills).
     pub now: Option<DateTime<Utc>>,
+    /// This host's state folder, where restore drills keep their evidence.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// How one action ended.
@@ -125,6 +127,7 @@ pub fn execute(
             ActionKind::Cleanup,
             ActionKind::Backup,
             ActionKind::Copy,
+            ActionKind::RestoreTest,
             ActionKind::Prune,
         ] {
             for action in actions.iter().filter(|action| action.kind == kind) {
@@ -147,6 +150,7 @@ pub fn execute(
                     }
                     ActionKind::Prune => run(prune(policy, action, &destinations)),
                     ActionKind::Cleanup => run(cleanup(policy, action, &destinations)),
+                    ActionKind::RestoreTest => run(restore_test(policy, options)),
                     ActionKind::Crontab => continue,
                 };
                 record(&mut report, action, outcome);
@@ -349,6 +353,32 @@ fn prune(policy: &Policy, action: &Action, destinations: &Destinations) -> Resul
     }
     tracing::info!(policy = %policy.name, id, destination = %destination.location(), "Backup pruned.");
     Ok(format!("{} freed", crate::cli::human_bytes(removed)))
+}
+
+/// Runs a restore drill of the policy's newest backup and keeps its evidence.
+fn restore_test(policy: &Policy, options: &Options) -> Result<String, String> {
+    let state = options
+        .state_dir
+        .as_deref()
+        .ok_or_else(|| "no state folder to keep the evidence in".to_owned())?;
+    let evidence = crate::restore::drill::run(policy, None);
+    let path = crate::restore::drill::write_evidence(state, &evidence)
+        .map_err(|error| format!("cannot write the evidence record: {error}"))?;
+    let backup = evidence.backup.as_deref().unwrap_or("-");
+    if evidence.passed() {
+        tracing::info!(policy = %policy.name, backup, "Restore drill passed.");
+        Ok(format!(
+            "{backup} restored into a scratch target and checked ({:.1} s); evidence {}",
+            evidence.seconds,
+            path.display()
+        ))
+    } else {
+        Err(format!(
+            "{backup}: {}; evidence {}",
+            evidence.error.as_deref().unwrap_or("failed"),
+            path.display()
+        ))
+    }
 }
 
 fn cleanup(

@@ -113,6 +113,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
 
     let mut inventory =
         crate::inventory::gather(&selection.selected, Some(&global.sidecar_cache()));
+    super::plan::add_restore_tests(&state, &selection.selected, &mut inventory);
     let now = match &saved {
         Some(saved) => saved.now,
         None => args.now.unwrap_or_else(Utc::now),
@@ -170,6 +171,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     let options = apply::Options {
         allow_mass_delete: args.allow_mass_delete,
         now: args.now,
+        state_dir: Some(state.path().to_owned()),
     };
     let mut write_crontab = |block: &str| -> Result<String, String> {
         let target = crontab_target

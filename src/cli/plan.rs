@@ -64,6 +64,7 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     };
     let mut inventory =
         crate::inventory::gather(&selection.selected, Some(&global.sidecar_cache()));
+    add_restore_tests(&global.state(), &selection.selected, &mut inventory);
     let now = args.now.unwrap_or_else(Utc::now);
     let (crontab_input, _) = crontab_input(global, &args.paths, &selection, &args.crontab, now);
     let plan = plan::compute_probing(&selection.selected, &mut inventory, &crontab_input, now);
@@ -97,6 +98,22 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     } else {
         ExitStatus::Success
     })
+}
+
+/// Adds when each policy's newest passing restore drill ran (this host's evidence records).
+pub(super) fn add_restore_tests(
+    state: &crate::state::StateDir,
+    policies: &[crate::policy::Policy],
+    inventory: &mut crate::inventory::Inventory,
+) {
+    for policy in policies
+        .iter()
+        .filter(|policy| policy.restore_test.is_some())
+    {
+        if let Some(last) = crate::restore::drill::last_passed(state.path(), &policy.name) {
+            inventory.restore_tests.insert(policy.name.clone(), last);
+        }
+    }
 }
 
 /// Writes the plan as JSON, atomically.

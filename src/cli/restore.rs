@@ -1,32 +1,374 @@
-//! `backup restore`: restore a backup safely. Not built yet.
+//! `backup restore`: restore a backup safely. Wires [`crate::restore`] to
+//! the terminal: the plan, the confirmation, each step as it ends, the log.
 
+use std::fmt::Write as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::time::Instant;
+
+use chrono::Utc;
 use clap::Args;
 
-use super::{GlobalArgs, not_built};
+use super::{GlobalArgs, human_bytes, load_policies};
 use crate::exit::ExitStatus;
+use crate::restore::{self, Choice, Ending, LogRecord, Prepared, Request, Step};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// The policy whose backup to restore.
     #[arg(value_name = "POLICY")]
     pub policy: String,
-    /// Backup id, or `latest`.
+    /// Backup id, or `latest` (the newest complete backup that is not a pre-restore safety backup).
     #[arg(long, value_name = "ID", default_value = "latest")]
     pub backup: String,
-    /// Read the backup from this destination.
+    /// Read the backup from this destination (as `backup list` shows it). Default: the
+    /// first that holds it, local folders before S3.
     #[arg(long, value_name = "DESTINATION")]
     pub from: Option<String>,
-    /// Restore into this target instead of the policy's source.
+    /// Restore into this target instead of the policy's source: an SQLite file path, or a
+    /// PostgreSQL database name on the same server, or a connection URL (or a
+    /// `${env:NAME}` reference to one). A missing database is created.
     #[arg(long, value_name = "TARGET")]
     pub to: Option<String>,
     /// Verify and show the restore plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Do not ask for confirmation.
+    /// Do not ask for confirmation (needed when stdin is not a terminal).
     #[arg(long)]
     pub yes: bool,
+    /// PostgreSQL: restore with `pg_restore -j N` from a local decompressed copy
+    /// (faster; not one transaction, so a failure is rolled back from the safety backup).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
 }
 
-pub fn run(_global: &GlobalArgs, _args: &RestoreArgs) -> anyhow::Result<ExitStatus> {
-    not_built("restore")
+pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus> {
+    if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
+        eprintln!(
+            "error: not restoring without confirmation: stdin is not a terminal; pass --yes (or --dry-run to see the plan)"
+        );
+        return Ok(ExitStatus::Usage);
+    }
+    let policy = match load_policies(global, Some(&args.policy)) {
+        Ok(mut policies) => policies.remove(0),
+        Err(status) => return Ok(status),
+    };
+    let state = global.state();
+    // Apply and prune wait while a backup of this policy is being restored.
+    let _lock = match state.lock(&policy.name) {
+        Ok(lock) => lock,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(match error {
+                crate::state::Error::Held { .. } => ExitStatus::Locked,
+                crate::state::Error::Io { .. } => ExitStatus::Failure,
+            });
+        }
+    };
+    let clock = Instant::now();
+    let request = Request {
+        backup: Choice::parse(&args.backup),
+        from: args.from.clone(),
+        to: args.to.clone(),
+        jobs: args.jobs,
+    };
+    let mut record = LogRecord {
+        format_version: 1,
+        at: Utc::now(),
+        policy: policy.name.clone(),
+        backup: match &request.backup {
+            Choice::Id(id) => Some(id.clone()),
+            Choice::Latest => None,
+        },
+        from: args.from.clone(),
+        target: None,
+        result: "refused",
+        error: None,
+        safety_backup: None,
+        steps: Vec::new(),
+        seconds: 0.0,
+    };
+    let prepared = match restore::prepare(&policy, &request) {
+        Ok(prepared) => prepared,
+        Err((error, steps)) => {
+            eprintln!("error: {error}; nothing was changed");
+            record.error = Some(error.to_string());
+            record.steps = steps;
+            record.seconds = clock.elapsed().as_secs_f64();
+            if !args.dry_run {
+                log(&state, &record);
+            }
+            return Ok(if error.is_verification() {
+                ExitStatus::VerificationFailed
+            } else {
+                ExitStatus::Failure
+            });
+        }
+    };
+    record.backup = Some(prepared.chosen.record.metadata.id.clone());
+    record.from = Some(prepared.chosen.destination.location());
+    record.target = Some(prepared.target.describe());
+    record.steps = prepared.steps.clone();
+    print!("{}", render_plan(&prepared));
+    if args.dry_run {
+        println!("\nDry run: nothing was changed.");
+        return Ok(ExitStatus::Success);
+    }
+    if !args.yes && !confirm(&prepared)? {
+        println!("\nRestore cancelled; nothing was changed.");
+        return Ok(ExitStatus::Failure);
+    }
+    println!();
+    let mut observe = |step: &Step| {
+        let mark = if step.ok { "done  " } else { "FAILED" };
+        println!(
+            "{mark} {:<14} {} ({:.1} s)",
+            step.step, step.detail, step.seconds
+        );
+        let _ = std::io::stdout().flush();
+    };
+    let outcome = restore::execute(&prepared, &mut observe);
+    record.steps.extend(outcome.steps.iter().cloned());
+    record.safety_backup = outcome.safety_backup.clone();
+    record.seconds = clock.elapsed().as_secs_f64();
+    let total = record.seconds;
+    let status = match &outcome.ending {
+        Ending::Restored => {
+            record.result = "restored";
+            tracing::info!(policy = %policy.name, backup = %prepared.chosen.record.metadata.id, target = %prepared.target.describe(), seconds = total, "Restore finished.");
+            if let Some(checked) = &outcome.checked {
+                for warning in &checked.warnings {
+                    println!("warning: {warning}");
+                }
+            }
+            println!(
+                "\nRestored {} from backup {} into {} in {total:.1} s.",
+                policy.name,
+                prepared.chosen.record.metadata.id,
+                prepared.target.describe()
+            );
+            ExitStatus::Success
+        }
+        Ending::Failed { error, rollback } => {
+            record.result = if rollback.is_some() {
+                "rolled-back"
+            } else if outcome.steps.iter().any(|step| step.step == "restore") {
+                "failed"
+            } else {
+                "refused"
+            };
+            record.error = Some(error.to_string());
+            eprintln!("error: restore failed: {error}");
+            match rollback {
+                Some(detail) => {
+                    eprintln!("Rolled back: {detail}. The target is as it was before the restore.")
+                }
+                None => eprintln!("The target was not changed."),
+            }
+            if error.is_verification() {
+                ExitStatus::VerificationFailed
+            } else {
+                ExitStatus::Failure
+            }
+        }
+        Ending::RollbackFailed {
+            error,
+            rollback_error,
+        } => {
+            record.result = "rollback-failed";
+            tracing::error!(policy = %policy.name, target = %prepared.target.describe(), "Restore and rollback failed.");
+            record.error = Some(format!("{error}; rollback: {rollback_error}"));
+            eprintln!("error: restore failed: {error}");
+            eprintln!("error: ROLLBACK FAILED: {rollback_error}");
+            if let Some(safety) = &outcome.safety_backup {
+                let to = args
+                    .to
+                    .as_deref()
+                    .map(|to| format!(" --to '{to}'"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "The target may be half restored. Restore the safety backup by hand: backup restore {} --backup {safety}{to}",
+                    policy.name
+                );
+            }
+            ExitStatus::Failure
+        }
+    };
+    if let Some(safety) = &outcome.safety_backup {
+        println!("Safety backup: {safety} (tagged pre-restore; `backup list` shows it).");
+    }
+    log(&state, &record);
+    Ok(status)
+}
+
+fn log(state: &crate::state::StateDir, record: &LogRecord) {
+    let written = state
+        .ensure("logs")
+        .map_err(|error| error.to_string())
+        .and_then(|folder| {
+            restore::append_log(&folder.join("restore.jsonl"), record)
+                .map_err(|error| error.to_string())
+        });
+    if let Err(error) = written {
+        eprintln!("warning: cannot append to the restore log: {error}");
+    }
+}
+
+/// The restore plan, as `--dry-run` and the confirmation show it.
+pub fn render_plan(prepared: &Prepared) -> String {
+    let metadata = &prepared.chosen.record.metadata;
+    let info = &prepared.info;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Restore plan for {} ({}):\n",
+        prepared.policy.name,
+        prepared.policy.file.display()
+    );
+    let mut line = |label: &str, text: String| {
+        let _ = writeln!(out, "  {label:<14}{text}");
+    };
+    let rows: u64 = metadata.source.row_counts.values().sum();
+    let tables = metadata.source.row_counts.len();
+    line(
+        "backup",
+        format!(
+            "{} taken {} UTC, {} stored, {} uncompressed",
+            metadata.id,
+            metadata.created_at.format("%Y-%m-%d %H:%M:%S"),
+            human_bytes(metadata.artifact.size),
+            human_bytes(metadata.artifact.uncompressed_size)
+        ),
+    );
+    line(
+        "source",
+        format!(
+            "{} {}{}, {tables} table{} with {rows} row{}",
+            metadata.source.kind,
+            metadata
+                .source
+                .server_version
+                .as_deref()
+                .unwrap_or("(version unknown)"),
+            metadata
+                .source
+                .database
+                .as_deref()
+                .map(|database| format!(" database {database}"))
+                .unwrap_or_default(),
+            if tables == 1 { "" } else { "s" },
+            if rows == 1 { "" } else { "s" }
+        ),
+    );
+    let verified = prepared
+        .steps
+        .iter()
+        .find(|step| step.step == "verify")
+        .map(|step| step.detail.clone())
+        .unwrap_or_default();
+    line("verified", verified);
+    line(
+        "target",
+        format!(
+            "{}{}",
+            prepared.target.describe(),
+            if info.exists {
+                info.size
+                    .map(|size| format!(" (exists, {})", human_bytes(size)))
+                    .unwrap_or_else(|| " (exists)".to_owned())
+            } else {
+                " (does not exist yet)".to_owned()
+            }
+        ),
+    );
+    line("replaces", info.replaces.clone());
+    line(
+        "space",
+        match &info.space {
+            Some((folder, available)) => format!(
+                "{} needed in {}, {} available",
+                human_bytes(prepared.needed()),
+                folder.display(),
+                human_bytes(*available)
+            ),
+            None => "streamed to the server; no local space needed".to_owned(),
+        },
+    );
+    let compatibility = match (
+        &prepared.target,
+        &metadata.source.server_version,
+        &info.version,
+    ) {
+        (restore::Target::Sqlite(_), _, _) => "compatible (SQLite 3 files)".to_owned(),
+        (restore::Target::Postgres(_), Some(backup), Some(target))
+            if restore::major(backup) == restore::major(target) =>
+        {
+            "compatible (same major version)".to_owned()
+        }
+        (restore::Target::Postgres(_), Some(_), Some(_)) => {
+            "major versions differ (see the warning)".to_owned()
+        }
+        _ => "unknown".to_owned(),
+    };
+    line(
+        "versions",
+        format!(
+            "backup from {} {}, target {}: {compatibility}",
+            metadata.source.kind,
+            metadata.source.server_version.as_deref().unwrap_or("?"),
+            info.version.as_deref().unwrap_or("?")
+        ),
+    );
+    line(
+        "safety backup",
+        match &prepared.safety_destination {
+            Some(location) => {
+                format!("the target is backed up first to {location}, tagged pre-restore")
+            }
+            None => "none: the target does not exist yet".to_owned(),
+        },
+    );
+    line(
+        "checks after",
+        match prepared.target {
+            restore::Target::Sqlite(_) => format!(
+                "integrity_check, foreign_key_check and row counts of {tables} table{}, before the rename",
+                if tables == 1 { "" } else { "s" }
+            ),
+            restore::Target::Postgres(_) => format!(
+                "row counts of {tables} table{}",
+                if tables == 1 { "" } else { "s" }
+            ),
+        },
+    );
+    line(
+        "on failure",
+        if info.exists {
+            "the safety backup is restored; the target ends as it was".to_owned()
+        } else {
+            "the new target is removed".to_owned()
+        },
+    );
+    let warnings = restore::plan_warnings(prepared);
+    if !warnings.is_empty() {
+        out.push('\n');
+        for warning in warnings {
+            let _ = writeln!(out, "warning: {warning}");
+        }
+    }
+    out
+}
+
+/// Asks on the terminal, as `apply` does; only `yes` approves.
+fn confirm(prepared: &Prepared) -> anyhow::Result<bool> {
+    let mut stderr = std::io::stderr();
+    write!(
+        stderr,
+        "\nDo you want to replace {} with backup {}?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ",
+        prepared.target.describe(),
+        prepared.chosen.record.metadata.id
+    )?;
+    stderr.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
 }

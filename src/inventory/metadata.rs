@@ -42,6 +42,97 @@ pub struct BackupMetadata {
     /// Labels such as `pre-restore` (a safety backup taken before a restore).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// SHA-256 (lowercase hex) of this sidecar's other fields as canonical
+    /// JSON (object keys sorted, no whitespace), so damage to the sidecar
+    /// itself is found before a restore trusts it. Absent in sidecars written
+    /// before it was introduced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar_sha256: Option<String>,
+}
+
+/// The tag of a safety backup taken by `backup restore` before it replaces a target.
+pub const PRE_RESTORE_TAG: &str = "pre-restore";
+
+impl BackupMetadata {
+    /// Whether this is a safety backup taken before a restore (not a scheduled one).
+    pub fn is_pre_restore(&self) -> bool {
+        self.tags.iter().any(|tag| tag == PRE_RESTORE_TAG)
+    }
+
+    /// Sets `sidecar_sha256` over every other field.
+    pub fn seal(&mut self) -> Result<(), serde_json::Error> {
+        self.sidecar_sha256 = None;
+        let value = serde_json::to_value(&*self)?;
+        self.sidecar_sha256 = Some(content_digest(&value));
+        Ok(())
+    }
+}
+
+/// The name of the sidecar's self-digest field.
+const SEAL_FIELD: &str = "sidecar_sha256";
+
+/// SHA-256 of a sidecar's JSON value without its self-digest, as canonical JSON.
+fn content_digest(value: &serde_json::Value) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut value = value.clone();
+    if let Some(object) = value.as_object_mut() {
+        object.remove(SEAL_FIELD);
+    }
+    hex(&Sha256::digest(canonical(&value).as_bytes()))
+}
+
+/// JSON with object keys sorted and no whitespace.
+fn canonical(value: &serde_json::Value) -> String {
+    fn sorted(value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(object) => {
+                let mut keys: Vec<&String> = object.keys().collect();
+                keys.sort();
+                let mut out = serde_json::Map::new();
+                for key in keys {
+                    out.insert(key.clone(), sorted(&object[key]));
+                }
+                serde_json::Value::Object(out)
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(sorted).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
+/// Reads a sidecar's bytes and checks that they are undamaged: with a
+/// `sidecar_sha256`, it must match the other fields; without one (an older
+/// sidecar), every field must be one this version knows, with its type, so
+/// that a damaged field name cannot go unnoticed.
+pub fn parse_checked(bytes: &[u8]) -> Result<BackupMetadata, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|error| format!("not valid JSON: {error}"))?;
+    let metadata: BackupMetadata = serde_json::from_value(value.clone())
+        .map_err(|error| format!("not a valid sidecar: {error}"))?;
+    match &metadata.sidecar_sha256 {
+        Some(recorded) => {
+            let actual = content_digest(&value);
+            if *recorded != actual {
+                return Err(format!(
+                    "the sidecar is damaged: its content hashes to {actual}, it records {recorded}"
+                ));
+            }
+        }
+        None => {
+            let again = serde_json::to_value(&metadata)
+                .map_err(|error| format!("not a valid sidecar: {error}"))?;
+            if canonical(&again) != canonical(&value) {
+                return Err(
+                    "the sidecar is damaged: it has no sidecar_sha256 and holds fields or values this version does not write"
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    Ok(metadata)
 }
 
 /// The data file of a backup.

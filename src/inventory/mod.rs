@@ -56,6 +56,10 @@ pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
 #[derive(Debug, Default)]
 pub struct Inventory {
     pub policies: Vec<PolicyInventory>,
+    /// When the newest passing restore drill of each policy started, from
+    /// this host's state folder (the one piece of actual state not on the
+    /// destinations); filled in by the commands that plan.
+    pub restore_tests: std::collections::BTreeMap<String, DateTime<Utc>>,
 }
 
 /// What the destinations of one policy hold, in the policy's order.
@@ -98,7 +102,10 @@ pub fn gather(policies: &[crate::policy::Policy], cache: Option<&SidecarCache>) 
             })
             .collect(),
     });
-    Inventory { policies }
+    Inventory {
+        policies,
+        restore_tests: std::collections::BTreeMap::new(),
+    }
 }
 
 /// Asks each `(policy, location)` in `wanted` whether it allows deletes,

@@ -42,6 +42,9 @@ pub enum ActionKind {
     Cleanup,
     /// Rewrite the managed block of the crontab.
     Crontab,
+    /// Run a restore drill: restore the newest backup into a scratch target and check it.
+    #[serde(rename = "restore-test")]
+    RestoreTest,
 }
 
 /// One change, with why.
@@ -144,11 +147,17 @@ pub struct Summary {
     pub prune: usize,
     pub cleanup: usize,
     pub crontab: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restore_test: usize,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 impl Summary {
     pub fn changes(&self) -> usize {
-        self.backup + self.copy + self.prune + self.cleanup + self.crontab
+        self.backup + self.copy + self.prune + self.cleanup + self.crontab + self.restore_test
     }
 }
 
@@ -217,7 +226,8 @@ pub fn compute(
             destinations: Vec::new(),
         };
         let found = inventory.policy(&policy.name).unwrap_or(&empty);
-        let (policy_plan, policy_actions) = plan_policy(policy, found, now);
+        let last_drill = inventory.restore_tests.get(&policy.name).copied();
+        let (policy_plan, policy_actions) = plan_policy(policy, found, last_drill, now);
         policy_plans.push(policy_plan);
         actions.extend(policy_actions);
     }
@@ -283,6 +293,7 @@ pub fn compute(
             ActionKind::Prune => &mut summary.prune,
             ActionKind::Cleanup => &mut summary.cleanup,
             ActionKind::Crontab => &mut summary.crontab,
+            ActionKind::RestoreTest => &mut summary.restore_test,
         };
         *slot += 1;
     }
@@ -309,6 +320,7 @@ struct Found<'a> {
 fn plan_policy(
     policy: &Policy,
     inventory: &PolicyInventory,
+    last_drill: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> (PolicyPlan, Vec<Action>) {
     let name = policy.name.as_str();
@@ -329,6 +341,8 @@ fn plan_policy(
 
     // Gather every id across the readable destinations.
     let mut found: BTreeMap<&str, Found> = BTreeMap::new();
+    // Safety backups taken before restores: never the policy's backups.
+    let mut pre_restore: BTreeMap<&str, Found> = BTreeMap::new();
     let mut readable = Vec::new();
     let mut newest_partial: Option<DateTime<Utc>> = None;
     let mut young_orphans = 0;
@@ -343,7 +357,12 @@ fn plan_policy(
         };
         readable.push((index, location));
         for record in &listing.backups {
-            let entry = found
+            let map = if record.metadata.is_pre_restore() {
+                &mut pre_restore
+            } else {
+                &mut found
+            };
+            let entry = map
                 .entry(record.metadata.id.as_str())
                 .or_insert_with(|| Found {
                     created_at: record.metadata.created_at,
@@ -637,6 +656,73 @@ fn plan_policy(
         ));
     }
 
+    // Pre-restore safety backups: their own short retention, outside the
+    // policy's; never copied, never due, never counted as its backups.
+    let candidates: Vec<Candidate> = pre_restore
+        .iter()
+        .map(|(id, entry)| Candidate {
+            id: (*id).to_owned(),
+            created_at: entry.created_at,
+        })
+        .collect();
+    for (candidate, verdict) in retention::decide_pre_restore(&candidates, now) {
+        match verdict {
+            Ok(rule) => plan.kept.push(Kept {
+                backup: candidate.id,
+                created_at: candidate.created_at,
+                rules: vec![rule],
+            }),
+            Err(_) if unreadable => {}
+            Err(reason) => {
+                let Some(entry) = pre_restore.get(candidate.id.as_str()) else {
+                    continue;
+                };
+                for location in holders(entry) {
+                    let mut action = Action::new(ActionKind::Prune, name);
+                    action.destination = Some(location.to_owned());
+                    action.backup = Some(candidate.id.clone());
+                    action.reasons = vec![reason.clone()];
+                    prunes.push(action);
+                }
+            }
+        }
+    }
+    plan.kept.sort_by(|left, right| {
+        (right.created_at, &right.backup).cmp(&(left.created_at, &left.backup))
+    });
+
+    // restore-test: a tick of the drill schedule has passed since the last passing drill.
+    let mut drills = Vec::new();
+    if let Some(drill) = &policy.restore_test
+        && (newest.is_some() || planned_backup)
+        && !readable.is_empty()
+    {
+        let reason = match (last_drill, drill.latest_at_or_before(now)) {
+            (None, _) => Some("no restore drill has passed on this host yet".to_owned()),
+            (Some(last), Some(tick)) if last < tick => Some(format!(
+                "tick {} ({} {}) has passed since the last passing drill ({})",
+                local_time(tick, drill.timezone()),
+                drill.expression(),
+                drill.timezone(),
+                local_time(last, drill.timezone())
+            )),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            let mut action = Action::new(ActionKind::RestoreTest, name);
+            action.reasons.push(reason);
+            action.reasons.push(if planned_backup {
+                "restores the backup this run takes into a scratch target".to_owned()
+            } else {
+                format!(
+                    "restores the newest backup{} into a scratch target",
+                    newest.map(|(id, _)| format!(" ({id})")).unwrap_or_default()
+                )
+            });
+            drills.push(action);
+        }
+    }
+
     prunes.sort_by(|left, right| {
         (&left.backup, &left.destination).cmp(&(&right.backup, &right.destination))
     });
@@ -650,6 +736,7 @@ fn plan_policy(
     let mut actions = cleanups;
     actions.extend(backups);
     actions.extend(copies);
+    actions.extend(drills);
     actions.extend(prunes);
     (plan, actions)
 }
@@ -681,6 +768,11 @@ pub fn fingerprint(policies: &[Policy], inventory: &Inventory, crontab: &Crontab
     ordered.sort_by(|left, right| left.name.cmp(&right.name));
     for policy in ordered {
         hasher.update(format!("policy {} {}\n", policy.name, policy.digest));
+        if policy.restore_test.is_some()
+            && let Some(last) = inventory.restore_tests.get(&policy.name)
+        {
+            hasher.update(format!("restore-test {}\n", last.to_rfc3339()));
+        }
         let Some(found) = inventory.policy(&policy.name) else {
             continue;
         };

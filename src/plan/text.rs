@@ -127,8 +127,13 @@ pub fn summary_line(summary: &Summary, crontab_state: &str) -> String {
         "error" => "crontab unreadable",
         _ => "crontab not managed",
     };
+    let drills = match summary.restore_test {
+        0 => String::new(),
+        1 => "1 restore test, ".to_owned(),
+        count => format!("{count} restore tests, "),
+    };
     format!(
-        "Plan: {} to back up, {} to copy, {} to prune, {} to clean up, {crontab}.",
+        "Plan: {} to back up, {} to copy, {} to prune, {} to clean up, {drills}{crontab}.",
         summary.backup, summary.copy, summary.prune, summary.cleanup
     )
 }
@@ -171,6 +176,7 @@ pub fn headline(action: &Action, color: bool) -> String {
             paint(color, "31", "-"),
             action.object.as_deref().unwrap_or_default()
         ),
+        ActionKind::RestoreTest => format!("{} restore-test", paint(color, "32", "+")),
         ActionKind::Crontab => format!(
             "{} update the managed block in {destination}",
             paint(color, "33", "~")

@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 
 use super::spec::{
     DestinationSpec, LocalSpec, NotifySpec, PolicyDocumentSpec, PostgresSpec, RetentionSpec,
-    S3Spec, ScheduleSpec, ServerSideEncryption, SourceSpec, SslMode,
+    S3Spec, ScheduleSpec, ServerSideEncryption, SourceSpec, SslMode, VerifySpec,
 };
 use super::yaml::{Node, Span, Value};
 use super::{Policy, digest};
@@ -257,6 +257,22 @@ impl Checker<'_> {
         if let Some(notify) = section::<NotifySpec>(json, "/spec/notify") {
             self.check_notify(&notify);
         }
+        let timezone = section::<ScheduleSpec>(json, "/spec/schedule")
+            .map_or_else(|| "UTC".to_owned(), |schedule| schedule.timezone);
+        let restore_test = section::<VerifySpec>(json, "/spec/verify")
+            .and_then(|verify| verify.restore_test_expression())
+            .and_then(|expression| match Schedule::parse(&expression, &timezone) {
+                Ok(schedule) => Some(schedule),
+                Err(error) => {
+                    self.error(
+                        "invalid-cron",
+                        "/spec/verify/restore-test",
+                        error.to_string(),
+                        "use daily, weekly, monthly, a 5-field crontab expression (e.g. \"30 4 * * 0\"), or @daily, @weekly, @monthly",
+                    );
+                    None
+                }
+            });
         let document = document?;
         if self.error_count() > errors_before {
             return None;
@@ -274,6 +290,7 @@ impl Checker<'_> {
             destinations,
             compression: document.spec.compression.clone(),
             notify: document.spec.notify.clone(),
+            restore_test,
             digest: digest(&document),
         })
     }

@@ -50,6 +50,8 @@ pub struct Policy {
     pub destinations: Vec<DestinationSpec>,
     pub compression: CompressionSpec,
     pub notify: Option<NotifySpec>,
+    /// When restore drills are due (`verify.restore-test`), in the schedule's time zone.
+    pub restore_test: Option<Schedule>,
     /// SHA-256 of the policy as written (normalized JSON), recorded in every
     /// backup so a saved plan can tell the policy changed.
     pub digest: String,

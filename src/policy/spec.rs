@@ -84,6 +84,36 @@ pub struct PolicySpec {
     /// Who hears about failures (and, optionally, successes). Default: nobody.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<NotifySpec>,
+    /// Scheduled checks that the backups restore. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifySpec>,
+}
+
+/// Scheduled verification of a policy's backups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VerifySpec {
+    /// How often `backup apply` runs a restore drill: it restores the newest
+    /// backup into a scratch target (a temporary SQLite file, or a temporary
+    /// database on the PostgreSQL server), checks it against the backup's
+    /// metadata, drops it, and keeps a JSON evidence record in the state
+    /// folder. A drill is due when a tick of this schedule has passed since
+    /// the last drill that passed. `daily`, `weekly`, `monthly`, or a 5-field
+    /// crontab expression or @-shortcut, read in the schedule's time zone.
+    /// Example: `weekly` or `"30 4 * * 0"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"weekly")]
+    pub restore_test: Option<String>,
+}
+
+impl VerifySpec {
+    /// The crontab expression `restore-test` stands for.
+    pub fn restore_test_expression(&self) -> Option<String> {
+        self.restore_test.as_deref().map(|text| match text {
+            "daily" | "weekly" | "monthly" | "hourly" | "yearly" => format!("@{text}"),
+            other => other.to_owned(),
+        })
+    }
 }
 
 /// The database a policy backs up.

@@ -155,11 +155,72 @@ impl Postgres {
         environment
     }
 
-    fn program(&self, name: &str) -> PathBuf {
+    /// The path of the libpq program `name` this source uses (`pg_restore`, `psql`).
+    pub fn program(&self, name: &str) -> PathBuf {
         program_path(self.bin_dir.as_deref(), name)
     }
 
-    fn command(&self, name: &str) -> Command {
+    /// The database this connects to, if named.
+    pub fn database(&self) -> Option<&str> {
+        self.config.get_dbname()
+    }
+
+    /// The server, for people: `host:port` (never a credential).
+    pub fn server(&self) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(name)) => name.clone(),
+            Some(Host::Unix(path)) => path.display().to_string(),
+            None => "localhost".to_owned(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!("{host}:{port}")
+    }
+
+    /// The same server, database `database`.
+    pub fn with_database(&self, database: &str) -> Postgres {
+        let mut other = Postgres {
+            config: self.config.clone(),
+            password: self.password.clone(),
+            sslmode: self.sslmode,
+            ssl_root_cert: self.ssl_root_cert.clone(),
+            spec: self.spec.clone(),
+            bin_dir: self.bin_dir.clone(),
+        };
+        other.config.dbname(database);
+        other
+    }
+
+    /// Connects to `database` (default: this source's) on a runtime of its
+    /// own, with the same TLS settings as a dump.
+    pub fn connect_blocking(
+        &self,
+        database: Option<&str>,
+    ) -> Result<(tokio::runtime::Runtime, Client), Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| Error::Connect(error.to_string()))?;
+        let tls = tls::client_config(
+            self.sslmode.unwrap_or(SslMode::Prefer),
+            self.ssl_root_cert.as_deref(),
+        )
+        .map_err(Error::Connect)?;
+        let mut config = self.config.clone();
+        if let Some(database) = database {
+            config.dbname(database);
+        }
+        let client = runtime.block_on(async {
+            match tls {
+                Some(tls) => connect(&config, MakeRustlsConnect::new(tls)).await,
+                None => connect(&config, NoTls).await,
+            }
+        })?;
+        Ok((runtime, client))
+    }
+
+    /// A command running the libpq program `name` against this database,
+    /// configured through its environment only (no credential in argv).
+    pub fn command(&self, name: &str) -> Command {
         let mut command = Command::new(self.program(name));
         // Only what we set reaches libpq: stray PG* variables must not redirect the dump.
         for (key, _) in std::env::vars_os() {
@@ -474,12 +535,13 @@ pub fn tables_with_data(listing: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn quote(identifier: &str) -> String {
+/// An SQL identifier, quoted.
+pub fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
 /// A client error with its server-side detail, if any (never the connection settings).
-fn describe(error: &tokio_postgres::Error) -> String {
+pub fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(database) => database.message().to_owned(),
         None => {

@@ -1,0 +1,349 @@
+//! Restore drills (`backup verify --restore-test`): restore a backup into a
+//! scratch target, check it against the sidecar, remove the scratch target,
+//! and keep the evidence.
+//!
+//! The scratch target is a temporary SQLite file, or a temporary database
+//! `<db>_restore_test_<random>` on the policy's own server, dropped
+//! afterwards whatever happened. Evidence records are JSON files under
+//! `<state>/restore-tests/<policy>/`, one per drill; `plan` reads the newest
+//! passing one to decide when the next drill is due. Never touches the
+//! policy's own database.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::postgres::PostgresTarget;
+use super::sqlite::SqliteTarget;
+use super::{Choice, Request, Step};
+use crate::inventory::base_id;
+use crate::policy::Policy;
+use crate::policy::spec::SourceSpec;
+
+/// Version of the evidence record format.
+pub const EVIDENCE_VERSION: u32 = 1;
+
+/// Expected and actual rows of one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rows {
+    pub expected: u64,
+    pub actual: Option<u64>,
+}
+
+/// What a drill did and found: its evidence record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evidence {
+    pub format_version: u32,
+    pub policy: String,
+    pub backup: Option<String>,
+    pub destination: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// `passed` or `failed`.
+    pub result: String,
+    pub error: Option<String>,
+    /// The stored artifact: name, size and SHA-256 as checked.
+    pub artifact: Option<ArtifactEvidence>,
+    pub scratch_target: Option<String>,
+    pub row_counts: BTreeMap<String, Rows>,
+    pub steps: Vec<StepEvidence>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArtifactEvidence {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    pub uncompressed_size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepEvidence {
+    pub step: String,
+    pub seconds: f64,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl From<&Step> for StepEvidence {
+    fn from(step: &Step) -> Self {
+        StepEvidence {
+            step: step.step.to_owned(),
+            seconds: step.seconds,
+            ok: step.ok,
+            detail: step.detail.clone(),
+        }
+    }
+}
+
+impl Evidence {
+    pub fn passed(&self) -> bool {
+        self.result == "passed"
+    }
+}
+
+/// The folder of a policy's evidence records.
+pub fn evidence_dir(state: &Path, policy: &str) -> PathBuf {
+    state.join("restore-tests").join(policy)
+}
+
+/// Runs one drill of `policy` on `backup` (or the newest).
+pub fn run(policy: &Policy, backup: Option<&str>) -> Evidence {
+    let clock = Instant::now();
+    let started_at = Utc::now();
+    let mut evidence = Evidence {
+        format_version: EVIDENCE_VERSION,
+        policy: policy.name.clone(),
+        backup: None,
+        destination: None,
+        started_at,
+        finished_at: started_at,
+        result: "failed".to_owned(),
+        error: None,
+        artifact: None,
+        scratch_target: None,
+        row_counts: BTreeMap::new(),
+        steps: Vec::new(),
+        seconds: 0.0,
+    };
+    let result = drill(policy, backup, &mut evidence);
+    if let Err(error) = result {
+        evidence.error = Some(error);
+    } else {
+        evidence.result = "passed".to_owned();
+    }
+    evidence.finished_at = Utc::now();
+    evidence.seconds = clock.elapsed().as_secs_f64();
+    evidence
+}
+
+fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Result<(), String> {
+    let request = Request {
+        backup: backup.map_or(Choice::Latest, |id| Choice::Id(id.to_owned())),
+        from: None,
+        to: None,
+        jobs: None,
+    };
+    // Pick and verify exactly as a restore does, without touching the real target.
+    let started = Instant::now();
+    let candidates = super::select(policy, &request).map_err(|error| error.to_string())?;
+    let program = super::pg_restore(policy);
+    let mut problems = Vec::new();
+    let mut chosen = None;
+    for candidate in candidates {
+        evidence.backup = Some(candidate.record.metadata.id.clone());
+        match crate::verify::verify_restorable(
+            candidate.destination.as_ref(),
+            &candidate.record,
+            &program,
+        ) {
+            Ok(()) => {
+                chosen = Some(candidate);
+                break;
+            }
+            Err(problem) => {
+                problems.push(format!("{}: {problem}", candidate.destination.location()))
+            }
+        }
+    }
+    let Some(chosen) = chosen else {
+        let detail = problems.join("; ");
+        evidence
+            .steps
+            .push((&Step::timed("verify", started, false, detail.clone())).into());
+        return Err(format!("verification failed: {detail}"));
+    };
+    let metadata = &chosen.record.metadata;
+    evidence.destination = Some(chosen.destination.location());
+    evidence.artifact = Some(ArtifactEvidence {
+        name: metadata.artifact.name.clone(),
+        size: metadata.artifact.size,
+        sha256: metadata.artifact.sha256.clone(),
+        uncompressed_size: metadata.artifact.uncompressed_size,
+    });
+    evidence.row_counts = metadata
+        .source
+        .row_counts
+        .iter()
+        .map(|(table, rows)| {
+            (
+                table.clone(),
+                Rows {
+                    expected: *rows,
+                    actual: None,
+                },
+            )
+        })
+        .collect();
+    evidence.steps.push(
+        (&Step::timed(
+            "verify",
+            started,
+            true,
+            format!("{} on {}", metadata.id, chosen.destination.location()),
+        ))
+            .into(),
+    );
+
+    let scratch = Scratch::create(policy, &metadata.id)?;
+    evidence.scratch_target = Some(scratch.target().describe());
+    let started = Instant::now();
+    let restored = scratch
+        .target()
+        .restore(chosen.destination.as_ref(), &chosen.record, None);
+    let result = match restored {
+        Err(failed) => {
+            evidence
+                .steps
+                .push((&Step::timed("restore", started, false, failed.error.to_string())).into());
+            Err(format!("restore failed: {}", failed.error))
+        }
+        Ok(detail) => {
+            evidence
+                .steps
+                .push((&Step::timed("restore", started, true, detail)).into());
+            let started = Instant::now();
+            let checked = scratch.target().check(metadata);
+            // Actual counts, also when they do not match.
+            let actual = scratch.target().count_rows(metadata);
+            for (table, rows) in &mut evidence.row_counts {
+                rows.actual = actual.get(table).copied();
+            }
+            match checked {
+                Ok(checked) => {
+                    evidence
+                        .steps
+                        .push((&Step::timed("check", started, true, checked.detail)).into());
+                    Ok(())
+                }
+                Err(error) => {
+                    evidence
+                        .steps
+                        .push((&Step::timed("check", started, false, error.to_string())).into());
+                    Err(error.to_string())
+                }
+            }
+        }
+    };
+    let started = Instant::now();
+    let removed = scratch.remove();
+    evidence.steps.push(
+        (&Step::timed(
+            "drop scratch",
+            started,
+            removed.is_ok(),
+            removed.as_ref().err().cloned().unwrap_or_default(),
+        ))
+            .into(),
+    );
+    result?;
+    removed.map_err(|error| format!("the scratch target could not be removed: {error}"))
+}
+
+/// A scratch target, removed on drop if not before.
+enum Scratch {
+    Sqlite {
+        _folder: tempfile::TempDir,
+        target: super::Target,
+    },
+    Postgres {
+        target: super::Target,
+        removed: bool,
+    },
+}
+
+impl Scratch {
+    fn create(policy: &Policy, id: &str) -> Result<Scratch, String> {
+        match &policy.source {
+            SourceSpec::Sqlite(_) => {
+                super::remove_abandoned(&std::env::temp_dir(), "backup-restore-test-");
+                let folder = tempfile::Builder::new()
+                    .prefix(&super::scratch_prefix("backup-restore-test-"))
+                    .tempdir()
+                    .map_err(|error| format!("cannot create a scratch folder: {error}"))?;
+                let path = folder.path().join(format!("{}-{id}.db", policy.name));
+                Ok(Scratch::Sqlite {
+                    _folder: folder,
+                    target: super::Target::Sqlite(SqliteTarget::new(path)),
+                })
+            }
+            SourceSpec::Postgres(spec) => {
+                let own = PostgresTarget::resolve(spec, None).map_err(|error| error.to_string())?;
+                let base: String = own.database().chars().take(40).collect();
+                let prefix = format!("{base}_restore_test_");
+                for name in own.drop_abandoned(&prefix) {
+                    tracing::warn!(policy = %policy.name, database = %name, "Dropped a scratch database left by a killed drill.");
+                }
+                let name = format!("{prefix}{}", super::random_suffix());
+                let target = own.sibling(&name);
+                target.create().map_err(|error| error.to_string())?;
+                Ok(Scratch::Postgres {
+                    target: super::Target::Postgres(Box::new(target)),
+                    removed: false,
+                })
+            }
+        }
+    }
+
+    fn target(&self) -> &super::Target {
+        match self {
+            Scratch::Sqlite { target, .. } | Scratch::Postgres { target, .. } => target,
+        }
+    }
+
+    fn remove(mut self) -> Result<(), String> {
+        let result = self.target().remove().map_err(|error| error.to_string());
+        if let Scratch::Postgres { removed, .. } = &mut self {
+            *removed = result.is_ok();
+        }
+        result
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Scratch::Postgres {
+            target,
+            removed: false,
+        } = self
+        {
+            let _ = target.remove();
+        }
+    }
+}
+
+/// Writes `evidence` as `<dir>/<started id>.json` (0600, atomically).
+pub fn write_evidence(state: &Path, evidence: &Evidence) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    let folder = evidence_dir(state, &evidence.policy);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&folder)?;
+    let path = folder.join(format!("{}.json", base_id(evidence.started_at)));
+    let mut file = tempfile::NamedTempFile::new_in(&folder)?;
+    serde_json::to_writer_pretty(&mut file, evidence).map_err(std::io::Error::other)?;
+    std::io::Write::write_all(&mut file, b"\n")?;
+    file.as_file().sync_all()?;
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.persist(&path).map_err(|error| error.error)?;
+    Ok(path)
+}
+
+/// When the newest passing drill of `policy` started, from its evidence records.
+pub fn last_passed(state: &Path, policy: &str) -> Option<DateTime<Utc>> {
+    let entries = std::fs::read_dir(evidence_dir(state, policy)).ok()?;
+    entries
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".json"))
+        .filter_map(|entry| std::fs::read(entry.path()).ok())
+        .filter_map(|bytes| serde_json::from_slice::<Evidence>(&bytes).ok())
+        .filter(|evidence| evidence.passed() && evidence.policy == policy)
+        .map(|evidence| evidence.started_at)
+        .max()
+}
