@@ -332,7 +332,6 @@ fn commands_not_built_yet_say_so_and_fail() {
     for args in [
         &["verify", "--restore-test"][..],
         &["restore", "app-db", "--dry-run"],
-        &["status"],
     ] {
         let result = run(directory.path(), args);
         assert_eq!(result.code, 1, "{args:?}: {result:?}");

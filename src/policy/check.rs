@@ -257,6 +257,16 @@ impl Checker<'_> {
         if let Some(notify) = section::<NotifySpec>(json, "/spec/notify") {
             self.check_notify(&notify);
         }
+        if let Some(max_age) = json.pointer("/spec/health/max-age").and_then(Json::as_str)
+            && crate::status::max_age(max_age).is_none()
+        {
+            self.error(
+                "invalid-value",
+                "/spec/health/max-age",
+                format!("`{max_age}` is not a duration like `36h`, `2d` or `1d12h`"),
+                "write a number and a unit (y, m, d, h), combined if needed, greater than zero",
+            );
+        }
         let document = document?;
         if self.error_count() > errors_before {
             return None;
@@ -274,6 +284,7 @@ impl Checker<'_> {
             destinations,
             compression: document.spec.compression.clone(),
             notify: document.spec.notify.clone(),
+            health: document.spec.health.clone(),
             digest: digest(&document),
         })
     }

@@ -50,6 +50,8 @@ pub struct Policy {
     pub destinations: Vec<DestinationSpec>,
     pub compression: CompressionSpec,
     pub notify: Option<NotifySpec>,
+    /// How `backup status` judges freshness (`max-age`, checked to parse).
+    pub health: Option<spec::HealthSpec>,
     /// SHA-256 of the policy as written (normalized JSON), recorded in every
     /// backup so a saved plan can tell the policy changed.
     pub digest: String,
