@@ -20,6 +20,10 @@ pub enum ExitStatus {
     VerificationFailed,
     /// The command line was wrong (unknown flag, missing argument).
     Usage,
+    /// `status` only (Nagios): some policy needs attention.
+    Warning,
+    /// `status` only (Nagios): some policy is critical.
+    Critical,
 }
 
 impl ExitStatus {
@@ -32,6 +36,8 @@ impl ExitStatus {
             ExitStatus::Locked => 4,
             ExitStatus::VerificationFailed => 5,
             ExitStatus::Usage => 64,
+            ExitStatus::Warning => 1,
+            ExitStatus::Critical => 2,
         }
     }
 }

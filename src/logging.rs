@@ -1,10 +1,21 @@
-//! Logging set-up: tracing to stderr, in text or JSON.
+//! Logging set-up: tracing to stderr, in text or JSON, and a copy of each
+//! run's log lines to its per-run log file.
 //!
-//! `-v`/`-q` pick the level; `RUST_LOG`, when set, overrides them. stdout is
-//! never used for logs: it carries the command's data. Secrets never reach a
+//! `-v`/`-q` pick the level on stderr; `RUST_LOG`, when set, overrides them.
+//! stdout is never used for logs: it carries the command's data. The per-run
+//! file (see [`crate::runlog::start_log`]) gets every line at info level and
+//! above, in the same format, whatever `-v`/`-q` say. Secrets never reach a
 //! log line because they travel as `Secret`, which prints `***`.
 
-use tracing_subscriber::EnvFilter;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -13,6 +24,51 @@ pub enum LogFormat {
     Text,
     Json,
 }
+
+/// The per-run log file, once a command started one.
+static RUN_LOG: Mutex<Option<(File, PathBuf)>> = Mutex::new(None);
+
+/// Sends a copy of the log lines to `file` from now on.
+pub fn set_run_log(file: File, path: PathBuf) {
+    *RUN_LOG.lock().unwrap_or_else(PoisonError::into_inner) = Some((file, path));
+}
+
+/// Where the per-run log lines go, if anywhere.
+pub fn run_log_path() -> Option<PathBuf> {
+    RUN_LOG
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .map(|(_, path)| path.clone())
+}
+
+/// Writes each formatted line to the per-run log file, or nowhere.
+struct RunLogWriter;
+
+impl Write for RunLogWriter {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        let mut guard = RUN_LOG.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((file, _)) = guard.as_mut() {
+            // A log file that cannot be written must not break the run.
+            let _ = file.write_all(buffer);
+        }
+        Ok(buffer.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for RunLogWriter {
+    type Writer = RunLogWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RunLogWriter
+    }
+}
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 /// Installs the global subscriber. `verbosity` is `-v` count minus `-q` count.
 pub fn init(verbosity: i8, format: LogFormat, color: bool) {
@@ -26,14 +82,39 @@ pub fn init(verbosity: i8, format: LogFormat, color: bool) {
     };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("backup={level}")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    let result = match format {
-        LogFormat::Text => builder.with_ansi(color).try_init(),
-        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+    let stderr: BoxedLayer = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(io::stderr)
+            .with_target(false)
+            .with_ansi(color)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(false)
+            .with_writer(io::stderr)
+            .with_target(false)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let file_filter = Targets::new().with_target("backup", LevelFilter::INFO);
+    let file: BoxedLayer = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(RunLogWriter)
+            .with_target(false)
+            .with_ansi(false)
+            .with_filter(file_filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(false)
+            .with_writer(RunLogWriter)
+            .with_target(false)
+            .with_filter(file_filter)
+            .boxed(),
     };
     // Already installed (tests call this more than once): keep the first.
-    let _ = result;
+    let _ = tracing_subscriber::registry()
+        .with(vec![stderr, file])
+        .try_init();
 }

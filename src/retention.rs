@@ -471,6 +471,194 @@ pub fn decide_pre_restore(
         .collect()
 }
 
+/// How well the backups fill one counting rule's most recent periods: the
+/// view `backup status` takes of retention.
+///
+/// Displays as `weekly: 2 of 4, missing 2026-W44, 2026-W45`, or `daily: 7 of 7`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Compliance {
+    /// `last`, `hourly`, `daily`, `weekly`, `monthly` or `yearly`.
+    pub rule: String,
+    /// The rule's count (`keep-weekly: 4` wants 4).
+    pub wanted: u32,
+    /// How many of those the history can hold yet: fewer than `wanted` while
+    /// the history is younger than the rule reaches back.
+    pub expected: u32,
+    /// How many of the expected periods (backups, for `last`) hold a backup.
+    pub present: u32,
+    /// The expected periods without a backup, newest first.
+    pub missing: Vec<String>,
+    /// The period of the oldest backup, when the history is too young to fill the rule.
+    pub history_starts: Option<String>,
+}
+
+impl Compliance {
+    pub fn compliant(&self) -> bool {
+        self.missing.is_empty() && self.present >= self.expected
+    }
+}
+
+impl fmt::Display for Compliance {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "{}: {} of {}",
+            self.rule, self.present, self.wanted
+        )?;
+        if !self.missing.is_empty() {
+            write!(formatter, ", missing {}", self.missing.join(", "))?;
+        } else if self.present < self.expected {
+            write!(formatter, ", {} missing", self.expected - self.present)?;
+        }
+        if let Some(start) = &self.history_starts {
+            write!(formatter, " (history starts {start})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts schedule ticks in `[start, end)`, stopping at `limit`.
+pub type TickCounter<'a> = &'a dyn Fn(DateTime<Utc>, DateTime<Utc>, usize) -> usize;
+
+/// Whether `candidates` (complete backups only) fill each counting rule of
+/// `retention`: for `keep-daily 7`, the 7 most recent days that the schedule
+/// ticks in, counted back from the newest backup's day, must each hold a
+/// backup. Periods before the oldest backup are not expected (a young
+/// history is not a violation), nor are periods without a tick (`keep-hourly`
+/// under a daily schedule expects one backup a day). `keep-within` expects
+/// nothing. Buckets are the same as [`decide`]'s, in `timezone`.
+pub fn compliance(
+    retention: &Retention,
+    timezone: Tz,
+    candidates: &[Candidate],
+    ticks: TickCounter,
+) -> Vec<Compliance> {
+    let mut results = Vec::new();
+    let Some(newest) = candidates
+        .iter()
+        .map(|candidate| candidate.created_at)
+        .max()
+    else {
+        return results;
+    };
+    let oldest = candidates
+        .iter()
+        .map(|candidate| candidate.created_at)
+        .min()
+        .unwrap_or(newest);
+    if retention.last > 0 {
+        let wanted = retention.last;
+        let since_oldest = ticks(
+            oldest + TimeDelta::seconds(1),
+            newest + TimeDelta::seconds(1),
+            wanted as usize,
+        );
+        let expected = wanted.min(1 + since_oldest as u32);
+        let present = wanted.min(candidates.len() as u32);
+        results.push(Compliance {
+            rule: Rule::Last.to_string(),
+            wanted,
+            expected,
+            present,
+            missing: Vec::new(),
+            history_starts: None,
+        });
+    }
+    for (rule, wanted) in [
+        (Rule::Hourly, retention.hourly),
+        (Rule::Daily, retention.daily),
+        (Rule::Weekly, retention.weekly),
+        (Rule::Monthly, retention.monthly),
+        (Rule::Yearly, retention.yearly),
+    ] {
+        if wanted == 0 {
+            continue;
+        }
+        let mut compliance = Compliance {
+            rule: rule.to_string(),
+            wanted,
+            expected: 0,
+            present: 0,
+            missing: Vec::new(),
+            history_starts: None,
+        };
+        let mut cursor = newest;
+        // Bounded: a schedule that never ticks in a period skips it.
+        for _ in 0..100_000 {
+            let local = cursor.with_timezone(&timezone);
+            let Some((start, end)) = period(rule, &local) else {
+                break;
+            };
+            if end <= oldest {
+                break;
+            }
+            if ticks(start, end, 1) > 0 {
+                compliance.expected += 1;
+                let held = candidates
+                    .iter()
+                    .any(|candidate| candidate.created_at >= start && candidate.created_at < end);
+                if held {
+                    compliance.present += 1;
+                } else {
+                    compliance
+                        .missing
+                        .push(rule.bucket(&local).unwrap_or_default());
+                }
+                if compliance.expected == wanted {
+                    break;
+                }
+            }
+            cursor = start - TimeDelta::seconds(1);
+        }
+        if compliance.expected < wanted {
+            compliance.history_starts = rule.bucket(&oldest.with_timezone(&timezone));
+        }
+        results.push(compliance);
+    }
+    results
+}
+
+/// The calendar period (hour, day, ISO week, month, year) of `local`, as UTC
+/// instants `[start, end)`. A period boundary the clock skips starts at the
+/// first minute after the jump.
+fn period(rule: Rule, local: &DateTime<Tz>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let date = local.date_naive();
+    let (start, end) = match rule {
+        Rule::Last | Rule::Within => return None,
+        Rule::Hourly => {
+            let start = date.and_hms_opt(local.hour(), 0, 0)?;
+            (start, start + TimeDelta::hours(1))
+        }
+        Rule::Daily => {
+            let start = date.and_hms_opt(0, 0, 0)?;
+            (start, start + TimeDelta::days(1))
+        }
+        Rule::Weekly => {
+            let monday = date - TimeDelta::days(date.weekday().num_days_from_monday().into());
+            let start = monday.and_hms_opt(0, 0, 0)?;
+            (start, start + TimeDelta::days(7))
+        }
+        Rule::Monthly => {
+            let start = date.with_day(1)?.and_hms_opt(0, 0, 0)?;
+            (start, start.checked_add_months(Months::new(1))?)
+        }
+        Rule::Yearly => {
+            let start = date.with_day(1)?.with_month(1)?.and_hms_opt(0, 0, 0)?;
+            (start, start.checked_add_months(Months::new(12))?)
+        }
+    };
+    let instant = |wall: NaiveDateTime| {
+        (0..=24 * 60).find_map(|minutes| {
+            local
+                .timezone()
+                .from_local_datetime(&(wall + TimeDelta::minutes(minutes)))
+                .earliest()
+                .map(|time| time.with_timezone(&Utc))
+        })
+    };
+    Some((instant(start)?, instant(end)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1445,6 +1633,83 @@ mod tests {
             decide_pre_restore(&old, now)
                 .iter()
                 .all(|(_, verdict)| verdict.is_ok())
+        );
+    }
+
+    /// Ticks of a daily schedule at 01:00 UTC in `[start, end)`.
+    fn daily_ticks(start: DateTime<Utc>, end: DateTime<Utc>, limit: usize) -> usize {
+        let mut tick = start.date_naive().and_hms_opt(1, 0, 0).unwrap().and_utc();
+        if tick < start {
+            tick += TimeDelta::days(1);
+        }
+        let mut count = 0;
+        while tick < end && count < limit {
+            count += 1;
+            tick += TimeDelta::days(1);
+        }
+        count
+    }
+
+    fn compliance_lines(rules_text: &str, times: &[&str]) -> Vec<String> {
+        compliance(&rules(rules_text), Tz::UTC, &backups(times), &daily_ticks)
+            .iter()
+            .map(|compliance| format!("{compliance} ok={}", compliance.compliant()))
+            .collect()
+    }
+
+    #[test]
+    fn compliance_names_the_missing_periods() {
+        // Sunday 1 November 2026 ends ISO week 44; Monday the 16th starts
+        // week 47, the 23rd week 48: weeks 45 and 46 have no backup.
+        let times = [
+            "2026-10-20T01:00:00Z",
+            "2026-11-01T01:00:00Z",
+            "2026-11-16T01:00:00Z",
+            "2026-11-23T01:00:00Z",
+            "2026-11-24T01:00:00Z",
+            "2026-11-25T01:00:00Z",
+        ];
+        assert_eq!(
+            compliance_lines("last=3 daily=3 weekly=4 monthly=2", &times),
+            [
+                "last: 3 of 3 ok=true",
+                "daily: 3 of 3 ok=true",
+                "weekly: 2 of 4, missing 2026-W46, 2026-W45 ok=false",
+                "monthly: 2 of 2 ok=true",
+            ]
+        );
+        // Reaching back to week 44, which has one.
+        assert_eq!(
+            compliance_lines("weekly=5", &times[1..]),
+            ["weekly: 3 of 5, missing 2026-W46, 2026-W45 ok=false"]
+        );
+    }
+
+    #[test]
+    fn a_young_history_is_compliant() {
+        let times = ["2026-11-24T01:00:00Z", "2026-11-25T01:00:00Z"];
+        assert_eq!(
+            compliance_lines("last=7 daily=7 weekly=4", &times),
+            [
+                "last: 2 of 7 ok=true",
+                "daily: 2 of 7 (history starts 2026-11-24) ok=true",
+                "weekly: 1 of 4 (history starts 2026-W48) ok=true",
+            ]
+        );
+        assert!(compliance(&rules("daily=7"), Tz::UTC, &[], &daily_ticks).is_empty());
+    }
+
+    #[test]
+    fn periods_without_a_tick_are_not_expected() {
+        // keep-hourly under a daily schedule: one backup a day is enough.
+        let times = [
+            "2026-11-23T01:00:00Z",
+            "2026-11-24T01:00:00Z",
+            "2026-11-25T01:00:00Z",
+        ];
+        assert_eq!(
+            compliance_lines("hourly=3", &times),
+            ["hourly: 3 of 3 ok=true"]
         );
     }
 }

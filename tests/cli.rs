@@ -327,19 +327,6 @@ fn schema_command_prints_the_committed_schema() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_and_fail() {
-    let directory = tempfile::tempdir().unwrap();
-    let result = run(directory.path(), &["status"]);
-    assert_eq!(result.code, 1, "{result:?}");
-    assert!(
-        result.stderr.contains("is not built yet"),
-        "{}",
-        result.stderr
-    );
-    assert!(result.stdout.is_empty());
-}
-
-#[test]
 fn usage_errors_have_their_own_exit_code() {
     let directory = tempfile::tempdir().unwrap();
     assert_eq!(run(directory.path(), &["frobnicate"]).code, 64);

@@ -53,6 +53,8 @@ pub struct ActionResult {
 #[derive(Debug, Default)]
 pub struct ApplyReport {
     pub results: Vec<ActionResult>,
+    /// The metadata of each backup taken (committed on at least one destination).
+    pub taken: Vec<crate::inventory::BackupMetadata>,
 }
 
 impl ApplyReport {
@@ -133,7 +135,8 @@ pub fn execute(
             for action in actions.iter().filter(|action| action.kind == kind) {
                 let outcome = match kind {
                     ActionKind::Backup => {
-                        let outcome = take_backup(policy, &destinations, options);
+                        let (outcome, taken) = take_backup(policy, &destinations, options);
+                        report.taken.extend(taken);
                         backup_failed |= !matches!(outcome, Outcome::Done(_));
                         outcome
                     }
@@ -216,13 +219,20 @@ impl Destinations {
     }
 }
 
-fn take_backup(policy: &Policy, destinations: &Destinations, options: &Options) -> Outcome {
+fn take_backup(
+    policy: &Policy,
+    destinations: &Destinations,
+    options: &Options,
+) -> (Outcome, Option<crate::inventory::BackupMetadata>) {
     if destinations.opened.is_empty() {
-        return Outcome::Failed("no destination could be opened".to_owned());
+        return (
+            Outcome::Failed("no destination could be opened".to_owned()),
+            None,
+        );
     }
     let started = options.now.unwrap_or_else(Utc::now);
     match engine::backup(policy, &destinations.opened, started, None) {
-        Err(error) => Outcome::Failed(error.to_string()),
+        Err(error) => (Outcome::Failed(error.to_string()), None),
         Ok(outcome) => {
             let mut failures: Vec<String> = outcome
                 .stored
@@ -248,7 +258,7 @@ fn take_backup(policy: &Policy, destinations: &Destinations, options: &Options) 
                 crate::cli::human_bytes(artifact.size),
                 outcome.duration.as_secs_f64()
             );
-            if failures.is_empty() {
+            let result = if failures.is_empty() {
                 tracing::info!(policy = %policy.name, id = %outcome.metadata.id, bytes = artifact.size, "Backup committed.");
                 Outcome::Done(summary)
             } else {
@@ -256,7 +266,8 @@ fn take_backup(policy: &Policy, destinations: &Destinations, options: &Options) 
                     "{summary} stored, but not everywhere: {}",
                     failures.join("; ")
                 ))
-            }
+            };
+            (result, Some(outcome.metadata))
         }
     }
 }

@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Args;
 
+mod records;
+
 use super::plan::{CrontabArgs, crontab_input, parse_time};
 use super::{GlobalArgs, load_selection};
 use crate::apply::{self, ActionResult, Outcome};
@@ -111,6 +113,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         return Ok(ExitStatus::Locked);
     }
 
+    crate::runlog::start_log(&state, "apply", args.policy.as_deref());
     let mut inventory =
         crate::inventory::gather(&selection.selected, Some(&global.sidecar_cache()));
     super::plan::add_restore_tests(&state, &selection.selected, &mut inventory);
@@ -152,6 +155,10 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         }
     };
     if !plan.has_changes() {
+        let records = records::Records::new(&plan);
+        for problem in records.finish(&state, &selection.selected, &apply::ApplyReport::default()) {
+            eprintln!("warning: {problem}");
+        }
         return Ok(finish(false));
     }
     if !args.auto_approve {
@@ -185,7 +192,12 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         crontab::write(target, &updated).map_err(|error| error.to_string())?;
         Ok(format!("written to {}", target.describe()))
     };
+    let mut records = records::Records::new(&plan);
+    for problem in records.start(&selection.selected) {
+        eprintln!("warning: {problem}");
+    }
     let mut observe = |result: &ActionResult| {
+        records.observe(result);
         let policy = result.action.policy.as_deref().unwrap_or("crontab");
         let headline = plan::text::headline(&result.action, color);
         let (label, detail) = match &result.outcome {
@@ -203,6 +215,10 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         &mut write_crontab,
         &mut observe,
     );
+    // Recorded (and notified) under the policies' locks.
+    for problem in records.finish(&state, &selection.selected, &report) {
+        eprintln!("warning: {problem}");
+    }
     drop(locks);
 
     let crontab = if report.done(ActionKind::Crontab) > 0 {

@@ -268,10 +268,3 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// The answer of a command that a later release builds.
-fn not_built(command: &str) -> anyhow::Result<ExitStatus> {
-    eprintln!(
-        "error: `backup {command}` is not built yet in this version; see the README for what is."
-    );
-    Ok(ExitStatus::Failure)
-}

@@ -9,6 +9,8 @@ use super::{GlobalArgs, human_bytes, load_policies};
 use crate::destination::{self, Destination};
 use crate::engine::{self, Progress};
 use crate::exit::ExitStatus;
+use crate::notify;
+use crate::runlog::{RunKind, RunRecord};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -56,6 +58,50 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
             });
         }
     };
+    let state = global.state();
+    crate::runlog::start_log(&state, "run", Some(&policy.name));
+    let started_at = Utc::now();
+    tracing::info!(policy = %policy.name, "Backup started (backup run).");
+    for problem in notify::ping(&policy, notify::Ping::Start, "") {
+        eprintln!("warning: {problem}");
+    }
+    let status = backup_now(global, &policy, started_at);
+    let record = match &status {
+        Ok(taken) => {
+            let mut record = RunRecord::new(&policy.name, RunKind::Run, started_at);
+            record.backup = Some(taken.id.clone());
+            record.bytes = Some(taken.bytes);
+            match &taken.failures {
+                None => record,
+                Some(error) => record.failed(error.clone()),
+            }
+        }
+        Err(error) => RunRecord::new(&policy.name, RunKind::Run, started_at).failed(error.clone()),
+    };
+    // A notification that cannot be delivered never fails the backup.
+    for problem in notify::finished(&state, &policy, &record, true) {
+        eprintln!("warning: {problem}");
+    }
+    Ok(match status {
+        Ok(taken) if taken.failures.is_none() => ExitStatus::Success,
+        _ => ExitStatus::Failure,
+    })
+}
+
+/// What `backup run` took.
+struct Taken {
+    id: String,
+    bytes: u64,
+    /// Destinations it could not be stored on, when some.
+    failures: Option<String>,
+}
+
+/// Takes the backup and prints the outcome; Err is the failure, as printed.
+fn backup_now(
+    global: &GlobalArgs,
+    policy: &crate::policy::Policy,
+    started_at: chrono::DateTime<Utc>,
+) -> Result<Taken, String> {
     let mut opened: Vec<Box<dyn Destination>> = Vec::new();
     let mut unavailable = Vec::new();
     for spec in &policy.destinations {
@@ -76,9 +122,9 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
         ))
     } else {
         engine::backup(
-            &policy,
+            policy,
             &opened,
-            Utc::now(),
+            started_at,
             show_progress.then_some(&mut progress as &mut dyn Progress),
         )
     };
@@ -92,10 +138,13 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
         Ok(outcome) => outcome,
         Err(error) => {
             eprintln!("error: backup of `{}` failed: {error}", policy.name);
+            tracing::error!(policy = %policy.name, "Backup failed: {error}");
+            let mut reasons = vec![error.to_string()];
             for (location, error) in &unavailable {
                 eprintln!("  {location}: {error}");
+                reasons.push(format!("{location}: {error}"));
             }
-            return Ok(ExitStatus::Failure);
+            return Err(reasons.join("; "));
         }
     };
     let artifact = &outcome.metadata.artifact;
@@ -113,23 +162,25 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
         outcome.duration.as_secs_f64(),
         artifact.sha256
     );
-    let mut all_stored = unavailable.is_empty();
+    let mut failures = Vec::new();
     for stored in &outcome.stored {
         match &stored.result {
             Ok(()) => println!("  stored on {}", stored.destination),
             Err(error) => {
-                all_stored = false;
+                failures.push(format!("{}: {error}", stored.destination));
                 println!("  FAILED on {}: {error}", stored.destination);
             }
         }
     }
     for (location, error) in &unavailable {
+        failures.push(format!("{location}: {error}"));
         println!("  FAILED on {location}: {error}");
     }
     tracing::info!(policy = %policy.name, id = %outcome.metadata.id, bytes = artifact.size, "Backup committed.");
-    Ok(if all_stored && outcome.all_stored() {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Failure
+    Ok(Taken {
+        id: outcome.metadata.id.clone(),
+        bytes: artifact.size,
+        failures: (!failures.is_empty())
+            .then(|| format!("stored, but not everywhere: {}", failures.join("; "))),
     })
 }

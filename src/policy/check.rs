@@ -273,6 +273,16 @@ impl Checker<'_> {
                     None
                 }
             });
+        if let Some(max_age) = json.pointer("/spec/health/max-age").and_then(Json::as_str)
+            && crate::status::max_age(max_age).is_none()
+        {
+            self.error(
+                "invalid-value",
+                "/spec/health/max-age",
+                format!("`{max_age}` is not a duration like `36h`, `2d` or `1d12h`"),
+                "write a number and a unit (y, m, d, h), combined if needed, greater than zero",
+            );
+        }
         let document = document?;
         if self.error_count() > errors_before {
             return None;
@@ -291,6 +301,7 @@ impl Checker<'_> {
             compression: document.spec.compression.clone(),
             notify: document.spec.notify.clone(),
             restore_test,
+            health: document.spec.health.clone(),
             digest: digest(&document),
         })
     }

@@ -52,6 +52,8 @@ pub struct Policy {
     pub notify: Option<NotifySpec>,
     /// When restore drills are due (`verify.restore-test`), in the schedule's time zone.
     pub restore_test: Option<Schedule>,
+    /// How `backup status` judges freshness (`max-age`, checked to parse).
+    pub health: Option<spec::HealthSpec>,
     /// SHA-256 of the policy as written (normalized JSON), recorded in every
     /// backup so a saved plan can tell the policy changed.
     pub digest: String,

@@ -87,6 +87,9 @@ pub struct PolicySpec {
     /// Scheduled checks that the backups restore. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySpec>,
+    /// How `backup status` judges this policy's freshness. Default: from the schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
 }
 
 /// Scheduled verification of a policy's backups.
@@ -506,4 +509,19 @@ pub enum SmtpSecurity {
 pub struct HealthchecksSpec {
     /// Ping URL of the check; may be a reference. Example: `https://hc-ping.com/${env:HC_UUID}`.
     pub url: String,
+}
+
+/// How `backup status` judges a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HealthSpec {
+    /// The newest complete backup may be this old before the policy is
+    /// overdue (warning); twice as old is critical. Same units as
+    /// `keep-within` (`y` = 365 days, `m` = 30 days, `d`, `h`). Default: overdue
+    /// when a schedule tick passed, plus a grace of a quarter of the
+    /// schedule's interval (at least 10 minutes, at most 12 hours), without a
+    /// backup; critical when two ticks passed. Example: `36h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+[ymdh])+$"), example = &"36h")]
+    pub max_age: Option<String>,
 }

@@ -119,7 +119,9 @@ pub struct Invocation {
 
 /// The block (markers included, every line ending in '\n'), or "" when there
 /// are no lines. Lines come sorted by policy name, each after a comment
-/// `# <policy>: <expression> (<timezone>)`; `user_field` is for system
+/// `# <policy>: <expression> (<timezone>)`, then the daily health check
+/// (`backup status --notify-critical` at [`STATUS_SCHEDULE`], so a host whose
+/// backups silently stopped still alerts); `user_field` is for system
 /// crontabs (`/etc/cron.d`), which name the user to run as.
 ///
 /// cron reads a line's schedule on the host's clock (`host_timezone`). A
@@ -165,6 +167,10 @@ pub fn render_block(
             command(invocation, line.policy)?,
         ));
     }
+    block.push_str(&format!(
+        "# health: `backup status` daily, notifying policies that turn critical (host clock)\n{STATUS_SCHEDULE} {user}{}\n",
+        status_command(invocation)?
+    ));
     block.push_str(END_MARKER);
     block.push('\n');
     Ok(block)
@@ -478,6 +484,33 @@ fn offset_seconds(timezone: Tz, at: DateTime<Utc>) -> i64 {
 /// The command of one policy's line, ready for cron: every word quoted for
 /// `sh`, and every `%` escaped for cron.
 fn command(invocation: &Invocation, policy: &str) -> Result<String, Error> {
+    let arguments = vec![
+        "apply".to_owned(),
+        "--policy".to_owned(),
+        shell_word(one_line("policy name", policy)?),
+        "--auto-approve".to_owned(),
+    ];
+    command_line(invocation, arguments, &format!("{policy}.log"))
+}
+
+/// The daily health check's command: `backup status --notify-critical`,
+/// its output appended to `<log_dir>/_status.log` (no policy name starts with `_`).
+fn status_command(invocation: &Invocation) -> Result<String, Error> {
+    let arguments = vec!["status".to_owned(), "--notify-critical".to_owned()];
+    command_line(invocation, arguments, STATUS_LOG)
+}
+
+/// The status line's log file, in the log folder.
+pub const STATUS_LOG: &str = "_status.log";
+
+/// When the status line runs, on the host's clock.
+pub const STATUS_SCHEDULE: &str = "30 7 * * *";
+
+fn command_line(
+    invocation: &Invocation,
+    arguments: Vec<String>,
+    log_name: &str,
+) -> Result<String, Error> {
     let mut words = vec![path_word("the backup binary", &invocation.binary)?];
     for path in &invocation.policy_paths {
         words.push("--policies".to_owned());
@@ -485,14 +518,12 @@ fn command(invocation: &Invocation, policy: &str) -> Result<String, Error> {
     }
     words.push("--state-dir".to_owned());
     words.push(path_word("the state directory", &invocation.state_dir)?);
-    words.extend(["apply".to_owned(), "--policy".to_owned()]);
-    words.push(shell_word(one_line("policy name", policy)?));
-    words.push("--auto-approve".to_owned());
+    words.extend(arguments);
     if let Some(file) = &invocation.crontab_file {
         words.push("--crontab-file".to_owned());
         words.push(path_word("the crontab file", file)?);
     }
-    let log = invocation.log_dir.join(format!("{policy}.log"));
+    let log = invocation.log_dir.join(log_name);
     Ok(format!(
         "{} >>{} 2>&1",
         words.join(" "),
@@ -728,6 +759,8 @@ mod tests {
         0 * * * * '/opt/backup/bin/backup' --policies '/opt/backup/policies' --state-dir '/opt/backup/state' apply --policy 'app-db' --auto-approve >>'/opt/backup/log/app-db.log' 2>&1
         # zeta: @daily (UTC)
         @daily '/opt/backup/bin/backup' --policies '/opt/backup/policies' --state-dir '/opt/backup/state' apply --policy 'zeta' --auto-approve >>'/opt/backup/log/zeta.log' 2>&1
+        # health: `backup status` daily, notifying policies that turn critical (host clock)
+        30 7 * * * '/opt/backup/bin/backup' --policies '/opt/backup/policies' --state-dir '/opt/backup/state' status --notify-critical >>'/opt/backup/log/_status.log' 2>&1
         # END backup managed block
         ");
         let system = render_block(

@@ -83,6 +83,7 @@ pub fn files_under(folder: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 pub mod faultproxy;
 pub mod garage;
+pub mod sinks;
 
 /// Runs `sql` on the SQLite database `database` with the real `sqlite3`; its output, trimmed.
 pub fn sqlite3(database: &Path, sql: &str) -> String {

@@ -64,7 +64,7 @@ impl Cluster {
             assert!(status.success());
         }
         let port = free_port();
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             port,
             folder,
             bin,
@@ -87,12 +87,20 @@ impl Cluster {
             ],
         );
         std::fs::remove_file(&password_file).unwrap();
+        cluster.resume();
+        cluster
+    }
+
+    /// Starts the server (again, after [`Cluster::stop`]) on the same port.
+    pub fn resume(&self) {
+        let data = self.data();
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
-            cluster.folder.path().display()
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            self.port,
+            self.folder.path().display()
         );
-        let log = cluster.folder.path().join("server.log");
-        cluster.checked(
+        let log = self.folder.path().join("server.log");
+        self.checked(
             "pg_ctl",
             &[
                 "-D",
@@ -105,8 +113,6 @@ impl Cluster {
                 "start",
             ],
         );
-        cluster.port = port;
-        cluster
     }
 
     fn data(&self) -> PathBuf {

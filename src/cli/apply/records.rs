@@ -1,0 +1,132 @@
+//! What `apply` leaves behind per policy: a run record, notifications and
+//! dead-man pings (see [`crate::notify::finished`]).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::apply::{ActionResult, ApplyReport, Outcome};
+use crate::notify;
+use crate::plan::{ActionKind, Plan};
+use crate::policy::Policy;
+use crate::runlog::{RunKind, RunRecord};
+use crate::state::StateDir;
+
+/// Per policy: when its actions began and ended, and what failed.
+pub(super) struct Records {
+    /// Policies with actions (crontab aside) or plan errors, and those errors.
+    policies: BTreeMap<String, Vec<String>>,
+    /// Policies whose plan takes a backup (they get dead-man pings).
+    backing_up: Vec<String>,
+    spans: BTreeMap<String, (DateTime<Utc>, DateTime<Utc>)>,
+    failures: BTreeMap<String, Vec<String>>,
+    last: DateTime<Utc>,
+}
+
+impl Records {
+    pub(super) fn new(plan: &Plan) -> Records {
+        let mut policies: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for action in &plan.actions {
+            if let Some(policy) = &action.policy {
+                policies.entry(policy.clone()).or_default();
+            }
+        }
+        for policy in &plan.policies {
+            if !policy.errors.is_empty() {
+                policies
+                    .entry(policy.name.clone())
+                    .or_default()
+                    .extend(policy.errors.iter().cloned());
+            }
+        }
+        let backing_up = plan
+            .actions
+            .iter()
+            .filter(|action| action.kind == ActionKind::Backup)
+            .filter_map(|action| action.policy.clone())
+            .collect();
+        Records {
+            policies,
+            backing_up,
+            spans: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            last: Utc::now(),
+        }
+    }
+
+    /// Before the actions: start pings for the policies that back up.
+    pub(super) fn start(&mut self, policies: &[Policy]) -> Vec<String> {
+        let mut problems = Vec::new();
+        for policy in policies
+            .iter()
+            .filter(|policy| self.backing_up.contains(&policy.name))
+        {
+            problems.extend(notify::ping(policy, notify::Ping::Start, ""));
+        }
+        self.last = Utc::now();
+        problems
+    }
+
+    /// After each action: its time, and its failure.
+    pub(super) fn observe(&mut self, result: &ActionResult) {
+        let now = Utc::now();
+        let headline = crate::plan::text::headline(&result.action, false);
+        let headline = headline.trim_start();
+        if let Some(policy) = &result.action.policy {
+            let span = self.spans.entry(policy.clone()).or_insert((self.last, now));
+            span.1 = now;
+            match &result.outcome {
+                Outcome::Done(detail) => {
+                    tracing::info!(policy = %policy, "{headline}: {detail}");
+                }
+                Outcome::Failed(error) => {
+                    tracing::error!(policy = %policy, "{headline}: {error}");
+                    self.failures
+                        .entry(policy.clone())
+                        .or_default()
+                        .push(format!("{headline}: {error}"));
+                }
+                Outcome::Skipped(reason) => {
+                    tracing::warn!(policy = %policy, "{headline}: skipped: {reason}");
+                }
+            }
+        }
+        self.last = now;
+    }
+
+    /// After the actions: one record per policy that had something to do.
+    pub(super) fn finish(
+        &self,
+        state: &StateDir,
+        policies: &[Policy],
+        report: &ApplyReport,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, plan_errors) in &self.policies {
+            let Some(policy) = policies.iter().find(|policy| &policy.name == name) else {
+                continue;
+            };
+            let (started_at, finished_at) = self
+                .spans
+                .get(name)
+                .copied()
+                .unwrap_or((self.last, self.last));
+            let mut record = RunRecord::new(name, RunKind::Apply, started_at);
+            record.finished_at = finished_at;
+            record.duration_seconds =
+                (finished_at - started_at).num_milliseconds().max(0) as f64 / 1000.0;
+            if let Some(taken) = report.taken.iter().find(|taken| &taken.policy == name) {
+                record.backup = Some(taken.id.clone());
+                record.bytes = Some(taken.artifact.size);
+            }
+            let mut errors = plan_errors.clone();
+            errors.extend(self.failures.get(name).into_iter().flatten().cloned());
+            if !errors.is_empty() {
+                record = record.failed(errors.join("; "));
+            }
+            let ping = self.backing_up.contains(name);
+            problems.extend(notify::finished(state, policy, &record, ping));
+        }
+        problems
+    }
+}
