@@ -49,6 +49,59 @@ pub fn verify(destination: &dyn Destination, record: &BackupRecord) -> Result<()
     verify_into(destination, record, &mut io::sink())
 }
 
+/// Checks that the stored bytes of `record` are the ones its (re-read,
+/// sealed) sidecar describes: size and SHA-256, without decoding them.
+pub fn verify_stored(destination: &dyn Destination, record: &BackupRecord) -> Result<(), Problem> {
+    check_sidecar(destination, &record.metadata)?;
+    let artifact = &record.metadata.artifact;
+    match record.state {
+        RecordState::MissingData => return Err(Problem::MissingData(artifact.name.clone())),
+        RecordState::SizeMismatch { actual } => {
+            return Err(Problem::SizeMismatch {
+                expected: artifact.size,
+                actual,
+            });
+        }
+        RecordState::Complete => {}
+    }
+    let reader = destination
+        .open(&record.metadata.policy, &artifact.name)
+        .map_err(|error| Problem::Read(error.to_string()))?;
+    let mut hashing = Hashing {
+        inner: reader,
+        hasher: Sha256::new(),
+        bytes: 0,
+        failed: None,
+    };
+    let copied = io::copy(&mut hashing, &mut io::sink());
+    if let Some(error) = hashing.failed.take() {
+        return Err(Problem::Read(error));
+    }
+    copied.map_err(|error| Problem::Read(error.to_string()))?;
+    compare(&hashing, artifact)
+}
+
+/// Size and SHA-256 of what `hashing` read, against the sidecar's.
+fn compare<R>(
+    hashing: &Hashing<R>,
+    artifact: &crate::inventory::metadata::Artifact,
+) -> Result<(), Problem> {
+    if hashing.bytes != artifact.size {
+        return Err(Problem::SizeMismatch {
+            expected: artifact.size,
+            actual: hashing.bytes,
+        });
+    }
+    let actual = hex(&hashing.hasher.clone().finalize());
+    if actual != artifact.sha256 {
+        return Err(Problem::ChecksumMismatch {
+            expected: artifact.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
 /// Re-reads the sidecar of `metadata` and checks it is undamaged and says
 /// what `metadata` says.
 pub fn check_sidecar(
@@ -198,19 +251,7 @@ pub fn verify_stream(
     if let Some(error) = hashing.failed.take() {
         return Err(Problem::Read(error));
     }
-    let actual = hex(&hashing.hasher.finalize());
-    if hashing.bytes != artifact.size {
-        return Err(Problem::SizeMismatch {
-            expected: artifact.size,
-            actual: hashing.bytes,
-        });
-    }
-    if actual != artifact.sha256 {
-        return Err(Problem::ChecksumMismatch {
-            expected: artifact.sha256.clone(),
-            actual,
-        });
-    }
+    compare(&hashing, artifact)?;
     if let Some(error) = decode_error {
         return Err(Problem::Gzip(error));
     }

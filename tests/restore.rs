@@ -383,6 +383,8 @@ fn a_thousand_bit_flips_and_truncations_are_refused_before_the_target_is_touched
         from: None,
         to: None,
         jobs: None,
+        // What a restore checks before it writes: the stored bytes only.
+        dry_run: false,
     };
     assert!(
         backup::restore::prepare(policy, &request).is_ok(),

@@ -70,6 +70,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
         from: args.from.clone(),
         to: args.to.clone(),
         jobs: args.jobs,
+        dry_run: args.dry_run,
     };
     let mut record = LogRecord {
         format_version: 1,

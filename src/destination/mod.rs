@@ -83,6 +83,17 @@ pub trait Destination: Send + Sync {
     /// Deletes an object durably. An object that is already gone is not an error,
     /// so an interrupted prune can simply be done again.
     fn remove(&self, policy: &str, name: &str) -> Result<(), Error>;
+    /// The objects of each of `policies`, as [`Destination::list`] gives them.
+    /// Stores where one request can list many folders do so.
+    fn list_many(
+        &self,
+        policies: &[&str],
+    ) -> Result<std::collections::BTreeMap<String, Vec<Entry>>, Error> {
+        policies
+            .iter()
+            .map(|policy| Ok(((*policy).to_owned(), self.list(policy)?)))
+            .collect()
+    }
     /// Whether deletes in `policy`'s folder are allowed, found out without
     /// deleting anything that exists (S3: a delete of a key never written,
     /// which a key without delete rights is refused). Prunes ask before they

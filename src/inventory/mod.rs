@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 
 use crate::destination::local::{PARTIAL_SUFFIX, TEMPORARY_SUFFIX};
 use crate::destination::{self, Destination, Entry};
+use crate::policy::spec::DestinationSpec;
 pub use cache::SidecarCache;
 pub use metadata::BackupMetadata;
 
@@ -88,17 +89,48 @@ impl Inventory {
 /// destination that cannot be opened or listed is recorded as such; reading
 /// never stops early.
 pub fn gather(policies: &[crate::policy::Policy], cache: Option<&SidecarCache>) -> Inventory {
+    // Every distinct destination is opened and listed once, for all the
+    // policies that use it.
+    let mut stores: Vec<(&DestinationSpec, Vec<&str>)> = Vec::new();
+    for policy in policies {
+        for spec in &policy.destinations {
+            match stores.iter_mut().find(|(known, _)| *known == spec) {
+                Some((_, users)) => users.push(&policy.name),
+                None => stores.push((spec, vec![&policy.name])),
+            }
+        }
+    }
+    type Listed = Result<(Box<dyn Destination>, BTreeMap<String, Vec<Entry>>), String>;
+    let listed: Vec<Listed> = parallel_map(&stores, POLICIES_IN_FLIGHT, |(spec, users)| {
+        destination::open(spec)
+            .and_then(|destination| {
+                let entries = destination.list_many(users)?;
+                Ok((destination, entries))
+            })
+            .map_err(|error| error.to_string())
+    });
     let policies = parallel_map(policies, POLICIES_IN_FLIGHT, |policy| PolicyInventory {
         policy: policy.name.clone(),
         destinations: policy
             .destinations
             .iter()
-            .map(|spec| DestinationInventory {
-                location: destination::describe(spec),
-                listing: destination::open(spec)
-                    .and_then(|destination| read(destination.as_ref(), &policy.name, cache))
-                    .map_err(|error| error.to_string()),
-                delete_denied: None,
+            .map(|spec| {
+                let store = stores.iter().position(|(known, _)| *known == spec);
+                let listing = match store.map(|index| &listed[index]) {
+                    Some(Ok((destination, entries))) => Ok(read_listed(
+                        destination.as_ref(),
+                        &policy.name,
+                        entries.get(&policy.name).cloned().unwrap_or_default(),
+                        cache,
+                    )),
+                    Some(Err(error)) => Err(error.clone()),
+                    None => Err("not listed".to_owned()),
+                };
+                DestinationInventory {
+                    location: destination::describe(spec),
+                    listing,
+                    delete_denied: None,
+                }
             })
             .collect(),
     });
@@ -192,8 +224,18 @@ pub fn read(
     policy: &str,
     cache: Option<&SidecarCache>,
 ) -> Result<Listing, destination::Error> {
-    let location = destination.location();
     let entries = destination.list(policy)?;
+    Ok(read_listed(destination, policy, entries, cache))
+}
+
+/// [`read`], from a listing already made.
+pub fn read_listed(
+    destination: &dyn Destination,
+    policy: &str,
+    entries: Vec<Entry>,
+    cache: Option<&SidecarCache>,
+) -> Listing {
+    let location = destination.location();
     let mut listing = Listing::default();
     let sidecars: Vec<(&str, &Entry)> = entries
         .iter()
@@ -311,7 +353,7 @@ pub fn read(
     listing
         .orphans
         .sort_by(|left, right| left.name.cmp(&right.name));
-    Ok(listing)
+    listing
 }
 
 /// Policies read at once.

@@ -127,6 +127,7 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
         from: None,
         to: None,
         jobs: None,
+        dry_run: false,
     };
     // Pick and verify exactly as a restore does, without touching the real target.
     let started = Instant::now();
