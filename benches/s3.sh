@@ -8,8 +8,10 @@
 # upload: a PostgreSQL database of SIZE_MB (the engine benchmark's rows) is
 #   backed up by `backup run` straight to S3 (dump, gzip on every core,
 #   SHA-256 and a streamed multipart upload in one pass), against
-#   `aws s3 cp` of the same compressed file (which only uploads). Reports
-#   both times, the ratio, and peak RSS.
+#   `aws s3 cp` of the same compressed file (which only uploads), against
+#   the script it replaces (`pg_dump -Fc | gzip > f; sha256sum f; aws s3 cp
+#   f`), and against `backup run` to a local folder (what the upload adds).
+#   Reports times, ratios, and peak RSS.
 # inventory: POLICIES x PER_POLICY backups (sidecars and data) are put in the
 #   bucket, then `backup plan` over all the policies (every sidecar listed,
 #   read and checked against its data) is timed against
@@ -60,13 +62,16 @@ upload() {
     policy local "$source" "    - local:
         path: $work/store" > "$work/local.yaml"
     read -r backup_s backup_rss < <(measure "$backup" -q -p "$work/upload.yaml" run upload)
-    "$backup" -q -p "$work/local.yaml" run local
+    read -r local_s _ < <(measure "$backup" -q -p "$work/local.yaml" run local)
     local file
     file="$(ls "$work"/store/local/*.pgdump.gz)"
     read -r aws_s aws_rss < <(measure "$aws_bin" --endpoint-url "$S3_ENDPOINT" s3 cp --only-show-errors "$file" s3://bench/cp/upload.pgdump.gz)
-    printf '%-8s %-12s %10s %10s %14s %12s %10s\n' size compressed backup "aws s3 cp" "backup / aws" "backup RSS" "aws RSS"
-    printf '%-8s %-12s %9ss %9ss %14s %8s MiB %6s MiB\n' "${size}MB" "$(( $(stat -c %s "$file") / 1048576 ))MiB" \
-        "$backup_s" "$aws_s" "$(ratio "$backup_s" "$aws_s")" "$(( backup_rss / 1024 ))" "$(( aws_rss / 1024 ))"
+    # What a script does to get the same into S3: dump, compress, hash, upload.
+    read -r script_s _ < <(measure bash -o pipefail -c "'$pg_bin/pg_dump' -Fc -d bench_upload | gzip > '$work/script.gz' && sha256sum '$work/script.gz' && '$aws_bin' --endpoint-url '$S3_ENDPOINT' s3 cp --only-show-errors '$work/script.gz' s3://bench/cp/script.gz")
+    printf '%-8s %-11s %10s %10s %10s %10s %13s %13s %14s %11s %8s\n' size compressed "backup s3" "backup disk" "aws s3 cp" script "backup/awscp" "backup/script" "s3 over disk" "backup RSS" "aws RSS"
+    printf '%-8s %-11s %9ss %10ss %9ss %9ss %13s %13s %14s %7s MiB %4s MiB\n' "${size}MB" "$(( $(stat -c %s "$file") / 1048576 ))MiB" \
+        "$backup_s" "$local_s" "$aws_s" "$script_s" "$(ratio "$backup_s" "$aws_s")" "$(ratio "$backup_s" "$script_s")" \
+        "$(ratio "$backup_s" "$local_s")" "$(( backup_rss / 1024 ))" "$(( aws_rss / 1024 ))"
 }
 
 inventory() {
