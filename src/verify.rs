@@ -54,19 +54,7 @@ pub fn verify(destination: &dyn Destination, record: &BackupRecord) -> Result<()
 pub fn verify_stored(destination: &dyn Destination, record: &BackupRecord) -> Result<(), Problem> {
     check_sidecar(destination, &record.metadata)?;
     let artifact = &record.metadata.artifact;
-    match record.state {
-        RecordState::MissingData => return Err(Problem::MissingData(artifact.name.clone())),
-        RecordState::SizeMismatch { actual } => {
-            return Err(Problem::SizeMismatch {
-                expected: artifact.size,
-                actual,
-            });
-        }
-        RecordState::Complete => {}
-    }
-    let reader = destination
-        .open(&record.metadata.policy, &artifact.name)
-        .map_err(|error| Problem::Read(error.to_string()))?;
+    let reader = open_data(destination, record)?;
     let mut hashing = Hashing {
         inner: reader,
         hasher: Sha256::new(),
@@ -79,6 +67,27 @@ pub fn verify_stored(destination: &dyn Destination, record: &BackupRecord) -> Re
     }
     copied.map_err(|error| Problem::Read(error.to_string()))?;
     compare(&hashing, artifact)
+}
+
+/// Opens `record`'s data, unless the listing already showed it missing or of another size.
+fn open_data(
+    destination: &dyn Destination,
+    record: &BackupRecord,
+) -> Result<Box<dyn Read + Send>, Problem> {
+    let artifact = &record.metadata.artifact;
+    match record.state {
+        RecordState::MissingData => return Err(Problem::MissingData(artifact.name.clone())),
+        RecordState::SizeMismatch { actual } => {
+            return Err(Problem::SizeMismatch {
+                expected: artifact.size,
+                actual,
+            });
+        }
+        RecordState::Complete => {}
+    }
+    destination
+        .open(&record.metadata.policy, &artifact.name)
+        .map_err(|error| Problem::Read(error.to_string()))
 }
 
 /// Size and SHA-256 of what `hashing` read, against the sidecar's.
@@ -196,20 +205,7 @@ pub fn verify_into(
     record: &BackupRecord,
     sink: &mut dyn Write,
 ) -> Result<(), Problem> {
-    let artifact = &record.metadata.artifact;
-    match record.state {
-        RecordState::MissingData => return Err(Problem::MissingData(artifact.name.clone())),
-        RecordState::SizeMismatch { actual } => {
-            return Err(Problem::SizeMismatch {
-                expected: artifact.size,
-                actual,
-            });
-        }
-        RecordState::Complete => {}
-    }
-    let reader = destination
-        .open(&record.metadata.policy, &artifact.name)
-        .map_err(|error| Problem::Read(error.to_string()))?;
+    let reader = open_data(destination, record)?;
     verify_stream(reader, &record.metadata, sink)
 }
 

@@ -227,26 +227,8 @@ fn apply_asks_first_and_needs_auto_approve_off_a_terminal() {
 fn apply_on_a_terminal_acts_only_on_yes() {
     let site = Site::new("keep-last: 3");
     // `script` runs apply on a pseudo-terminal and types the answer.
-    let on_a_terminal = |answer: &str| -> (i32, String) {
-        let command = format!("{} apply --no-crontab", env!("CARGO_BIN_EXE_backup"));
-        let mut child = Command::new("script")
-            .args(["-qec", &command, "/dev/null"])
-            .current_dir(site.path())
-            .env("BACKUP_STATE_DIR", site.path().join(".state"))
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        std::io::Write::write_all(&mut stdin, answer.as_bytes()).unwrap();
-        drop(stdin);
-        let output = child.wait_with_output().unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-        )
-    };
+    let on_a_terminal =
+        |answer: &str| common::on_a_terminal(site.path(), "apply --no-crontab", answer);
     let (code, shown) = on_a_terminal("no\n");
     assert_eq!(code, 1, "{shown}");
     assert!(

@@ -8,18 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::postgres::{Cluster, PASSWORD};
-use common::{backup, files_under, run, sqlite3, write_policy};
-
-fn sidecars(folder: &Path) -> Vec<serde_json::Value> {
-    files_under(folder)
-        .into_iter()
-        .filter(|(path, _)| {
-            path.extension()
-                .is_some_and(|extension| extension == "json")
-        })
-        .map(|(_, bytes)| serde_json::from_slice(&bytes).unwrap())
-        .collect()
-}
+use common::{backup, files_under, run, sidecars, sqlite3, write_policy};
 
 fn shell(script: &str) -> String {
     let output = Command::new("bash")

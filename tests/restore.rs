@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::postgres::{Cluster, PASSWORD};
-use common::{Run, backup, files_under, run, sqlite3, write_policy};
+use common::{Run, backup, files_under, run, sidecars, sqlite3, write_policy};
 
 fn running_as_root() -> bool {
     Command::new("id")
@@ -31,18 +31,6 @@ fn dump(database: &Path) -> String {
         .unwrap();
     assert!(output.status.success());
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The sidecars in a policy's folder, parsed.
-fn sidecars(folder: &Path) -> Vec<serde_json::Value> {
-    files_under(folder)
-        .into_iter()
-        .filter(|(path, _)| {
-            path.extension()
-                .is_some_and(|extension| extension == "json")
-        })
-        .map(|(_, bytes)| serde_json::from_slice(&bytes).unwrap())
-        .collect()
 }
 
 fn pre_restore_ids(folder: &Path) -> Vec<String> {
@@ -530,26 +518,8 @@ fn on_a_terminal_a_restore_goes_ahead_only_on_yes() {
     sqlite.change();
     let changed = dump(&sqlite.db());
     // `script` runs restore on a pseudo-terminal and types the answer.
-    let on_a_terminal = |answer: &str| -> (i32, String) {
-        let command = format!("{} -p app.yaml restore app", env!("CARGO_BIN_EXE_backup"));
-        let mut child = Command::new("script")
-            .args(["-qec", &command, "/dev/null"])
-            .current_dir(sqlite.path())
-            .env("BACKUP_STATE_DIR", sqlite.path().join(".state"))
-            .env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        std::io::Write::write_all(&mut stdin, answer.as_bytes()).unwrap();
-        drop(stdin);
-        let output = child.wait_with_output().unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-        )
-    };
+    let on_a_terminal =
+        |answer: &str| common::on_a_terminal(sqlite.path(), "-p app.yaml restore app", answer);
     let (code, shown) = on_a_terminal("no\n");
     assert_eq!(code, 1, "{shown}");
     assert!(

@@ -879,38 +879,7 @@ pub fn append_log(path: &Path, record: &LogRecord) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Removes scratch files and folders `<prefix><pid>-…` in `folder` whose
-/// process is gone (a killed restore or drill). Those of a live process are
-/// left alone, whoever that process now is.
-pub fn remove_abandoned(folder: &Path, prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|name| name.strip_prefix(prefix))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let path = entry.path();
-            let _ = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-        }
-    }
-}
-
-/// A temporary-name prefix that carries this process's id, for [`remove_abandoned`].
-pub fn scratch_prefix(prefix: &str) -> String {
-    format!("{prefix}{}-", std::process::id())
-}
+pub use crate::state::{remove_abandoned, scratch_prefix};
 
 /// A short random hex string (scratch names).
 pub fn random_suffix() -> String {

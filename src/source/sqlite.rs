@@ -59,9 +59,9 @@ impl Source for Sqlite {
         source
             .busy_timeout(Duration::from_secs(10))
             .map_err(|error| self.fail(error))?;
-        remove_abandoned_scratch(&std::env::temp_dir());
+        crate::state::remove_abandoned(&std::env::temp_dir(), SCRATCH_PREFIX);
         let scratch = tempfile::Builder::new()
-            .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
+            .prefix(&crate::state::scratch_prefix(SCRATCH_PREFIX))
             .tempdir()
             .map_err(|error| self.fail(format!("cannot create a temporary folder: {error}")))?;
         let copy_path = scratch.path().join("copy.db");
@@ -114,28 +114,6 @@ impl Source for Sqlite {
 
 /// Scratch folders are named `backup-sqlite-<pid>-…` after the process that made them.
 const SCRATCH_PREFIX: &str = "backup-sqlite-";
-
-/// Removes scratch folders whose process is gone (killed mid-copy). A folder
-/// whose process still runs is left alone, whoever that process now is.
-fn remove_abandoned_scratch(folder: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|name| name.strip_prefix(SCRATCH_PREFIX))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
 
 /// Rows in every table, as SQLite sees them.
 pub fn count_rows(connection: &Connection) -> rusqlite::Result<BTreeMap<String, u64>> {

@@ -85,6 +85,41 @@ pub mod faultproxy;
 pub mod garage;
 pub mod sinks;
 
+/// The sidecars under `folder`, parsed.
+pub fn sidecars(folder: &Path) -> Vec<serde_json::Value> {
+    files_under(folder)
+        .into_iter()
+        .filter(|(path, _)| {
+            path.extension()
+                .is_some_and(|extension| extension == "json")
+        })
+        .map(|(_, bytes)| serde_json::from_slice(&bytes).unwrap())
+        .collect()
+}
+
+/// Runs `backup ARGS` in `directory` on a pseudo-terminal (`script`) and
+/// types `answer`: its exit code and what it showed.
+pub fn on_a_terminal(directory: &Path, args: &str, answer: &str) -> (i32, String) {
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_backup"));
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(directory)
+        .env("BACKUP_STATE_DIR", directory.join(".state"))
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, answer.as_bytes()).unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
 /// Runs `sql` on the SQLite database `database` with the real `sqlite3`; its output, trimmed.
 pub fn sqlite3(database: &Path, sql: &str) -> String {
     let output = Command::new("sqlite3")
