@@ -1089,7 +1089,7 @@ fn plan_schedules_restore_drills_and_keeps_pre_restore_backups_apart() {
     assert_eq!(plan.code, 2, "{plan:?}");
     assert!(
         plan.stdout
-            .contains("  + restore-test\n      no restore drill has passed on this host yet\n"),
+            .contains("  + restore-test\n      no restore drill has passed yet\n"),
         "{}",
         plan.stdout
     );
@@ -1124,6 +1124,40 @@ fn plan_schedules_restore_drills_and_keeps_pre_restore_backups_apart() {
     );
     let plan = sqlite.run(&["plan", "--no-crontab", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{plan:?}");
+    // The evidence is beside the backups too: a CI job, with a state folder
+    // of its own, sees the drill as done.
+    let published: Vec<_> = std::fs::read_dir(sqlite.folder())
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("restore-test-")
+        })
+        .collect();
+    assert_eq!(published.len(), 1, "{published:?}");
+    let elsewhere: Run = backup(sqlite.path())
+        .env("BACKUP_STATE_DIR", sqlite.path().join(".ci-state"))
+        .args([
+            "-p",
+            "app.yaml",
+            "plan",
+            "--no-crontab",
+            "--detailed-exitcode",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(elsewhere.code, 0, "{elsewhere:?}");
+    assert_eq!(sqlite.run(&["verify"]).code, 0);
+    assert!(
+        sqlite
+            .run(&["list", "--format", "json"])
+            .stdout
+            .contains("\"orphans\": []"),
+        "the evidence is no orphan"
+    );
 
     // A week later the next drill is due.
     let later = (chrono::Utc::now() + chrono::Duration::days(8)).to_rfc3339();

@@ -375,6 +375,9 @@ fn restore_test(policy: &Policy, options: &Options) -> Result<String, String> {
     let evidence = crate::restore::drill::run(policy, None);
     let path = crate::restore::drill::write_evidence(state, &evidence)
         .map_err(|error| format!("cannot write the evidence record: {error}"))?;
+    for problem in crate::restore::drill::publish(policy, &evidence) {
+        tracing::warn!(policy = %policy.name, "Drill evidence not put beside the backups: {problem}");
+    }
     let backup = evidence.backup.as_deref().unwrap_or("-");
     if evidence.passed() {
         tracing::info!(policy = %policy.name, backup, "Restore drill passed.");

@@ -100,7 +100,9 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     })
 }
 
-/// Adds when each policy's newest passing restore drill ran (this host's evidence records).
+/// Adds when each policy's newest passing restore drill ran: from this
+/// host's evidence records, and from those beside the backups (which any
+/// host sees, a CI job included).
 pub(super) fn add_restore_tests(
     state: &crate::state::StateDir,
     policies: &[crate::policy::Policy],
@@ -110,7 +112,15 @@ pub(super) fn add_restore_tests(
         .iter()
         .filter(|policy| policy.restore_test.is_some())
     {
-        if let Some(last) = crate::restore::drill::last_passed(state.path(), &policy.name) {
+        let here = crate::restore::drill::last_passed(state.path(), &policy.name);
+        let beside = inventory
+            .policy(&policy.name)
+            .into_iter()
+            .flat_map(|found| &found.destinations)
+            .filter_map(|destination| destination.listing.as_ref().ok())
+            .flat_map(|listing| listing.drills.iter().copied())
+            .max();
+        if let Some(last) = here.max(beside) {
             inventory.restore_tests.insert(policy.name.clone(), last);
         }
     }

@@ -118,6 +118,9 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
         };
         let evidence = crate::restore::drill::run(policy, args.backup.as_deref());
         let written = crate::restore::drill::write_evidence(state.path(), &evidence);
+        for problem in crate::restore::drill::publish(policy, &evidence) {
+            eprintln!("warning: drill evidence not put beside the backups on {problem}");
+        }
         let backup = evidence.backup.as_deref().unwrap_or("-");
         if evidence.passed() {
             println!(

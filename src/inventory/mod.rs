@@ -53,6 +53,23 @@ pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
         .map(|time| time.and_utc())
 }
 
+/// The name a passing restore drill's evidence has beside the backups:
+/// `restore-test-<drill start id>.json`. It is neither a sidecar (not an id)
+/// nor an orphan, and tells every host, CI included, when a drill last passed.
+pub fn drill_record_name(started: DateTime<Utc>) -> String {
+    format!("{DRILL_RECORD_PREFIX}{}.json", base_id(started))
+}
+
+const DRILL_RECORD_PREFIX: &str = "restore-test-";
+
+/// When the drill whose evidence is named `name` started, if it is such a name.
+pub fn drill_record_time(name: &str) -> Option<DateTime<Utc>> {
+    id_time(
+        name.strip_prefix(DRILL_RECORD_PREFIX)?
+            .strip_suffix(".json")?,
+    )
+}
+
 /// What every destination of every policy holds: the actual state that `plan` compares.
 #[derive(Debug, Default)]
 pub struct Inventory {
@@ -215,6 +232,8 @@ pub struct Listing {
     pub orphans: Vec<Orphan>,
     /// Sidecars that could not be read, with the reason.
     pub unreadable: Vec<(String, String)>,
+    /// When the passing restore drills whose evidence is here started.
+    pub drills: Vec<DateTime<Utc>>,
 }
 
 /// Reads the inventory of `policy` on `destination`; sidecars whose listed
@@ -237,6 +256,10 @@ pub fn read_listed(
 ) -> Listing {
     let location = destination.location();
     let mut listing = Listing::default();
+    listing.drills = entries
+        .iter()
+        .filter_map(|entry| drill_record_time(&entry.name))
+        .collect();
     let sidecars: Vec<(&str, &Entry)> = entries
         .iter()
         .filter_map(|entry| Some((entry.name.strip_suffix(".json")?, entry)))

@@ -698,7 +698,7 @@ fn plan_policy(
         && !readable.is_empty()
     {
         let reason = match (last_drill, drill.latest_at_or_before(now)) {
-            (None, _) => Some("no restore drill has passed on this host yet".to_owned()),
+            (None, _) => Some("no restore drill has passed yet".to_owned()),
             (Some(last), Some(tick)) if last < tick => Some(format!(
                 "tick {} ({} {}) has passed since the last passing drill ({})",
                 local_time(tick, drill.timezone()),

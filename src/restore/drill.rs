@@ -336,6 +336,46 @@ pub fn write_evidence(state: &Path, evidence: &Evidence) -> std::io::Result<Path
     Ok(path)
 }
 
+/// Evidence records kept beside the backups, per destination.
+const PUBLISHED_KEEP: usize = 10;
+
+/// Puts a passing drill's evidence beside the backups on every destination
+/// of `policy` ([`crate::inventory::drill_record_name`]), so that any host,
+/// a CI job planning against the destinations included, knows when the last
+/// drill passed; keeps the newest [`PUBLISHED_KEEP`]. What could not be
+/// published, by destination: a drill is not failed by it.
+pub fn publish(policy: &Policy, evidence: &Evidence) -> Vec<String> {
+    if !evidence.passed() {
+        return Vec::new();
+    }
+    let Ok(mut bytes) = serde_json::to_vec_pretty(evidence) else {
+        return vec!["cannot encode the evidence".to_owned()];
+    };
+    bytes.push(b'\n');
+    let name = crate::inventory::drill_record_name(evidence.started_at);
+    let mut problems = Vec::new();
+    for spec in &policy.destinations {
+        let published = crate::destination::open(spec).and_then(|destination| {
+            destination.put(&policy.name, &name, &bytes)?;
+            let mut records: Vec<String> = destination
+                .list(&policy.name)?
+                .into_iter()
+                .map(|entry| entry.name)
+                .filter(|name| crate::inventory::drill_record_time(name).is_some())
+                .collect();
+            records.sort_by(|left, right| right.cmp(left));
+            for old in records.iter().skip(PUBLISHED_KEEP) {
+                destination.remove(&policy.name, old)?;
+            }
+            Ok(())
+        });
+        if let Err(error) = published {
+            problems.push(format!("{}: {error}", crate::destination::describe(spec)));
+        }
+    }
+    problems
+}
+
 /// When the newest passing drill of `policy` started, from its evidence records.
 pub fn last_passed(state: &Path, policy: &str) -> Option<DateTime<Utc>> {
     let entries = std::fs::read_dir(evidence_dir(state, policy)).ok()?;
