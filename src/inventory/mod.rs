@@ -255,11 +255,13 @@ pub fn read_listed(
     cache: Option<&SidecarCache>,
 ) -> Listing {
     let location = destination.location();
-    let mut listing = Listing::default();
-    listing.drills = entries
-        .iter()
-        .filter_map(|entry| drill_record_time(&entry.name))
-        .collect();
+    let mut listing = Listing {
+        drills: entries
+            .iter()
+            .filter_map(|entry| drill_record_time(&entry.name))
+            .collect(),
+        ..Listing::default()
+    };
     let sidecars: Vec<(&str, &Entry)> = entries
         .iter()
         .filter_map(|entry| Some((entry.name.strip_suffix(".json")?, entry)))
