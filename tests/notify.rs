@@ -288,3 +288,51 @@ fn an_undeliverable_notification_never_fails_a_backup() {
     let payload: serde_json::Value = serde_json::from_str(&requests[2].body).unwrap();
     assert_eq!(payload["event"], "success");
 }
+
+#[test]
+fn a_refused_restore_and_a_failed_drill_notify_a_failure() {
+    let work = tempfile::tempdir().unwrap();
+    let folder = work.path();
+    let database = folder.join("app.db");
+    common::sqlite3(&database, "create table t(x); insert into t values (1);");
+    let http = HttpSink::start(0);
+    let text = format!(
+        "apiVersion: backup/v1\nkind: BackupPolicy\nmetadata:\n  name: app\nspec:\n  source:\n    sqlite: {{path: app.db}}\n  schedule:\n    cron: \"@daily\"\n  retention:\n    keep-last: 3\n  destinations:\n    - local: {{path: backups}}\n  notify:\n    on: [failure]\n    webhook: {{url: \"{}\"}}\n",
+        http.url("/hook")
+    );
+    std::fs::write(folder.join("app.yaml"), text).unwrap();
+    assert_eq!(run(folder, &["-p", "app.yaml", "run", "app"]).code, 0);
+    assert!(http.taken().is_empty(), "a success is not wanted");
+    // Damage the data: the restore is refused before it touches anything.
+    let data = files_under(&folder.join("backups/app"))
+        .into_iter()
+        .find(|(path, _)| path.to_string_lossy().ends_with(".sqlite.gz"))
+        .unwrap();
+    let mut bytes = data.1.clone();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&data.0, &bytes).unwrap();
+    let before = std::fs::read(&database).unwrap();
+    let restored = run(folder, &["-p", "app.yaml", "restore", "app", "--yes"]);
+    assert_eq!(restored.code, 5, "{restored:?}");
+    assert_eq!(std::fs::read(&database).unwrap(), before);
+    let drill = run(folder, &["-p", "app.yaml", "verify", "--restore-test"]);
+    assert_eq!(drill.code, 5, "{drill:?}");
+    let payloads: Vec<serde_json::Value> = http
+        .taken()
+        .iter()
+        .map(|request| serde_json::from_str(&request.body).unwrap())
+        .collect();
+    assert_eq!(payloads.len(), 2, "{payloads:?}");
+    for payload in &payloads {
+        assert_eq!(payload["event"], "failure");
+        assert_eq!(payload["policy"], "app");
+    }
+    let errors: Vec<&str> = payloads
+        .iter()
+        .map(|payload| payload["error"].as_str().unwrap())
+        .collect();
+    assert!(errors[0].starts_with("restore refused: "), "{errors:?}");
+    assert!(errors[0].contains("SHA-256"), "{errors:?}");
+    assert!(errors[1].starts_with("restore drill of"), "{errors:?}");
+}

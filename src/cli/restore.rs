@@ -97,6 +97,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
             record.seconds = clock.elapsed().as_secs_f64();
             if !args.dry_run {
                 log(&state, &record);
+                notify_failure(&policy, format!("restore refused: {error}"), &record);
             }
             return Ok(if error.is_verification() {
                 ExitStatus::VerificationFailed
@@ -198,7 +199,24 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
         println!("Safety backup: {safety} (tagged pre-restore; `backup list` shows it).");
     }
     log(&state, &record);
+    if status != ExitStatus::Success {
+        let error = format!(
+            "restore into {} {}: {}",
+            prepared.target.describe(),
+            record.result,
+            record.error.as_deref().unwrap_or("failed")
+        );
+        notify_failure(&policy, error, &record);
+    }
     Ok(status)
+}
+
+/// Tells the policy's `notify` targets that a restore failed (when they
+/// want failures); what cannot be delivered is a warning.
+fn notify_failure(policy: &crate::policy::Policy, error: String, record: &LogRecord) {
+    for problem in crate::notify::other_failed(policy, error, record.backup.clone()) {
+        eprintln!("warning: {problem}");
+    }
 }
 
 fn log(state: &crate::state::StateDir, record: &LogRecord) {

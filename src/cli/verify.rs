@@ -134,11 +134,12 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
             );
         } else {
             failed += 1;
-            println!(
-                "FAILED  {} {backup}: {}",
-                policy.name,
-                evidence.error.as_deref().unwrap_or("unknown error")
-            );
+            let error = evidence.error.as_deref().unwrap_or("unknown error");
+            println!("FAILED  {} {backup}: {error}", policy.name);
+            let error = format!("restore drill of {backup} failed: {error}");
+            for problem in crate::notify::other_failed(policy, error, evidence.backup.clone()) {
+                eprintln!("warning: {problem}");
+            }
         }
         match written {
             Ok(path) => println!("        evidence: {}", path.display()),

@@ -248,6 +248,15 @@ pub fn finished(
     problems
 }
 
+/// Sends a `failure` message about something other than a backup (a
+/// restore, a restore drill) when the policy wants failures. It is not a run
+/// record: it neither counts toward nor ends the policy's backup failures.
+pub fn other_failed(policy: &Policy, error: String, backup: Option<String>) -> Vec<String> {
+    let mut message = Message::new(policy, NotifyEvent::Failure, Some(error), backup);
+    message.refresh_text();
+    send(policy, &message, &crate::runlog::log_tail(20))
+}
+
 /// Whether `policy` wants to hear about `event`.
 pub fn wants(policy: &Policy, event: NotifyEvent) -> bool {
     policy
