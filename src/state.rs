@@ -148,19 +148,22 @@ impl StateDir {
             }
         }
         // Who holds it, for the message another run prints. Best effort.
+        // Only the subcommand: other arguments may hold a secret (a
+        // connection URL given to `restore --to`).
         let _ = file.set_len(0).and_then(|()| {
             file.rewind()?;
-            let command = std::env::args().skip(1).take(4).collect::<Vec<_>>();
-            writeln!(
-                file,
-                "pid {}: backup {}",
-                std::process::id(),
-                command.join(" ")
-            )
+            let command = std::env::args()
+                .skip(1)
+                .find(|argument| SUBCOMMANDS.contains(&argument.as_str()))
+                .unwrap_or_default();
+            writeln!(file, "pid {}: backup {command}", std::process::id())
         });
         Ok(Lock { _file: file })
     }
 }
+
+/// The subcommands a lock holder is named by.
+const SUBCOMMANDS: [&str; 6] = ["apply", "run", "restore", "verify", "status", "plan"];
 
 /// A held lock; released when dropped (or when the process dies, however it dies).
 #[derive(Debug)]

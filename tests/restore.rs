@@ -508,6 +508,32 @@ fn a_restore_waits_for_no_one_and_refuses_while_the_policy_is_locked() {
     let _lock = state.lock("app").unwrap();
     let result = sqlite.run(&["restore", "app", "--yes"]);
     assert_eq!(result.code, 4, "{result:?}");
+    // A drill skips a locked policy, says so, and exits 4 too.
+    let drill = sqlite.run(&["verify", "--restore-test"]);
+    assert_eq!(drill.code, 4, "{drill:?}");
+    assert!(
+        drill.stdout.contains("0 passed, 0 failed, 1 skipped"),
+        "{}",
+        drill.stdout
+    );
+}
+
+#[test]
+fn the_lock_file_names_the_command_and_never_its_arguments() {
+    let sqlite = Sqlite::new();
+    sqlite.backup();
+    // A target that could be a connection URL with a password.
+    let secret = "Lock-Secret-77";
+    let _ = sqlite.run(&[
+        "restore",
+        "app",
+        "--to",
+        &format!("postgresql://user:{secret}@127.0.0.1:1/elsewhere"),
+        "--dry-run",
+    ]);
+    let lock = std::fs::read_to_string(sqlite.path().join(".state/locks/app.lock")).unwrap();
+    assert!(lock.contains(": backup restore"), "{lock}");
+    assert!(!lock.contains(secret), "{lock}");
 }
 
 #[test]
@@ -900,14 +926,28 @@ fn postgres_round_trip_into_the_database_a_new_one_and_in_parallel() {
 
     // A restore drill: a scratch database, checked and dropped; one left by
     // a killed drill is dropped too.
-    cluster.sql("postgres", "CREATE DATABASE app_restore_test_deadbeef");
+    let abandoned = format!(
+        "{}deadbeef",
+        backup::restore::drill::scratch_database_prefix("app", "app")
+    );
+    cluster.sql("postgres", &format!("CREATE DATABASE {abandoned}"));
+    // Another policy's scratch database on the same server is not this drill's to drop.
+    let other = format!(
+        "{}deadbeef",
+        backup::restore::drill::scratch_database_prefix("other", "app")
+    );
+    cluster.sql("postgres", &format!("CREATE DATABASE {other}"));
     let drill = pg_run(work.path(), &["verify", "--restore-test"]);
     assert_eq!(drill.code, 0, "{drill:?}");
     let scratch = cluster.sql(
         "postgres",
         "SELECT count(*) FROM pg_database WHERE datname LIKE '%restore_test%'",
     );
-    assert_eq!(scratch, "0", "the scratch database is dropped");
+    assert_eq!(
+        scratch, "1",
+        "the scratch database is dropped, the other policy's kept"
+    );
+    cluster.sql("postgres", &format!("DROP DATABASE {other}"));
     let evidence = files_under(&work.path().join(".state/restore-tests/app"));
     let record: serde_json::Value = serde_json::from_slice(&evidence[0].1).unwrap();
     assert_eq!(record["result"], "passed");
@@ -1177,6 +1217,13 @@ fn plan_schedules_restore_drills_and_keeps_pre_restore_backups_apart() {
     let mut safety = pre_restore_ids(&sqlite.folder());
     safety.sort();
     assert_eq!(safety.len(), 4);
+    // Nor does `status` count them: the newest backup is the scheduled one.
+    let status = sqlite.run(&["status", "--no-crontab", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(
+        status["policies"][0]["freshness"]["newest_backup"], id,
+        "{status}"
+    );
     let plan = sqlite.run(&["plan", "--no-crontab", "--show-kept", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "within a week all are kept: {plan:?}");
     assert!(

@@ -182,11 +182,12 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
             eprintln!("error: restore failed: {error}");
             eprintln!("error: ROLLBACK FAILED: {rollback_error}");
             if let Some(safety) = &outcome.safety_backup {
-                let to = args
-                    .to
-                    .as_deref()
-                    .map(|to| format!(" --to '{to}'"))
-                    .unwrap_or_default();
+                // Not the target itself: it may be a URL with a password.
+                let to = if args.to.is_some() {
+                    " --to <the same target>"
+                } else {
+                    ""
+                };
                 eprintln!(
                     "The target may be half restored. Restore the safety backup by hand: backup restore {} --backup {safety}{to}",
                     policy.name

@@ -45,7 +45,19 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitStatus>
     };
     let state = global.state();
     let now = args.now.unwrap_or_else(Utc::now);
-    let inventory = crate::inventory::gather(&selection.selected, Some(&global.sidecar_cache()));
+    let mut inventory =
+        crate::inventory::gather(&selection.selected, Some(&global.sidecar_cache()));
+    // Pre-restore safety backups are not the policy's backups: freshness,
+    // retention, counts and sizes judge the scheduled ones alone, as `plan` does.
+    for found in &mut inventory.policies {
+        for destination in &mut found.destinations {
+            if let Ok(listing) = &mut destination.listing {
+                listing
+                    .backups
+                    .retain(|record| !record.metadata.is_pre_restore());
+            }
+        }
+    }
     let (crontab, _) = crontab_input(global, &[], &selection, &args.crontab, now);
     let summary = crate::runlog::summary(&state);
     let mut policies = Vec::new();
@@ -91,10 +103,12 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitStatus>
     if args.notify_critical {
         notify_critical(&state, &selection.selected, &report, now);
     }
+    // Nagios: critical first, then unknown (3, a policy file that does not load).
     Ok(match report.state {
+        Health::Critical => ExitStatus::Critical,
+        _ if selection.errors > 0 => ExitStatus::InvalidPolicy,
         Health::Ok => ExitStatus::Success,
         Health::Warning => ExitStatus::Warning,
-        Health::Critical => ExitStatus::Critical,
     })
 }
 

@@ -106,13 +106,18 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
     let state = global.state();
     let mut failed = 0;
     let mut errors = 0;
+    let mut locked = 0;
+    let mut unusable = 0;
     for policy in &policies {
         // The backup must not be pruned while it is restored.
         let _lock = match state.lock(&policy.name) {
             Ok(lock) => lock,
             Err(error) => {
                 eprintln!("error: {error}");
-                errors += 1;
+                match error {
+                    crate::state::Error::Held { .. } => locked += 1,
+                    crate::state::Error::Io { .. } => unusable += 1,
+                }
                 continue;
             }
         };
@@ -154,15 +159,23 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
     } else {
         "policies"
     };
+    let skipped = locked + unusable;
     println!(
-        "Restore-tested {} {noun}: {} passed, {failed} failed.",
+        "Restore-tested {} {noun}: {} passed, {failed} failed{}.",
         policies.len(),
-        policies.len() - failed
+        policies.len() - failed - skipped,
+        if skipped > 0 {
+            format!(", {skipped} skipped (locked or unusable state folder)")
+        } else {
+            String::new()
+        }
     );
     Ok(if failed > 0 {
         ExitStatus::VerificationFailed
-    } else if errors > 0 {
+    } else if errors + unusable > 0 {
         ExitStatus::Failure
+    } else if locked > 0 {
+        ExitStatus::Locked
     } else {
         ExitStatus::Success
     })

@@ -134,9 +134,12 @@ impl Destination for Local {
         let mut listed = Vec::new();
         for entry in entries {
             let entry = entry.map_err(Error::io("cannot list", folder.display()))?;
-            let metadata = entry
-                .metadata()
-                .map_err(Error::io("cannot read", entry.path().display()))?;
+            let metadata = match entry.metadata() {
+                Ok(metadata) => metadata,
+                // Renamed or removed since the folder was read (a commit, a prune).
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(Error::io("cannot read", entry.path().display())(error)),
+            };
             if !metadata.is_file() {
                 continue;
             }

@@ -826,6 +826,10 @@ impl Read for S3Reader {
                 }
                 None => return Ok(0),
                 Some(Ok(chunk)) => self.chunk = chunk,
+                // Every byte arrived; only the end of the connection broke.
+                Some(Err(_)) if self.size.is_some_and(|size| self.offset >= size) => {
+                    return Ok(0);
+                }
                 Some(Err(error)) => self.resume(DisplayErrorContext(error).to_string())?,
             }
         }

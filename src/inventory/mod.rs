@@ -133,6 +133,7 @@ pub fn gather(policies: &[crate::policy::Policy], cache: Option<&SidecarCache>) 
             .iter()
             .map(|spec| {
                 let store = stores.iter().position(|(known, _)| *known == spec);
+                let shared = store.is_some_and(|index| stores[index].1.len() > 1);
                 let listing = match store.map(|index| &listed[index]) {
                     Some(Ok((destination, entries))) => Ok(read_listed(
                         destination.as_ref(),
@@ -140,6 +141,12 @@ pub fn gather(policies: &[crate::policy::Policy], cache: Option<&SidecarCache>) 
                         entries.get(&policy.name).cloned().unwrap_or_default(),
                         cache,
                     )),
+                    // One policy's folder (or a listing right scoped to
+                    // each policy's prefix) must not fail the others: each
+                    // is read on its own.
+                    Some(Err(_)) if shared => destination::open(spec)
+                        .and_then(|destination| read(destination.as_ref(), &policy.name, cache))
+                        .map_err(|error| error.to_string()),
                     Some(Err(error)) => Err(error.clone()),
                     None => Err("not listed".to_owned()),
                 };
@@ -452,8 +459,9 @@ pub fn read_sidecar(
 
 /// What a sidecar says, which must be about this policy and this id.
 fn parse_sidecar(bytes: &[u8], policy: &str, id: &str) -> Result<BackupMetadata, String> {
-    let metadata: BackupMetadata =
-        serde_json::from_slice(bytes).map_err(|error| format!("not a valid sidecar: {error}"))?;
+    // Checked against its own seal: a damaged sidecar is no backup, here
+    // as in `verify` and `restore`.
+    let metadata = metadata::parse_checked(bytes)?;
     if metadata.policy != policy || metadata.id != id {
         return Err(format!(
             "sidecar names policy `{}` and id `{}`, not its own place",

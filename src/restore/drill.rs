@@ -257,6 +257,17 @@ enum Scratch {
     },
 }
 
+/// The names of a policy's scratch databases start with this:
+/// `<database>_restore_test_<policy hash>_`. Drills of other policies on the
+/// same database (other locks) never take them for abandoned ones; the name
+/// stays within PostgreSQL's 63 characters with the 8-character suffix.
+pub fn scratch_database_prefix(policy: &str, database: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let base: String = database.chars().take(32).collect();
+    let hash = crate::inventory::metadata::hex(&Sha256::digest(policy.as_bytes()));
+    format!("{base}_restore_test_{}_", &hash[..6])
+}
+
 impl Scratch {
     fn create(policy: &Policy, id: &str) -> Result<Scratch, String> {
         match &policy.source {
@@ -274,8 +285,7 @@ impl Scratch {
             }
             SourceSpec::Postgres(spec) => {
                 let own = PostgresTarget::resolve(spec, None).map_err(|error| error.to_string())?;
-                let base: String = own.database().chars().take(40).collect();
-                let prefix = format!("{base}_restore_test_");
+                let prefix = scratch_database_prefix(&policy.name, own.database());
                 for name in own.drop_abandoned(&prefix) {
                     tracing::warn!(policy = %policy.name, database = %name, "Dropped a scratch database left by a killed drill.");
                 }

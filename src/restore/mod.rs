@@ -43,7 +43,9 @@ pub enum Error {
         needed: u64,
         available: u64,
     },
-    #[error("the safety backup failed, so nothing was restored: {0}")]
+    #[error(
+        "the safety backup failed, so nothing was restored: {0}. If the target is too damaged to back up, keep a copy of it yourself and move it out of the way (SQLite: the file and its -wal; PostgreSQL: ALTER DATABASE … RENAME), then restore again: a target that does not exist needs no safety backup"
+    )]
     SafetyBackup(String),
     #[error("{0}")]
     Restore(String),
