@@ -561,6 +561,18 @@ pub fn plan_warnings(prepared: &Prepared) -> Vec<String> {
             "the backup comes from PostgreSQL {backup}, the target runs {target}: major versions differ"
         ));
     }
+    // A safety backup of another database (taken before a `--to` restore)
+    // put back into this one would be that database's data.
+    if let (Target::Postgres(target), Some(database)) =
+        (&prepared.target, &metadata.source.database)
+        && metadata.is_pre_restore()
+        && target.database() != database
+    {
+        warnings.push(format!(
+            "this is a safety backup of database `{database}`, not of the target `{}`: to undo a restore with `--to`, restore it with the same `--to`",
+            target.database()
+        ));
+    }
     if let Some(tables) = &info.tables
         && info.exists
     {
@@ -1030,7 +1042,24 @@ mod tests {
             space: Some((PathBuf::from("/tmp"), 1000)),
             ..TargetInfo::default()
         };
-        assert!(plan_warnings(&prepared("postgres", "15.4", info)).is_empty());
+        assert!(plan_warnings(&prepared("postgres", "15.4", info.clone())).is_empty());
+
+        // A safety backup of `staging` restored into the policy's `app`.
+        let mut safety = prepared("postgres", "15.4", info);
+        safety.chosen.record.metadata.source.database = Some("staging".to_owned());
+        safety.chosen.record.metadata.tags = vec![PRE_RESTORE_TAG.to_owned()];
+        assert_eq!(
+            plan_warnings(&safety),
+            [
+                "this is a safety backup of database `staging`, not of the target `app`: to undo a restore with `--to`, restore it with the same `--to`"
+            ]
+        );
+        // Of `app` itself, or a scheduled backup of another database: nothing to say.
+        safety.chosen.record.metadata.source.database = Some("app".to_owned());
+        assert!(plan_warnings(&safety).is_empty());
+        safety.chosen.record.metadata.source.database = Some("staging".to_owned());
+        safety.chosen.record.metadata.tags.clear();
+        assert!(plan_warnings(&safety).is_empty());
     }
 
     #[test]
