@@ -11,16 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::postgres::{Cluster, PASSWORD};
+use common::postgres::{Cluster, PASSWORD, running_as_root};
 use common::{Run, backup, files_under, run, sidecars, sqlite3, write_policy};
-
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
-        .unwrap_or(false)
-}
 
 /// Every table's full contents, schema included, as `sqlite3 .dump` prints them.
 fn dump(database: &Path) -> String {

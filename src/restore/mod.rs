@@ -548,6 +548,26 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
     })
 }
 
+/// The error for a problem met while streaming a backup into a restore:
+/// `write` names what could not be written; reading and damage are the
+/// backup's side.
+pub(crate) fn streaming_error(
+    record: &BackupRecord,
+    problem: verify::Problem,
+    write: impl FnOnce(String) -> Error,
+) -> Error {
+    match problem {
+        verify::Problem::Write(reason) => write(reason),
+        verify::Problem::Read(reason) => {
+            Error::Restore(format!("cannot read the backup: {reason}"))
+        }
+        problem => Error::Verification {
+            id: record.metadata.id.clone(),
+            problems: problem.to_string(),
+        },
+    }
+}
+
 /// The warnings of a restore plan: versions, schema differences, space.
 pub fn plan_warnings(prepared: &Prepared) -> Vec<String> {
     let mut warnings = prepared.warnings.clone();

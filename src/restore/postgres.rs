@@ -323,20 +323,13 @@ impl PostgresTarget {
             .unwrap_or_default();
         let succeeded = status.as_ref().is_ok_and(std::process::ExitStatus::success);
         if let Err(problem) = streamed {
-            let error = match problem {
-                verify::Problem::Write(_) => fail(format!(
+            let error = super::streaming_error(record, problem, |_| {
+                fail(format!(
                     "pg_restore failed ({}): {}",
                     status.map_or_else(|error| error.to_string(), |status| status.to_string()),
                     last_lines(&stderr)
-                )),
-                verify::Problem::Read(reason) => {
-                    Error::Restore(format!("cannot read the backup: {reason}"))
-                }
-                problem => Error::Verification {
-                    id: record.metadata.id.clone(),
-                    problems: problem.to_string(),
-                },
-            };
+                ))
+            });
             // Committed only if pg_restore got to the end and succeeded.
             return Err(Failed {
                 error,
@@ -373,18 +366,9 @@ impl PostgresTarget {
         {
             let mut writer = BufWriter::with_capacity(1 << 20, temporary.as_file_mut());
             verify::verify_into(destination, record, &mut writer).map_err(|problem| {
-                Failed::untouched(match problem {
-                    verify::Problem::Write(reason) => {
-                        fail(format!("cannot write the decompressed copy: {reason}"))
-                    }
-                    verify::Problem::Read(reason) => {
-                        Error::Restore(format!("cannot read the backup: {reason}"))
-                    }
-                    problem => Error::Verification {
-                        id: record.metadata.id.clone(),
-                        problems: problem.to_string(),
-                    },
-                })
+                Failed::untouched(super::streaming_error(record, problem, |reason| {
+                    fail(format!("cannot write the decompressed copy: {reason}"))
+                }))
             })?;
             writer
                 .flush()

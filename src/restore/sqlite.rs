@@ -147,19 +147,12 @@ impl SqliteTarget {
         {
             let mut writer = BufWriter::with_capacity(1 << 20, temporary.as_file_mut());
             verify::verify_into(destination, record, &mut writer).map_err(|problem| {
-                untouched(match problem {
-                    verify::Problem::Write(reason) => fail(
+                untouched(super::streaming_error(record, problem, |reason| {
+                    fail(
                         &self.path,
                         format!("cannot write the temporary file: {reason}"),
-                    ),
-                    verify::Problem::Read(reason) => {
-                        Error::Restore(format!("cannot read the backup: {reason}"))
-                    }
-                    problem => Error::Verification {
-                        id: record.metadata.id.clone(),
-                        problems: problem.to_string(),
-                    },
-                })
+                    )
+                }))
             })?;
             writer
                 .flush()

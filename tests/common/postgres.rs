@@ -320,7 +320,8 @@ impl Drop for Cluster {
     }
 }
 
-fn running_as_root() -> bool {
+/// Whether the tests run as root (CI does).
+pub fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
