@@ -200,15 +200,24 @@ impl SqliteTarget {
                 .set_permissions(fs::Permissions::from_mode(0o600))
                 .map_err(|error| untouched(fail(&self.path, error)))?,
         }
+        // Whether the old file still holds every committed frame once its
+        // companions are gone: not when readers kept the checkpoint from
+        // finishing. Then a failure from here on has changed the target, and
+        // the safety backup (which holds those frames) must be restored.
+        let mut complete = true;
         if old.is_some() {
             // Move whatever the WAL holds into the old file (it is in the
             // safety backup already), so no committed frame is left behind.
-            self.checkpoint().map_err(untouched)?;
+            complete = self.checkpoint().map_err(untouched)?;
         }
+        let failed = |error: Error| Failed {
+            error,
+            touched: !complete,
+        };
         // Stale companions must never be applied to the new file.
-        self.remove_companions().map_err(untouched)?;
+        self.remove_companions().map_err(failed)?;
         temporary.persist(&self.path).map_err(|error| {
-            untouched(fail(
+            failed(fail(
                 &self.path,
                 format!("cannot rename the restored file over it: {}", error.error),
             ))
@@ -234,7 +243,8 @@ impl SqliteTarget {
         ))
     }
 
-    fn checkpoint(&self) -> Result<(), Error> {
+    /// Checkpoints the target's WAL into it; whether every frame got there.
+    fn checkpoint(&self) -> Result<bool, Error> {
         let connection = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -249,9 +259,10 @@ impl SqliteTarget {
                 .map_err(|error| fail(&self.path, format!("cannot checkpoint its WAL: {error}")))?;
             if busy != 0 {
                 tracing::warn!(path = %self.path.display(), "Readers kept the WAL busy; its stale frames are removed with it.");
+                return Ok(false);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn remove_companions(&self) -> Result<(), Error> {
