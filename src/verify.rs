@@ -251,7 +251,8 @@ pub fn verify_stream(
     if let Some(error) = decode_error {
         return Err(Problem::Gzip(error));
     }
-    if decoded != artifact.uncompressed_size {
+    // 0: not recorded (a sidecar written by another tool).
+    if artifact.uncompressed_size != 0 && decoded != artifact.uncompressed_size {
         return Err(Problem::Gzip(format!(
             "it decompresses to {decoded} bytes, the sidecar says {}",
             artifact.uncompressed_size

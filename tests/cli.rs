@@ -337,3 +337,66 @@ fn usage_errors_have_their_own_exit_code() {
     assert_eq!(run(directory.path(), &["run"]).code, 64);
     assert_eq!(run(directory.path(), &["--help"]).code, 0);
 }
+
+/// A sidecar holding only the fields DESIGN.md lists as the contract (as
+/// another tool, or a script, would write it) is a backup like any other.
+#[test]
+fn a_sidecar_with_only_the_contract_fields_is_a_backup() {
+    let directory = tempfile::tempdir().unwrap();
+    let folder = directory.path().join("store/app-db");
+    std::fs::create_dir_all(&folder).unwrap();
+    let data = folder.join("20261125T010000Z.pgdump.gz");
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gzip, b"a dump").unwrap();
+    let bytes = gzip.finish().unwrap();
+    std::fs::write(&data, &bytes).unwrap();
+    let sha256 = {
+        use sha2::Digest as _;
+        backup::inventory::metadata::hex(&sha2::Sha256::digest(&bytes))
+    };
+    std::fs::write(
+        folder.join("20261125T010000Z.json"),
+        format!(
+            r#"{{
+  "format_version": 1,
+  "policy": "app-db",
+  "id": "20261125T010000Z",
+  "created_at": "2026-11-25T01:00:00Z",
+  "finished_at": "2026-11-25T01:00:42Z",
+  "artifact": {{ "name": "20261125T010000Z.pgdump.gz", "size": {}, "sha256": "{sha256}", "compression": "gzip" }},
+  "source": {{ "kind": "postgres", "server_version": "15.18" }},
+  "tool_version": "0.1.0",
+  "host": "db1"
+}}"#,
+            bytes.len()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        directory.path().join("app-db.yaml"),
+        "apiVersion: backup/v1\nkind: BackupPolicy\nmetadata:\n  name: app-db\nspec:\n  source:\n    postgres:\n      url: postgresql://postgres@127.0.0.1:1/app\n  schedule:\n    cron: \"0 1 * * *\"\n  retention:\n    keep-last: 3\n  destinations:\n    - local:\n        path: store\n",
+    )
+    .unwrap();
+    let listed = run(directory.path(), &["-p", "app-db.yaml", "list"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert!(
+        listed.stdout.contains("20261125T010000Z") && listed.stdout.contains("complete"),
+        "{}",
+        listed.stdout
+    );
+    let verified = run(directory.path(), &["-p", "app-db.yaml", "verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+    let plan = run(
+        directory.path(),
+        &[
+            "-p",
+            "app-db.yaml",
+            "plan",
+            "--no-crontab",
+            "--detailed-exitcode",
+            "--now",
+            "2026-11-25T02:00:00Z",
+        ],
+    );
+    assert_eq!(plan.code, 0, "{plan:?}");
+}

@@ -37,7 +37,9 @@ pub struct BackupMetadata {
     pub tool_version: String,
     /// Host name of the machine that took it.
     pub host: String,
-    /// SHA-256 of the policy as it was when the backup was taken.
+    /// SHA-256 of the policy as it was when the backup was taken. Absent in
+    /// sidecars written by other tools (only the fields of the contract).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub policy_digest: String,
     /// Labels such as `pre-restore` (a safety backup taken before a restore).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -146,7 +148,9 @@ pub struct Artifact {
     pub sha256: String,
     /// Compression of the stored bytes: `gzip`.
     pub compression: String,
-    /// Size in bytes before compression.
+    /// Size in bytes before compression; absent (0) when unknown, as in
+    /// sidecars written by other tools, and then not checked.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub uncompressed_size: u64,
 }
 
@@ -163,8 +167,14 @@ pub struct SourceInfo {
     pub database: Option<String>,
     /// Row count of every table whose rows are in the backup, keyed
     /// `schema.table` (PostgreSQL) or `table` (SQLite), counted in the same
-    /// snapshot as the data.
+    /// snapshot as the data. Absent when unknown (then a restore checks no
+    /// counts).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub row_counts: BTreeMap<String, u64>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// Lowercase hex, as `sha256sum` prints digests.

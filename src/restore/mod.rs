@@ -267,9 +267,14 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Bytes the restore writes locally (decompressed size).
+    /// Bytes the restore writes locally (decompressed size; when the sidecar
+    /// does not record it, a generous guess from the stored size).
     pub fn needed(&self) -> u64 {
-        self.chosen.record.metadata.artifact.uncompressed_size
+        let artifact = &self.chosen.record.metadata.artifact;
+        match artifact.uncompressed_size {
+            0 => artifact.size.saturating_mul(10),
+            size => size,
+        }
     }
 }
 
