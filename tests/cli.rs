@@ -400,3 +400,69 @@ fn a_sidecar_with_only_the_contract_fields_is_a_backup() {
     );
     assert_eq!(plan.code, 0, "{plan:?}");
 }
+
+/// DESIGN.md's example policy, as written there: its
+/// `webhook: { url: ${env:ALERT_WEBHOOK} }` puts a reference's braces inside
+/// a flow mapping, which strict YAML would end at the first `}`.
+#[test]
+fn the_design_example_policy_validates() {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("app-db.yaml"),
+        r#"# yaml-language-server: $schema=../schema/policy.v1.json
+apiVersion: backup/v1
+kind: BackupPolicy
+metadata:
+  name: app-db                 # [a-z0-9][a-z0-9-]*, unique; used in paths and cron lines
+spec:
+  source:
+    postgres:                  # or  sqlite: { path: /srv/app/app.db }
+      url: ${env:DATABASE_URL} # libpq URL; or host/port/user/database/password fields
+  schedule:
+    cron: "0 1 * * *"          # 5-field crontab syntax, or @hourly/@daily/@weekly/@monthly
+    timezone: Europe/Berlin    # IANA name; default UTC
+  retention:                   # restic's meaning; at least one keep-* that keeps something
+    keep-last: 3
+    keep-daily: 7
+    keep-weekly: 4
+    keep-monthly: 12
+  destinations:
+    - local:
+        path: /var/backups
+    - s3:
+        bucket: app-backups
+        prefix: prod/
+        endpoint: https://s3.example.com   # omit for AWS
+        region: eu-central-1
+        path-style: true                   # MinIO, Garage and most self-hosted stores
+  compression:
+    gzip: { level: 6 }
+  notify:
+    on: [failure]
+    webhook: { url: ${env:ALERT_WEBHOOK} }
+"#,
+    )
+    .unwrap();
+    let result: common::Run = backup(directory.path())
+        .env("DATABASE_URL", "postgresql://app@db1/app")
+        .env("ALERT_WEBHOOK", "https://hooks.example.com/x")
+        .args(["validate", "app-db.yaml"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(result.code, 0, "{result:?}");
+    assert!(
+        result
+            .stdout
+            .contains("1 policy valid (app-db), 0 errors, 0 warnings."),
+        "{}",
+        result.stdout
+    );
+    // Unset, the reference is reported where it stands.
+    let unset = run(directory.path(), &["validate", "app-db.yaml"]);
+    assert!(
+        unset.stdout.contains("app-db.yaml:31:21"),
+        "{}",
+        unset.stdout
+    );
+}

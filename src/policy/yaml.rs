@@ -103,10 +103,51 @@ pub struct SyntaxError {
 /// More nodes than any policy needs: a guard against alias bombs ("billion laughs").
 const MAX_NODES: usize = 100_000;
 
+/// Stand-ins for the braces of a `${…}` reference while the text is parsed.
+const OPEN: char = '\u{E000}';
+const CLOSE: char = '\u{E001}';
+
+/// Hides the braces of `${…}` references from the parser: in a flow mapping
+/// (`webhook: { url: ${env:ALERT_WEBHOOK} }`, as DESIGN.md writes it) they
+/// would end the mapping. One character for one, so positions stay right;
+/// [`unprotect`] puts them back in every scalar.
+fn protect(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let end = after
+            .find(['}', '\n'])
+            .filter(|&end| after[end..].starts_with('}'));
+        let Some(end) = end else {
+            out.push_str(&rest[..start + 2]);
+            rest = after;
+            continue;
+        };
+        out.push_str(&rest[..start]);
+        out.push('$');
+        out.push(OPEN);
+        out.push_str(&after[..end]);
+        out.push(CLOSE);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn unprotect(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains([OPEN, CLOSE]) {
+        std::borrow::Cow::Owned(text.replace(OPEN, "{").replace(CLOSE, "}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// Parses every document of `text`.
 pub fn parse(text: &str) -> Result<Vec<Document>, SyntaxError> {
+    let protected = protect(text);
     let mut builder = Builder {
-        parser: Parser::new_from_str(text),
+        parser: Parser::new_from_str(&protected),
         anchors: HashMap::new(),
         nodes: 0,
         issues: Vec::new(),
@@ -184,6 +225,7 @@ impl<'input> Builder<'input> {
         self.count(span)?;
         let (node, anchor) = match event {
             Event::Scalar(text, style, anchor, tag) => {
+                let text = unprotect(&text);
                 let forced_string = tag.as_ref().is_some_and(|tag| tag.suffix == "str");
                 let value = if style == ScalarStyle::Plain && !forced_string {
                     resolve_plain(&text)
