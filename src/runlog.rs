@@ -34,28 +34,10 @@ pub const LOG_DAYS: i64 = 30;
 /// A record file is rotated to `<policy>.jsonl.1` past this size.
 const MAX_RECORD_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Why a record could not be written or read.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{action} `{path}`: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error(transparent)]
-    State(#[from] crate::state::Error),
-}
-
-fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
-    let path = path.to_owned();
-    move |source| Error::Io {
-        action,
-        path,
-        source,
-    }
-}
+/// Why a record could not be written or read: what goes wrong with any file
+/// in the state folder.
+pub use crate::state::Error;
+use crate::state::io_error;
 
 /// What kind of attempt a record is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,7 +28,19 @@ pub enum Error {
     },
 }
 
-fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
+impl Error {
+    /// The exit status of a command stopped by this: 4 when another `backup`
+    /// holds the lock, 1 otherwise.
+    pub fn exit_status(&self) -> crate::exit::ExitStatus {
+        match self {
+            Error::Held { .. } => crate::exit::ExitStatus::Locked,
+            Error::Io { .. } => crate::exit::ExitStatus::Failure,
+        }
+    }
+}
+
+/// An [`Error::Io`] for `action` on `path`.
+pub(crate) fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
     let path = path.to_owned();
     move |source| Error::Io {
         action,

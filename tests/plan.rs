@@ -19,10 +19,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use backup::inventory::BackupMetadata;
-use backup::inventory::metadata::{Artifact, FORMAT_VERSION, SourceInfo, hex};
 use chrono::{DateTime, Utc};
-use sha2::{Digest as _, Sha256};
 
 use common::{backup, root};
 
@@ -66,36 +63,13 @@ fn materialize(inventory: &str, root: &Path) {
                 let data = format!("data of {id}\n")
                     .repeat(1 + number % 5)
                     .into_bytes();
-                let name = format!("{id}.sqlite.gz");
-                let metadata = BackupMetadata {
-                    format_version: FORMAT_VERSION,
-                    policy: words[1].to_owned(),
-                    id: id.to_owned(),
-                    created_at,
-                    finished_at: created_at + chrono::Duration::seconds(42),
-                    artifact: Artifact {
-                        name: name.clone(),
-                        size: data.len() as u64,
-                        sha256: hex(&Sha256::digest(&data)),
-                        compression: "gzip".to_owned(),
-                        uncompressed_size: data.len() as u64 * 4,
-                    },
-                    source: SourceInfo {
-                        kind: "sqlite".to_owned(),
-                        server_version: Some("3.46.1".to_owned()),
-                        database: None,
-                        row_counts: Default::default(),
-                    },
-                    tool_version: "0.1.0".to_owned(),
-                    host: "db1".to_owned(),
-                    policy_digest: "0".repeat(64),
-                    tags: words
-                        .iter()
-                        .filter(|word| **word == "pre-restore")
-                        .map(|word| (*word).to_owned())
-                        .collect(),
-                    sidecar_sha256: None,
-                };
+                let tags = words
+                    .iter()
+                    .filter(|word| **word == "pre-restore")
+                    .map(|word| (*word).to_owned())
+                    .collect();
+                let metadata = common::sidecar_for(words[1], id, created_at, &data, tags);
+                let name = metadata.artifact.name.clone();
                 std::fs::write(
                     folder.join(format!("{id}.json")),
                     serde_json::to_vec_pretty(&metadata).unwrap(),

@@ -8,10 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use backup::inventory::BackupMetadata;
-use backup::inventory::metadata::{Artifact, FORMAT_VERSION, SourceInfo, hex};
 use chrono::{DateTime, Utc};
-use sha2::{Digest as _, Sha256};
 
 use common::{root, run};
 
@@ -36,33 +33,9 @@ fn backup_at(folder: &Path, time: &str, size: usize) -> String {
     let created_at = at(time);
     let id = backup::inventory::base_id(created_at);
     let data = vec![b'x'; size];
-    let name = format!("{id}.sqlite.gz");
-    let mut metadata = BackupMetadata {
-        format_version: FORMAT_VERSION,
-        policy: "app".to_owned(),
-        id: id.clone(),
-        created_at,
-        finished_at: created_at + chrono::Duration::seconds(42),
-        artifact: Artifact {
-            name: name.clone(),
-            size: size as u64,
-            sha256: hex(&Sha256::digest(&data)),
-            compression: "gzip".to_owned(),
-            uncompressed_size: size as u64 * 4,
-        },
-        source: SourceInfo {
-            kind: "sqlite".to_owned(),
-            server_version: Some("3.46.1".to_owned()),
-            database: None,
-            row_counts: Default::default(),
-        },
-        tool_version: "0.1.0".to_owned(),
-        host: "db1".to_owned(),
-        policy_digest: "0".repeat(64),
-        tags: Vec::new(),
-        sidecar_sha256: None,
-    };
+    let mut metadata = common::sidecar_for("app", &id, created_at, &data, Vec::new());
     metadata.seal().unwrap();
+    let name = metadata.artifact.name.clone();
     let folder = folder.join("app");
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::write(folder.join(&name), &data).unwrap();

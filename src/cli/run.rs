@@ -52,10 +52,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
         Ok(lock) => lock,
         Err(error) => {
             eprintln!("error: {error}");
-            return Ok(match error {
-                crate::state::Error::Held { .. } => ExitStatus::Locked,
-                crate::state::Error::Io { .. } => ExitStatus::Failure,
-            });
+            return Ok(error.exit_status());
         }
     };
     let state = global.state();

@@ -114,9 +114,9 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
             Ok(lock) => lock,
             Err(error) => {
                 eprintln!("error: {error}");
-                match error {
-                    crate::state::Error::Held { .. } => locked += 1,
-                    crate::state::Error::Io { .. } => unusable += 1,
+                match error.exit_status() {
+                    ExitStatus::Locked => locked += 1,
+                    _ => unusable += 1,
                 }
                 continue;
             }

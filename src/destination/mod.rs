@@ -89,10 +89,7 @@ pub trait Destination: Send + Sync {
         &self,
         policies: &[&str],
     ) -> Result<std::collections::BTreeMap<String, Vec<Entry>>, Error> {
-        policies
-            .iter()
-            .map(|policy| Ok(((*policy).to_owned(), self.list(policy)?)))
-            .collect()
+        list_each(policies, |policy| self.list(policy))
     }
     /// Whether deletes in `policy`'s folder are allowed, found out without
     /// deleting anything that exists (S3: a delete of a key never written,
@@ -101,6 +98,17 @@ pub trait Destination: Send + Sync {
     fn probe_delete(&self, _policy: &str) -> Result<(), Error> {
         Ok(())
     }
+}
+
+/// The listing of each policy, one `list` call each.
+pub fn list_each(
+    policies: &[&str],
+    list: impl Fn(&str) -> Result<Vec<Entry>, Error>,
+) -> Result<std::collections::BTreeMap<String, Vec<Entry>>, Error> {
+    policies
+        .iter()
+        .map(|policy| Ok(((*policy).to_owned(), list(policy)?)))
+        .collect()
 }
 
 /// Data being written. Dropping an upload without committing aborts it.

@@ -517,10 +517,7 @@ impl Destination for S3 {
     /// requests.
     fn list_many(&self, policies: &[&str]) -> Result<BTreeMap<String, Vec<Entry>>, Error> {
         if policies.len() < 2 {
-            return policies
-                .iter()
-                .map(|policy| Ok(((*policy).to_owned(), self.list(policy)?)))
-                .collect();
+            return super::list_each(policies, |policy| self.list(policy));
         }
         let mut listed: BTreeMap<String, Vec<Entry>> = policies
             .iter()

@@ -191,7 +191,7 @@ impl Postgres {
     }
 
     /// Connects to `database` (default: this source's) on a runtime of its
-    /// own, with the same TLS settings as a dump.
+    /// own: dumps, restores and drills all connect this way.
     pub fn connect_blocking(
         &self,
         database: Option<&str>,
@@ -200,6 +200,7 @@ impl Postgres {
             .enable_all()
             .build()
             .map_err(|error| Error::Connect(error.to_string()))?;
+        // libpq's default sslmode is `prefer`.
         let tls = tls::client_config(
             self.sslmode.unwrap_or(SslMode::Prefer),
             self.ssl_root_cert.as_deref(),
@@ -262,22 +263,7 @@ impl Source for Postgres {
     }
 
     fn dump(&mut self, sink: &mut dyn Write) -> Result<Report, Error> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|error| Error::Connect(error.to_string()))?;
-        // libpq's default sslmode is `prefer`.
-        let tls = tls::client_config(
-            self.sslmode.unwrap_or(SslMode::Prefer),
-            self.ssl_root_cert.as_deref(),
-        )
-        .map_err(Error::Connect)?;
-        let client = runtime.block_on(async {
-            match tls {
-                Some(tls) => connect(&self.config, MakeRustlsConnect::new(tls)).await,
-                None => connect(&self.config, NoTls).await,
-            }
-        })?;
+        let (runtime, client) = self.connect_blocking(None)?;
         let (snapshot, server_version) = runtime.block_on(async {
             client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

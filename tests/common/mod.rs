@@ -85,6 +85,44 @@ pub mod faultproxy;
 pub mod garage;
 pub mod sinks;
 
+/// The sidecar `backup` would write for `data`, a backup of the SQLite policy
+/// `policy` taken at `created_at` (unsealed: `seal()` it where that matters).
+pub fn sidecar_for(
+    policy: &str,
+    id: &str,
+    created_at: chrono::DateTime<chrono::Utc>,
+    data: &[u8],
+    tags: Vec<String>,
+) -> backup::inventory::BackupMetadata {
+    use backup::inventory::metadata::{Artifact, FORMAT_VERSION, SourceInfo, hex};
+    use sha2::Digest as _;
+    backup::inventory::BackupMetadata {
+        format_version: FORMAT_VERSION,
+        policy: policy.to_owned(),
+        id: id.to_owned(),
+        created_at,
+        finished_at: created_at + chrono::Duration::seconds(42),
+        artifact: Artifact {
+            name: format!("{id}.sqlite.gz"),
+            size: data.len() as u64,
+            sha256: hex(&sha2::Sha256::digest(data)),
+            compression: "gzip".to_owned(),
+            uncompressed_size: data.len() as u64 * 4,
+        },
+        source: SourceInfo {
+            kind: "sqlite".to_owned(),
+            server_version: Some("3.46.1".to_owned()),
+            database: None,
+            row_counts: Default::default(),
+        },
+        tool_version: "0.1.0".to_owned(),
+        host: "db1".to_owned(),
+        policy_digest: "0".repeat(64),
+        tags,
+        sidecar_sha256: None,
+    }
+}
+
 /// The sidecars under `folder`, parsed.
 pub fn sidecars(folder: &Path) -> Vec<serde_json::Value> {
     files_under(folder)
