@@ -104,6 +104,36 @@ aws_cli() {
     if [ -x "$venv" ]; then "$venv" --endpoint-url "$S3_ENDPOINT" "$@"; else aws --endpoint-url "$S3_ENDPOINT" "$@"; fi
 }
 
+# policy NAME SOURCE-YAML DESTINATION-YAML: a policy, daily, keeping
+# ${keep:-1} backups.
+policy() {
+    cat <<YAML
+apiVersion: backup/v1
+kind: BackupPolicy
+metadata:
+  name: $1
+spec:
+  source:
+$2
+  schedule:
+    cron: "@daily"
+  retention:
+    keep-last: ${keep:-1}
+  destinations:
+$3
+YAML
+}
+
+# postgres_source DB: a source block for DB on the throwaway cluster.
+postgres_source() {
+    printf '    postgres:\n      url: postgresql://postgres@127.0.0.1:%s/%s\n' "$pg_port" "$1"
+}
+
+# local_destination PATH: a destination block for a local folder.
+local_destination() {
+    printf '    - local:\n        path: %s\n' "$1"
+}
+
 # s3_destination PREFIX: a policy's destination block for the bench bucket.
 s3_destination() {
     cat <<YAML

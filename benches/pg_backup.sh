@@ -23,7 +23,6 @@ backup="$root/target/release/backup"
 . "$root/benches/lib.sh"
 start_postgres
 bin="$pg_bin"
-port="$pg_port"
 
 printf '%-8s %-9s %10s %10s %10s %10s %12s %12s\n' size dump backup pipeline source "pipe/back" "back/source" "backup RSS"
 for size in "${sizes[@]}"; do
@@ -33,23 +32,7 @@ for size in "${sizes[@]}"; do
     dump_size="$("$bin/pg_dump" -Fc -Z0 -d "$db" | wc -c)"
 
     mkdir -p "$work/store"
-    cat > "$work/$db.yaml" <<POLICY
-apiVersion: backup/v1
-kind: BackupPolicy
-metadata:
-  name: $policy
-spec:
-  source:
-    postgres:
-      url: postgresql://postgres@127.0.0.1:$port/$db
-  schedule:
-    cron: "@daily"
-  retention:
-    keep-last: 1
-  destinations:
-    - local:
-        path: $work/store
-POLICY
+    policy "$policy" "$(postgres_source "$db")" "$(local_destination "$work/store")" > "$work/$db.yaml"
     read -r backup_s backup_rss < <(measure "$backup" -q -p "$work/$db.yaml" run "$policy")
     read -r pipeline_s _ < <(measure bash -o pipefail -c \
         "'$bin/pg_dump' -Fc -d '$db' | gzip > '$work/pipeline.gz' && sha256sum '$work/pipeline.gz' && gzip -t '$work/pipeline.gz'")

@@ -26,23 +26,7 @@ export BACKUP_STATE_DIR="$work/state"
 start_postgres
 fill_postgres bench_source "$size"
 mkdir -p "$work/policies"
-cat > "$work/policies/source.yaml" <<POLICY
-apiVersion: backup/v1
-kind: BackupPolicy
-metadata:
-  name: source
-spec:
-  source:
-    postgres:
-      url: postgresql://postgres@127.0.0.1:$pg_port/bench_source
-  schedule:
-    cron: "@daily"
-  retention:
-    keep-last: 1
-  destinations:
-    - local:
-        path: $work/store
-POLICY
+policy source "$(postgres_source bench_source)" "$(local_destination "$work/store")" > "$work/policies/source.yaml"
 "$backup" -q -p "$work/policies" run source
 file="$(ls "$work"/store/source/*.pgdump.gz)"
 

@@ -33,34 +33,15 @@ aws_bin="$root/target/ci-venv/bin/aws"
 [ -x "$aws_bin" ] || aws_bin="$(command -v aws)"
 export BACKUP_STATE_DIR="$work/state"
 
-policy() { # NAME SOURCE-YAML DESTINATION-YAML
-    cat <<YAML
-apiVersion: backup/v1
-kind: BackupPolicy
-metadata:
-  name: $1
-spec:
-  source:
-$2
-  schedule:
-    cron: "@daily"
-  retention:
-    keep-last: ${keep:-1}
-  destinations:
-$3
-YAML
-}
-
 upload() {
     local size="${1:-1024}"
     start_postgres
     fill_postgres bench_upload "$size"
     start_garage
-    local source="    postgres:
-      url: postgresql://postgres@127.0.0.1:$pg_port/bench_upload"
+    local source
+    source="$(postgres_source bench_upload)"
     policy upload "$source" "$(s3_destination up/)" > "$work/upload.yaml"
-    policy local "$source" "    - local:
-        path: $work/store" > "$work/local.yaml"
+    policy local "$source" "$(local_destination "$work/store")" > "$work/local.yaml"
     read -r backup_s backup_rss < <(measure "$backup" -q -p "$work/upload.yaml" run upload)
     read -r local_s _ < <(measure "$backup" -q -p "$work/local.yaml" run local)
     local file
@@ -86,13 +67,12 @@ db.commit()
 PY
     local source="    sqlite:
       path: $work/seed.sqlite"
-    policy seed "$source" "    - local:
-        path: $work/seed-store" > "$work/seed.yaml"
+    policy seed "$source" "$(local_destination "$work/seed-store")" > "$work/seed.yaml"
     "$backup" -q -p "$work/seed.yaml" run seed
     # Every policy gets PER_POLICY daily backups: copies of the seed's data,
     # with sidecars naming their own policy, id and time.
     python3 - "$work/seed-store/seed" "$work/bucket/inv" "$policies" "$per" <<'PY'
-import datetime, json, os, shutil, sys
+import datetime, hashlib, json, os, shutil, sys
 seed, out, policies, per = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 sidecar = json.load(open(next(os.path.join(seed, n) for n in os.listdir(seed) if n.endswith(".json"))))
 data = os.path.join(seed, sidecar["artifact"]["name"])
@@ -108,6 +88,10 @@ for p in range(policies):
                     created_at=at.isoformat().replace("+00:00", "Z"),
                     finished_at=(at + datetime.timedelta(seconds=1)).isoformat().replace("+00:00", "Z"))
         meta["artifact"] = dict(sidecar["artifact"], name=ident + ".sqlite.gz")
+        # Sealed as backup seals it: SHA-256 of the other fields as canonical JSON.
+        meta.pop("sidecar_sha256", None)
+        canonical = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        meta["sidecar_sha256"] = hashlib.sha256(canonical.encode()).hexdigest()
         json.dump(meta, open(os.path.join(folder, ident + ".json"), "w"))
         shutil.copyfile(data, os.path.join(folder, ident + ".sqlite.gz"))
 PY
