@@ -1,0 +1,4 @@
+//! Regression tests: data loss.
+
+#[allow(unused_imports)]
+use super::common;

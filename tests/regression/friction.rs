@@ -1,0 +1,4 @@
+//! Regression tests: friction.
+
+#[allow(unused_imports)]
+use super::common;

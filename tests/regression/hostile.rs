@@ -1,0 +1,4 @@
+//! Regression tests: hostile.
+
+#[allow(unused_imports)]
+use super::common;

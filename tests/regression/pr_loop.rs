@@ -1,0 +1,4 @@
+//! Regression tests: pr loop.
+
+#[allow(unused_imports)]
+use super::common;

@@ -1,0 +1,4 @@
+//! Regression tests: readme.
+
+#[allow(unused_imports)]
+use super::common;

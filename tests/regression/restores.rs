@@ -1,0 +1,4 @@
+//! Regression tests: restores.
+
+#[allow(unused_imports)]
+use super::common;
