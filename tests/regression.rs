@@ -4,9 +4,15 @@
 
 mod common;
 
+#[path = "regression/data_loss.rs"]
 mod data_loss;
+#[path = "regression/friction.rs"]
 mod friction;
+#[path = "regression/hostile.rs"]
 mod hostile;
+#[path = "regression/pr_loop.rs"]
 mod pr_loop;
+#[path = "regression/readme.rs"]
 mod readme;
+#[path = "regression/restores.rs"]
 mod restores;
