@@ -5,6 +5,10 @@
 //! name, checked and renamed; only then the sidecar, atomically. A failure
 //! before that leaves nothing visible; a destination that fails does not stop
 //! the others. This module decides nothing about *whether* to back up.
+//!
+//! The id is claimed first, on every destination of the policy, so no two
+//! writers (two hosts on one bucket, a safety backup beside a copy) ever
+//! share one: see [`claim_id`].
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -60,32 +64,84 @@ pub trait Progress {
     fn update(&mut self, read: u64, written: u64);
 }
 
-/// Takes one backup of `policy` onto `destinations`, started at `started`.
+/// Which of the policy's destinations get a backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Targets {
+    /// Every one: a backup of the policy.
+    All,
+    /// The first only (a pre-restore safety backup); the others are still
+    /// consulted, so its id is unique across all of them.
+    First,
+}
+
+/// Takes one backup of `policy` onto `destinations` (all of the policy's,
+/// in its order), started at `started`.
 pub fn backup(
     policy: &Policy,
     destinations: &[Box<dyn Destination>],
     started: DateTime<Utc>,
     progress: Option<&mut dyn Progress>,
 ) -> Result<Outcome, Error> {
-    backup_tagged(policy, destinations, started, progress, &[])
+    backup_tagged(policy, destinations, Targets::All, started, progress, &[])
 }
 
-/// Like [`backup`], with `tags` recorded in the sidecar (e.g. `pre-restore`).
+/// Like [`backup`], onto `targets`, with `tags` recorded in the sidecar
+/// (e.g. `pre-restore`).
 pub fn backup_tagged(
     policy: &Policy,
     destinations: &[Box<dyn Destination>],
+    targets: Targets,
     started: DateTime<Utc>,
     progress: Option<&mut dyn Progress>,
     tags: &[String],
 ) -> Result<Outcome, Error> {
     let clock = Instant::now();
     let mut source = source::open(&policy.source)?;
-    let id = unique_id(policy, destinations, started);
+    let claim = claim_id(policy, destinations, started);
+    let written = match targets {
+        Targets::All => destinations.len(),
+        Targets::First => destinations.len().min(1),
+    };
+    let result = take(
+        policy,
+        &destinations[..written],
+        &claim,
+        source.as_mut(),
+        progress,
+        tags,
+    );
+    claim.release(policy, destinations);
+    let (metadata, stored) = result?;
+    Ok(Outcome {
+        metadata,
+        stored,
+        duration: clock.elapsed(),
+    })
+}
+
+/// The backup itself, under the claimed id: the dump streamed to each of
+/// `destinations` that could be claimed, then committed, sidecar last.
+fn take(
+    policy: &Policy,
+    destinations: &[Box<dyn Destination>],
+    claim: &Claim,
+    source: &mut dyn source::Source,
+    progress: Option<&mut dyn Progress>,
+    tags: &[String],
+) -> Result<(BackupMetadata, Vec<Stored>), Error> {
+    let id = claim.id.clone();
     let name = format!("{id}.{}.gz", source.artifact_kind());
 
     let mut failed = Vec::new();
     let mut uploads = Vec::new();
     for (index, destination) in destinations.iter().enumerate() {
+        if let Some(error) = claim.failure(index) {
+            failed.push(Stored {
+                destination: destination.location(),
+                result: Err(error),
+            });
+            continue;
+        }
         match destination.begin(&policy.name, &name) {
             Ok(upload) => uploads.push(Some(Pending {
                 index,
@@ -159,7 +215,7 @@ pub fn backup_tagged(
         format_version: FORMAT_VERSION,
         policy: policy.name.clone(),
         id: id.clone(),
-        created_at: started,
+        created_at: claim.started,
         finished_at,
         artifact: Artifact {
             name: name.clone(),
@@ -198,11 +254,7 @@ pub fn backup_tagged(
     if stored.iter().all(|stored| stored.result.is_err()) {
         return Err(no_destination(&stored));
     }
-    Ok(Outcome {
-        metadata,
-        stored,
-        duration: clock.elapsed(),
-    })
+    Ok((metadata, stored))
 }
 
 /// The error when no destination stored the backup, naming each one's reason.
@@ -217,28 +269,131 @@ fn no_destination(stored: &[Stored]) -> Error {
     Error::NoDestination(reasons.join("; "))
 }
 
-/// The id for a backup started at `started`: its second, with `-2`, `-3`, …
-/// if a destination already holds anything under that second.
-fn unique_id(
+/// An id claimed on a policy's destinations: `<id>.claim-<nonce>` on each
+/// one that could be written, removed again once the backup is done (a
+/// crash leaves it as an orphan that `apply` cleans up).
+struct Claim {
+    id: String,
+    /// When the backup started: the time its id names.
+    started: DateTime<Utc>,
+    /// Per destination, the claim's name there, or why it could not be made.
+    placed: Vec<Result<String, String>>,
+}
+
+impl Claim {
+    /// Why the backup cannot go to destination `index`.
+    fn failure(&self, index: usize) -> Option<destination::Error> {
+        match self.placed.get(index) {
+            Some(Ok(_)) => None,
+            Some(Err(reason)) => Some(destination::Error::Claim(reason.clone())),
+            None => Some(destination::Error::Claim("not claimed".to_owned())),
+        }
+    }
+
+    fn release(&self, policy: &Policy, destinations: &[Box<dyn Destination>]) {
+        for (destination, placed) in destinations.iter().zip(&self.placed) {
+            if let Ok(name) = placed
+                && let Err(error) = destination.remove(&policy.name, name)
+            {
+                tracing::warn!(policy = %policy.name, destination = %destination.location(), %error, "Claim not removed; apply cleans it up.");
+            }
+        }
+    }
+}
+
+/// Claims attempted before giving up on a second's ids.
+const CLAIM_ATTEMPTS: usize = 20;
+
+/// Claims the id for a backup started at `started`: its second, with `-2`,
+/// `-3`, … when any destination of the policy already holds anything under
+/// that id, or another writer claims it at the same moment.
+///
+/// A writer puts `<id>.claim-<nonce>` (a name no one else uses) on every
+/// destination, then lists `<id>.` there: when anything else is there, it
+/// withdraws and tries the next id. Of two writers that claim one id at
+/// once, the one that lists second sees the other's claim, so at most one
+/// goes ahead, on stores that ignore conditional writes too.
+fn claim_id(
     policy: &Policy,
     destinations: &[Box<dyn Destination>],
     started: DateTime<Utc>,
-) -> String {
+) -> Claim {
     let base = base_id(started);
-    let taken: Vec<String> = destinations
+    let taken: std::collections::BTreeSet<String> = destinations
         .iter()
-        .filter_map(|destination| destination.list(&policy.name).ok())
+        .filter_map(|destination| destination.list_prefixed(&policy.name, &base).ok())
         .flatten()
         .filter_map(|entry| entry.name.split('.').next().map(str::to_owned))
-        .filter(|id| inventory::is_id(id) && id.starts_with(&base))
+        .filter(|id| inventory::is_id(id))
         .collect();
-    if !taken.contains(&base) {
-        return base;
+    let mut suffix = 1;
+    let mut last = None;
+    for attempt in 0..CLAIM_ATTEMPTS {
+        let id = loop {
+            let candidate = match suffix {
+                1 => base.clone(),
+                _ => format!("{base}-{suffix}"),
+            };
+            suffix += 1;
+            if !taken.contains(&candidate) {
+                break candidate;
+            }
+        };
+        let nonce = inventory::claim_nonce();
+        let name = inventory::claim_name(&id, &nonce);
+        let body = format!(
+            "claimed by {} (pid {}) at {}\n",
+            host_name(),
+            std::process::id(),
+            Utc::now().to_rfc3339()
+        );
+        let placed: Vec<Result<String, String>> = destinations
+            .iter()
+            .map(|destination| {
+                destination
+                    .put(&policy.name, &name, body.as_bytes())
+                    .map(|()| name.clone())
+                    .map_err(|error| error.to_string())
+            })
+            .collect();
+        let contested = destinations
+            .iter()
+            .zip(&placed)
+            .any(|(destination, placed)| {
+                placed.is_ok()
+                    && destination
+                        .list_prefixed(&policy.name, &format!("{id}."))
+                        .is_ok_and(|entries| entries.iter().any(|entry| entry.name != name))
+            });
+        let claim = Claim {
+            id: id.clone(),
+            started,
+            placed,
+        };
+        if !contested {
+            return claim;
+        }
+        tracing::debug!(policy = %policy.name, id, attempt, "Id claimed by another writer at the same time; trying the next.");
+        claim.release(policy, destinations);
+        // Two writers that withdrew together should not meet again.
+        std::thread::sleep(Duration::from_millis(
+            u64::from_str_radix(&nonce[..4], 16).unwrap_or(0) % 200,
+        ));
+        last = Some(claim.id);
     }
-    (2..)
-        .map(|suffix| format!("{base}-{suffix}"))
-        .find(|candidate| !taken.contains(candidate))
-        .unwrap_or(base)
+    // Every candidate contested: no destination is claimed, so none is written.
+    Claim {
+        id: last.unwrap_or(base),
+        started,
+        placed: destinations
+            .iter()
+            .map(|_| {
+                Err(format!(
+                    "no free backup id in {CLAIM_ATTEMPTS} attempts (other writers)"
+                ))
+            })
+            .collect(),
+    }
 }
 
 /// This machine's name, for the sidecar.
@@ -294,8 +449,21 @@ impl Write for SharedTee {
 
     fn flush(&mut self) -> io::Result<()> {
         let mut tee = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        for pending in tee.uploads.iter_mut().flatten() {
-            pending.upload.flush()?;
+        let tee = &mut *tee;
+        for slot in &mut tee.uploads {
+            if let Some(pending) = slot
+                && let Err(error) = pending.upload.flush()
+            {
+                // A full disk shows here first: the destination failed, not the compressor.
+                tee.failed.push(Stored {
+                    destination: pending.location.clone(),
+                    result: Err(destination::Error::Write(error)),
+                });
+                *slot = None;
+            }
+        }
+        if tee.uploads.iter().all(Option::is_none) {
+            return Err(io::Error::other("every destination failed"));
         }
         Ok(())
     }

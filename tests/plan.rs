@@ -60,9 +60,9 @@ fn materialize(inventory: &str, root: &Path) {
                     .map(|word| DateTime::parse_from_rfc3339(word).unwrap().to_utc())
                     .unwrap_or_else(|| backup::inventory::id_time(id).unwrap());
                 let state = words.last().copied().unwrap_or_default();
-                let data = format!("data of {id}\n")
-                    .repeat(1 + number % 5)
-                    .into_bytes();
+                // The same backup holds the same bytes on every destination.
+                let repeat = id.bytes().map(usize::from).sum::<usize>() % 5;
+                let data = format!("data of {id}\n").repeat(1 + repeat).into_bytes();
                 let tags = words
                     .iter()
                     .filter(|word| **word == "pre-restore")

@@ -1266,19 +1266,10 @@ fn restores_read_from_s3_and_skip_a_damaged_copy() {
         garage.region()
     );
     std::fs::write(sqlite.path().join("app.yaml"), policy).unwrap();
-    let s3 = format!("s3://{}/restore/", garage.bucket());
+    let s3 = format!("s3:{}/{}/restore/", garage.endpoint(), garage.bucket());
     let run_s3 = |args: &[&str]| -> Run {
-        let result: Run = backup(sqlite.path())
-            .env("TEST_S3_KEY_ID", garage.access_key_id())
-            .env("TEST_S3_SECRET", garage.secret_access_key())
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env("AWS_CONFIG_FILE", sqlite.path().join("no-aws-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                sqlite.path().join("no-aws-credentials"),
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+        let result: Run = garage
+            .backup_command(sqlite.path())
             .args(["-p", "app.yaml"])
             .args(args)
             .output()

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use common::faultproxy::{FaultProxy, LOSE_COMPLETE_MULTIPART, LOSE_CREATE_MULTIPART};
 use common::garage::Garage;
-use common::{Run, backup, sqlite3};
+use common::{Run, sqlite3};
 
 /// A site whose policy `app` backs an SQLite database up to a local folder
 /// and to the Garage bucket, with credentials given as `${env:…}` references.
@@ -85,27 +85,18 @@ impl<'a> Site<'a> {
     }
 
     fn s3_location(&self, prefix: &str) -> String {
-        format!("s3://{}/{prefix}", self.garage.bucket())
+        // S3 destinations are named with their endpoint: the same bucket
+        // on another store is another destination.
+        format!(
+            "s3:{}/{}/{prefix}",
+            self.garage.endpoint(),
+            self.garage.bucket()
+        )
     }
 }
 
-/// `backup` in `directory`, with the Garage key in `TEST_S3_KEY_ID` and
-/// `TEST_S3_SECRET` for the policies to reference, and nothing from the
-/// host's own AWS setup.
 fn s3_command(directory: &Path, garage: &Garage) -> Command {
-    let mut command = backup(directory);
-    command
-        .env("TEST_S3_KEY_ID", garage.access_key_id())
-        .env("TEST_S3_SECRET", garage.secret_access_key())
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env("AWS_CONFIG_FILE", directory.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            directory.join("no-aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    command
+    garage.backup_command(directory)
 }
 
 /// Runs `command ARGS`; fails the test if the secret key shows in its output.
@@ -329,7 +320,7 @@ fn a_run_killed_mid_upload_leaves_a_multipart_upload_that_apply_aborts() {
                     && orphan["destination"]
                         .as_str()
                         .unwrap_or_default()
-                        .starts_with("s3://")
+                        .starts_with("s3:http://")
             })
         }) {
             seen_partial = true;
@@ -350,7 +341,7 @@ fn a_run_killed_mid_upload_leaves_a_multipart_upload_that_apply_aborts() {
     // Past the grace period, plan shows the abandoned upload as cleanup and apply aborts it.
     let plan = site.plan_at("2099-01-01T02:00:00Z");
     assert!(
-        plan.stdout.contains(".sqlite.gz.partial on s3://"),
+        plan.stdout.contains(".sqlite.gz.partial on s3:http://"),
         "{}",
         plan.stdout
     );

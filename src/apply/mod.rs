@@ -273,19 +273,47 @@ fn take_backup(
 }
 
 /// Copies a backup: data streamed and checked against the sidecar's size and
-/// SHA-256 before it is committed, then the sidecar.
+/// SHA-256 before it is committed, then the sidecar, both create-only. The
+/// source is only read. On the target, nothing is removed unless it is this
+/// same backup, damaged, and then only once the new copy is complete and
+/// verified; another object under the id (a safety backup, another backup)
+/// refuses the copy.
 fn copy(policy: &Policy, action: &Action, destinations: &Destinations) -> Result<String, String> {
     let id = action.backup.as_deref().unwrap_or_default();
     let from = destinations.get(action.from.as_deref())?;
     let to = destinations.get(action.destination.as_deref())?;
+    if from.location() == to.location() {
+        return Err(format!(
+            "refused: {} is both the source and the target",
+            to.location()
+        ));
+    }
     let started = Instant::now();
     let (sidecar, metadata) = crate::inventory::read_sidecar(from, &policy.name, id)?;
     let artifact = &metadata.artifact;
-    // Whatever is there (damaged) stops being a backup first: sidecar, then data.
-    for name in [format!("{id}.json"), artifact.name.clone()] {
-        to.remove(&policy.name, &name)
-            .map_err(|error| error.to_string())?;
-    }
+    let damaged = match held_copy(policy, id, &metadata, to)? {
+        Held::Complete => return Ok("already complete there".to_owned()),
+        Held::Data => {
+            // An earlier copy committed the data and died before the
+            // sidecar: it stays if it is this backup's, byte for byte.
+            let (size, digest) = digest_of(to, &policy.name, &artifact.name)?;
+            if size != artifact.size || digest != artifact.sha256 {
+                return Err(format!(
+                    "refused: {} on {} is not this backup's data ({size} bytes, sha256 {digest}); nothing there is replaced",
+                    artifact.name,
+                    to.location()
+                ));
+            }
+            to.put(&policy.name, &format!("{id}.json"), &sidecar)
+                .map_err(|error| error.to_string())?;
+            return Ok(format!(
+                "{} found complete there (left by an earlier copy), verified, sidecar written",
+                crate::cli::human_bytes(size)
+            ));
+        }
+        Held::Nothing => Vec::new(),
+        Held::Damaged(names) => names,
+    };
     let mut reader = from
         .open(&policy.name, &artifact.name)
         .map_err(|error| error.to_string())?;
@@ -310,11 +338,17 @@ fn copy(policy: &Policy, action: &Action, destinations: &Destinations) -> Result
     }
     let digest = hex(&hasher.finalize());
     if copied != artifact.size || digest != artifact.sha256 {
-        // Dropping the upload discards it.
+        // Dropping the upload discards it; the target is as it was.
         return Err(format!(
             "the copy read from {} does not match its sidecar ({copied} bytes, sha256 {digest}); nothing was written",
-            action.from.as_deref().unwrap_or_default()
+            from.location()
         ));
+    }
+    // The new copy is whole: only now does the damaged one stop being a
+    // backup (sidecar first), to make room for it.
+    for name in damaged {
+        to.remove(&policy.name, &name)
+            .map_err(|error| error.to_string())?;
     }
     upload
         .commit(artifact.size)
@@ -326,6 +360,103 @@ fn copy(policy: &Policy, action: &Action, destinations: &Destinations) -> Result
         crate::cli::human_bytes(copied),
         started.elapsed().as_secs_f64()
     ))
+}
+
+/// What a copy's target holds of the backup.
+enum Held {
+    Nothing,
+    /// Complete, as the sidecar records it.
+    Complete,
+    /// Its data without a sidecar: adopted if it is this backup's.
+    Data,
+    /// This same backup, damaged: these names are removed (sidecar first)
+    /// once the new copy is verified.
+    Damaged(Vec<String>),
+}
+
+/// What `to` holds of backup `id`, whose sidecar says `metadata`. Anything
+/// but this backup under the id (a safety backup, another backup, an entry
+/// that is not a file) refuses the copy.
+fn held_copy(
+    policy: &Policy,
+    id: &str,
+    metadata: &crate::inventory::BackupMetadata,
+    to: &dyn Destination,
+) -> Result<Held, String> {
+    let artifact = &metadata.artifact;
+    let refused = |what: String| {
+        Err(format!(
+            "refused: {what} on {}; nothing there is replaced",
+            to.location()
+        ))
+    };
+    let held = to
+        .list_prefixed(&policy.name, &format!("{id}."))
+        .map_err(|error| error.to_string())?;
+    let sidecar_name = format!("{id}.json");
+    let sidecar = held.iter().find(|entry| entry.name == sidecar_name);
+    let data = held.iter().find(|entry| entry.name == artifact.name);
+    if let Some(kind) = data.and_then(|data| data.irregular) {
+        return refused(format!("{} is {kind}", artifact.name));
+    }
+    let Some(sidecar) = sidecar else {
+        return Ok(if data.is_some() {
+            Held::Data
+        } else {
+            Held::Nothing
+        });
+    };
+    if let Some(kind) = sidecar.irregular {
+        return refused(format!("{sidecar_name} is {kind}"));
+    }
+    let there = match crate::inventory::read_sidecar(to, &policy.name, id) {
+        Ok((_, there)) => there,
+        Err(error) => return refused(format!("{sidecar_name} cannot be read ({error})")),
+    };
+    if there.artifact.sha256 != artifact.sha256
+        || there.artifact.name != artifact.name
+        || there.is_pre_restore() != metadata.is_pre_restore()
+    {
+        return refused(format!(
+            "another backup has the id {id} ({}, taken {})",
+            there.artifact.name,
+            there.created_at.to_rfc3339()
+        ));
+    }
+    Ok(match data {
+        Some(data) if data.size == artifact.size => Held::Complete,
+        Some(_) => Held::Damaged(vec![sidecar_name, artifact.name.clone()]),
+        None => Held::Damaged(vec![sidecar_name]),
+    })
+}
+
+/// The size and SHA-256 of object `name` of `policy` on `destination`, read whole.
+fn digest_of(
+    destination: &dyn Destination,
+    policy: &str,
+    name: &str,
+) -> Result<(u64, String), String> {
+    let mut reader = destination
+        .open(policy, name)
+        .map_err(|error| error.to_string())?;
+    let mut hasher = Sha256::new();
+    let size = io::copy(&mut reader, &mut HashWriter(&mut hasher))
+        .map_err(|error| format!("cannot read {name}: {error}"))?;
+    Ok((size, hex(&hasher.finalize())))
+}
+
+/// Feeds what is written to a hasher.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl io::Write for HashWriter<'_> {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        self.0.update(buffer);
+        Ok(buffer.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Deletes a backup from one destination: the sidecar first (so it stops
@@ -355,7 +486,8 @@ fn prune(policy: &Policy, action: &Action, destinations: &Destinations) -> Resul
     let prefix = format!("{id}.");
     let mut removed = 0;
     for entry in entries {
-        if entry.name.starts_with(&prefix) {
+        // Links, folders and the like are reported, never removed.
+        if entry.name.starts_with(&prefix) && entry.irregular.is_none() {
             destination
                 .remove(&policy.name, &entry.name)
                 .map_err(|error| error.to_string())?;

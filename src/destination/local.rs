@@ -2,12 +2,18 @@
 //!
 //! Layout: `<root>/<policy>/<name>`. Data is written to `<name>.partial`,
 //! fsynced, size-checked, renamed, and the folder fsynced; small objects go
-//! through `<name>.tmp` the same way. Folders this module creates are 0700,
-//! files 0600, whatever the umask.
+//! through `<name>.tmp` the same way. The rename never replaces a file
+//! (`renameat2(RENAME_NOREPLACE)`, or a hard link where the file system
+//! lacks it), so a name that is taken stays as it is. Entries that are not
+//! plain files (symbolic links, folders, FIFOs) are listed as such and never
+//! opened: nothing is read through a link. Folders this module creates are
+//! 0700, files 0600, whatever the umask.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{
+    DirBuilderExt as _, FileTypeExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
 use std::path::{Path, PathBuf};
 
 use super::{Destination, Entry, Error, Upload};
@@ -30,6 +36,19 @@ impl Local {
 
     fn folder(&self, policy: &str) -> PathBuf {
         self.root.join(policy)
+    }
+
+    /// Whether `name` of `policy` is a file holding exactly `bytes`.
+    fn holds(&self, policy: &str, name: &str, bytes: &[u8]) -> bool {
+        let mut found = Vec::new();
+        self.open(policy, name)
+            .and_then(|reader| {
+                reader
+                    .take(bytes.len() as u64 + 1)
+                    .read_to_end(&mut found)
+                    .map_err(Error::Write)
+            })
+            .is_ok_and(|_| found == bytes)
     }
 
     /// Creates the policy folder (and the root, if missing) as 0700.
@@ -72,15 +91,69 @@ fn sync_folder(folder: &Path) -> Result<(), Error> {
         .map_err(Error::io("cannot sync", folder.display()))
 }
 
-/// Renames `from` to `to` unless `to` exists, then makes the rename durable.
+/// Renames `from` to `to` unless `to` exists (atomically: no check-then-act
+/// window), then makes the rename durable.
 fn publish(from: &Path, to: &Path, folder: &Path) -> Result<(), Error> {
-    if to.exists() {
-        return Err(Error::Exists {
-            location: to.display().to_string(),
-        });
+    let exists = || Error::Exists {
+        location: to.display().to_string(),
+    };
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::EXIST) => return Err(exists()),
+        // File systems without RENAME_NOREPLACE: a hard link is create-only too.
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::NOTSUP) => {
+            match fs::hard_link(from, to) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => return Err(exists()),
+                Err(error) => return Err(Error::io("cannot rename to", to.display())(error)),
+            }
+            fs::remove_file(from).map_err(Error::io("cannot remove", from.display()))?;
+        }
+        Err(errno) => {
+            return Err(Error::io("cannot rename to", to.display())(errno.into()));
+        }
     }
-    fs::rename(from, to).map_err(Error::io("cannot rename to", to.display()))?;
     sync_folder(folder)
+}
+
+/// What a directory entry is when it is not a plain file.
+fn irregular(file_type: fs::FileType) -> Option<&'static str> {
+    if file_type.is_file() {
+        None
+    } else if file_type.is_symlink() {
+        Some("a symbolic link")
+    } else if file_type.is_dir() {
+        Some("a folder")
+    } else if file_type.is_fifo() {
+        Some("a FIFO")
+    } else if file_type.is_socket() {
+        Some("a socket")
+    } else {
+        Some("a device")
+    }
+}
+
+/// The entry `path` as listed, without following a link.
+fn entry(path: &Path, name: String) -> Result<Option<Entry>, Error> {
+    let metadata = match fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        // Renamed or removed since the folder was read (a commit, a prune).
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(Error::io("cannot read", path.display())(error)),
+    };
+    Ok(Some(Entry {
+        name,
+        size: metadata.len(),
+        modified: metadata.modified().ok().map(chrono::DateTime::from),
+        tag: None,
+        irregular: irregular(metadata.file_type()),
+    }))
 }
 
 impl Destination for Local {
@@ -121,7 +194,11 @@ impl Destination for Local {
         if result.is_err() {
             let _ = fs::remove_file(&temporary);
         }
-        result
+        match result {
+            // Written before by a write whose outcome was lost: the same bytes.
+            Err(Error::Exists { .. }) if self.holds(policy, name, bytes) => Ok(()),
+            result => result,
+        }
     }
 
     fn list(&self, policy: &str) -> Result<Vec<Entry>, Error> {
@@ -132,32 +209,39 @@ impl Destination for Local {
             Err(error) => return Err(Error::io("cannot list", folder.display())(error)),
         };
         let mut listed = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(Error::io("cannot list", folder.display()))?;
-            let metadata = match entry.metadata() {
-                Ok(metadata) => metadata,
-                // Renamed or removed since the folder was read (a commit, a prune).
-                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-                Err(error) => return Err(Error::io("cannot read", entry.path().display())(error)),
-            };
-            if !metadata.is_file() {
+        for found in entries {
+            let found = found.map_err(Error::io("cannot list", folder.display()))?;
+            // Names that are not UTF-8 are no backup's; they stay as they are.
+            let Ok(name) = found.file_name().into_string() else {
                 continue;
-            }
-            if let Some(name) = entry.file_name().to_str() {
-                listed.push(Entry {
-                    name: name.to_owned(),
-                    size: metadata.len(),
-                    modified: metadata.modified().ok().map(chrono::DateTime::from),
-                    tag: None,
-                });
-            }
+            };
+            listed.extend(entry(&found.path(), name)?);
         }
         Ok(listed)
     }
 
+    fn stat(&self, policy: &str, name: &str) -> Result<Option<Entry>, Error> {
+        entry(&self.folder(policy).join(name), name.to_owned())
+    }
+
     fn open(&self, policy: &str, name: &str) -> Result<Box<dyn Read + Send>, Error> {
         let path = self.folder(policy).join(name);
-        let file = File::open(&path).map_err(Error::io("cannot open", path.display()))?;
+        // Never through a link: it could point anywhere on this host.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(Error::io("cannot open", path.display()))?;
+        let metadata = file
+            .metadata()
+            .map_err(Error::io("cannot read", path.display()))?;
+        if let Some(kind) = irregular(metadata.file_type()) {
+            return Err(Error::Io {
+                action: "cannot open",
+                location: path.display().to_string(),
+                source: io::Error::other(format!("it is {kind}, not a file")),
+            });
+        }
         Ok(Box::new(io::BufReader::with_capacity(1 << 20, file)))
     }
 

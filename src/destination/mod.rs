@@ -2,9 +2,13 @@
 //!
 //! A [`Destination`] stores named objects under a folder (or prefix) per
 //! policy. Data is written through an [`Upload`] that is invisible until
-//! [`Upload::commit`]; sidecars are written whole and atomically. This module
-//! knows nothing about backups' meaning: the engine and the inventory decide
-//! names and order (data first, sidecar last).
+//! [`Upload::commit`]; sidecars are written whole and atomically. Every write
+//! is create-only: a name that is taken is never replaced (the write fails
+//! with [`Error::Exists`]), so no backup, copy or sidecar can overwrite
+//! another. A destination is named by [`describe`], which is unique per place
+//! (an S3 location includes its endpoint), so two stores are never mistaken
+//! for one. This module knows nothing about backups' meaning: the engine and
+//! the inventory decide names and order (data first, sidecar last).
 
 pub mod local;
 pub mod s3;
@@ -31,8 +35,10 @@ pub enum Error {
     },
     #[error("writing failed: {0}")]
     Write(#[source] std::io::Error),
-    #[error("`{location}` already exists")]
+    #[error("`{location}` already exists; it is left as it is")]
     Exists { location: String },
+    #[error("the backup id could not be claimed here: {0}")]
+    Claim(String),
     #[error("{action} `{location}`: {message}")]
     S3 {
         action: &'static str,
@@ -65,19 +71,40 @@ pub struct Entry {
     /// A tag that changes whenever the content does (S3's ETag), where the
     /// listing gives one.
     pub tag: Option<String>,
+    /// What it is when it is not a plain file (`a symbolic link`, `a
+    /// folder`, …): never read, never cleaned up, reported.
+    pub irregular: Option<&'static str>,
 }
 
 /// A place that stores backups.
 pub trait Destination: Send + Sync {
-    /// Where it is, for people: `/var/backups` or `s3://bucket/prefix/`.
+    /// Where it is, as [`describe`] names it: `/var/backups`,
+    /// `s3://bucket/prefix/` or `s3:https://host/bucket/prefix/`.
     fn location(&self) -> String;
     /// Starts writing the data object `name` of `policy`. Nothing is visible
-    /// under `name` until the upload is committed.
+    /// under `name` until the upload is committed, and the commit fails with
+    /// [`Error::Exists`] if the name is taken by then.
     fn begin(&self, policy: &str, name: &str) -> Result<Box<dyn Upload>, Error>;
-    /// Writes a small object whole and atomically (the sidecar).
+    /// Writes a small object whole and atomically (the sidecar), create-only:
+    /// [`Error::Exists`] when `name` is taken by other content. The same
+    /// bytes already there count as written (a retried write).
     fn put(&self, policy: &str, name: &str, bytes: &[u8]) -> Result<(), Error>;
     /// The objects of `policy`, in no particular order. A policy with no folder yet has none.
     fn list(&self, policy: &str) -> Result<Vec<Entry>, Error>;
+    /// The objects of `policy` whose names start with `prefix`. Stores that
+    /// can list by prefix do so without reading the whole folder.
+    fn list_prefixed(&self, policy: &str, prefix: &str) -> Result<Vec<Entry>, Error> {
+        let mut entries = self.list(policy)?;
+        entries.retain(|entry| entry.name.starts_with(prefix));
+        Ok(entries)
+    }
+    /// One object (or entry of another kind) of `policy`, if it exists.
+    fn stat(&self, policy: &str, name: &str) -> Result<Option<Entry>, Error> {
+        Ok(self
+            .list_prefixed(policy, name)?
+            .into_iter()
+            .find(|entry| entry.name == name))
+    }
     /// Reads an object from its start.
     fn open(&self, policy: &str, name: &str) -> Result<Box<dyn Read + Send>, Error>;
     /// Deletes an object durably. An object that is already gone is not an error,
@@ -126,12 +153,22 @@ pub fn open(spec: &DestinationSpec) -> Result<Box<dyn Destination>, Error> {
     }
 }
 
-/// How a destination is named to people before it is opened.
+/// The name of a destination, for people and as its identity everywhere
+/// (plans, the inventory, the sidecar cache, status, metrics): two
+/// destinations are the same place exactly when their names are equal.
+/// A local folder is its path; an S3 location is `s3://bucket/prefix/` on
+/// AWS and `s3:<endpoint>/bucket/prefix/` on any other store, so the same
+/// bucket and prefix on two endpoints (a store and its off-site replica)
+/// are two destinations.
 pub fn describe(spec: &DestinationSpec) -> String {
     match spec {
         DestinationSpec::Local(local) => local.path.display().to_string(),
         DestinationSpec::S3(s3) => {
-            format!("s3://{}/{}", s3.bucket, s3.prefix.as_deref().unwrap_or(""))
+            let place = format!("{}/{}", s3.bucket, s3.prefix.as_deref().unwrap_or(""));
+            match s3.endpoint.as_deref() {
+                None => format!("s3://{place}"),
+                Some(endpoint) => format!("s3:{}/{place}", endpoint.trim_end_matches('/')),
+            }
         }
     }
 }

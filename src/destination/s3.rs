@@ -10,6 +10,12 @@
 //! makes visible atomically. Deletes are confirmed with a HEAD, since some
 //! stores acknowledge deletes they did not do.
 //!
+//! Writes are create-only: a HEAD first (many stores, Garage among them,
+//! ignore conditional headers), then the PUT or CompleteMultipartUpload with
+//! `If-None-Match: *` for the stores that honour it. A commit that finds
+//! another writer's object under its key fails without touching it: only an
+//! object whose ETag is the one this writer got back is ever deleted.
+//!
 //! The SDK retries throttling, 5xx answers and broken connections with
 //! exponential backoff and jitter, a bounded number of times; other 4xx
 //! answers fail at once. Errors name the bucket and key, never a credential.
@@ -27,10 +33,11 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
+use md5::{Digest as _, Md5};
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 
@@ -87,6 +94,8 @@ fn resolve(field: &Option<String>, name: &'static str) -> Result<Option<String>,
 #[derive(Clone)]
 pub struct S3 {
     client: Client,
+    /// [`super::describe`]'s name for it, endpoint included.
+    location: String,
     bucket: String,
     prefix: String,
     storage_class: Option<String>,
@@ -135,6 +144,7 @@ impl S3 {
         };
         Ok(S3 {
             client,
+            location: super::describe(&crate::policy::spec::DestinationSpec::S3(spec.clone())),
             bucket: spec.bucket.clone(),
             prefix: spec.prefix.clone().unwrap_or_default(),
             storage_class: spec.storage_class.clone(),
@@ -193,6 +203,15 @@ impl S3 {
         format!("{}{policy}/{name}", self.prefix)
     }
 
+    /// `key` as people read it: the destination's name, then the rest of the key.
+    fn url(&self, key: &str) -> String {
+        format!(
+            "{}{}",
+            self.location,
+            key.strip_prefix(&self.prefix).unwrap_or(key)
+        )
+    }
+
     /// An error naming the bucket and key: the store's code and message when
     /// it answered, else the whole chain of causes (a connection refused, a timeout).
     fn error(
@@ -204,11 +223,11 @@ impl S3 {
         let message = match (error.code(), error.message()) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
             (Some(code), None) => code.to_owned(),
-            _ => DisplayErrorContext(error).to_string(),
+            _ => cause(&error),
         };
         Error::S3 {
             action,
-            location: format!("s3://{}/{key}", self.bucket),
+            location: self.url(key),
             message,
         }
     }
@@ -226,25 +245,58 @@ impl S3 {
             .map(aws_sdk_s3::types::StorageClass::from)
     }
 
-    /// One PUT of a whole object.
-    fn put_object(&self, key: &str, bytes: Bytes, data: bool) -> Result<(), Error> {
+    /// One PUT of a whole object, create-only: [`Error::Exists`] when the key
+    /// holds anything else. The same bytes already there (a retried PUT whose
+    /// answer was lost, on a store that honours `If-None-Match`) count as
+    /// written. The object's ETag, where the store gives one.
+    fn put_new(&self, key: &str, bytes: Bytes, data: bool) -> Result<Option<String>, Error> {
+        if let Some((_, e_tag)) = self.head(key)? {
+            return self.same_bytes(key, &bytes).map(|()| e_tag);
+        }
         let request = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .body(ByteStream::from(bytes))
+            .if_none_match("*")
+            .body(ByteStream::from(bytes.clone()))
             .set_server_side_encryption(self.encryption())
             .set_ssekms_key_id(self.kms_key_id.clone())
             .set_storage_class(if data { self.storage_class() } else { None });
-        runtime()?
-            .block_on(request.send())
-            .map_err(|error| self.error("cannot write", key, error))?;
-        Ok(())
+        match runtime()?.block_on(request.send()) {
+            Ok(put) => Ok(put.e_tag().map(str::to_owned)),
+            Err(error) if is_precondition_failed(&error) => {
+                self.same_bytes(key, &bytes)?;
+                Ok(self.head(key)?.and_then(|(_, e_tag)| e_tag))
+            }
+            Err(error) => Err(self.error("cannot write", key, error)),
+        }
     }
 
-    /// The size of `key`, or `None` when it does not exist.
-    fn size_of(&self, key: &str) -> Result<Option<u64>, Error> {
+    /// `Ok` when `key` holds exactly `bytes`, else [`Error::Exists`].
+    fn same_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), Error> {
+        let exists = || Error::Exists {
+            location: self.url(key),
+        };
+        let mut found = Vec::new();
+        let reader = S3Reader::open(self, key)?;
+        reader
+            .take(bytes.len() as u64 + 1)
+            .read_to_end(&mut found)
+            .map_err(|error| Error::S3 {
+                action: "cannot read",
+                location: self.url(key),
+                message: error.to_string(),
+            })?;
+        if found == bytes {
+            Ok(())
+        } else {
+            Err(exists())
+        }
+    }
+
+    /// The size and ETag of `key`, or `None` when it does not exist.
+    fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, Error> {
         let result = runtime()?.block_on(
             self.client
                 .head_object()
@@ -253,9 +305,10 @@ impl S3 {
                 .send(),
         );
         match result {
-            Ok(head) => Ok(Some(
+            Ok(head) => Ok(Some((
                 head.content_length().map_or(0, |size| size.max(0) as u64),
-            )),
+                head.e_tag().map(str::to_owned),
+            ))),
             Err(error)
                 if error
                     .as_service_error()
@@ -265,6 +318,11 @@ impl S3 {
             }
             Err(error) => Err(self.error("cannot read", key, error)),
         }
+    }
+
+    /// The size of `key`, or `None` when it does not exist.
+    fn size_of(&self, key: &str) -> Result<Option<u64>, Error> {
+        Ok(self.head(key)?.map(|(size, _)| size))
     }
 
     /// GETs `key` from byte `offset` on; `e_tag` pins the version first read.
@@ -290,21 +348,55 @@ impl S3 {
     /// Deletes `key`, then checks that it is gone: some stores acknowledge
     /// deletes they do not do.
     fn delete(&self, key: &str) -> Result<(), Error> {
-        runtime()?
-            .block_on(
-                self.client
-                    .delete_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .send(),
-            )
-            .map_err(|error| self.error("cannot delete", key, error))?;
-        if self.size_of(key)?.is_some() {
-            return Err(Error::S3 {
-                action: "cannot delete",
-                location: format!("s3://{}/{key}", self.bucket),
-                message: "the store acknowledged the delete but still holds the object".to_owned(),
-            });
+        self.delete_if(key, None)
+    }
+
+    /// Deletes `key` only if it is still the object with ETag `e_tag` (the
+    /// one this writer made): a HEAD first, for the stores that ignore
+    /// `If-Match`, then the delete with it. Another writer's object stays.
+    fn delete_own(&self, key: &str, e_tag: &str) -> Result<(), Error> {
+        match self.head(key)? {
+            None => Ok(()),
+            Some((_, Some(current))) if !same_e_tag(&current, e_tag) => Err(Error::S3 {
+                action: "left",
+                location: self.url(key),
+                message: "another writer's object is there now; it is not touched".to_owned(),
+            }),
+            Some(_) => self.delete_if(key, Some(e_tag)),
+        }
+    }
+
+    /// Deletes `key` (only while its ETag is `e_tag`, when given), then
+    /// checks that it is gone.
+    fn delete_if(&self, key: &str, e_tag: Option<&str>) -> Result<(), Error> {
+        let sent = runtime()?.block_on(
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .set_if_match(e_tag.map(str::to_owned))
+                .send(),
+        );
+        match sent {
+            Ok(_) => {}
+            // Replaced by another writer since the HEAD: theirs stays.
+            Err(error) if e_tag.is_some() && is_precondition_failed(&error) => return Ok(()),
+            Err(error) => return Err(self.error("cannot delete", key, error)),
+        }
+        if let Some((_, found)) = self.head(key)? {
+            // Another writer's object, put there since: not ours to delete.
+            let still_ours = match (e_tag, found.as_deref()) {
+                (Some(ours), Some(found)) => same_e_tag(found, ours),
+                _ => true,
+            };
+            if still_ours {
+                return Err(Error::S3 {
+                    action: "cannot delete",
+                    location: self.url(key),
+                    message: "the store acknowledged the delete but still holds the object"
+                        .to_owned(),
+                });
+            }
         }
         Ok(())
     }
@@ -356,9 +448,16 @@ impl S3 {
 impl S3 {
     /// Objects and unfinished multipart uploads (as `<name>.partial`) under
     /// `folder`, with the folder's next path segment when `nested` (the
-    /// policy, for a listing of the whole prefix), else only names directly in it.
-    fn list_under(&self, folder: &str, nested: bool) -> Result<Vec<(String, Entry)>, Error> {
+    /// policy, for a listing of the whole prefix), else only names directly
+    /// in it; only names that start with `start`.
+    fn list_under(
+        &self,
+        folder: &str,
+        nested: bool,
+        start: &str,
+    ) -> Result<Vec<(String, Entry)>, Error> {
         let runtime = runtime()?;
+        let listed = format!("{folder}{start}");
         let split = |key: Option<&str>| -> Option<(String, String)> {
             let rest = key?.strip_prefix(folder)?;
             let (policy, name) = if nested {
@@ -373,7 +472,7 @@ impl S3 {
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
-            .prefix(folder)
+            .prefix(&listed)
             .into_paginator()
             .send();
         while let Some(page) = runtime.block_on(pages.next()) {
@@ -389,6 +488,7 @@ impl S3 {
                         size: object.size().map_or(0, |size| size.max(0) as u64),
                         modified: object.last_modified().and_then(to_chrono),
                         tag: object.e_tag().map(str::to_owned),
+                        irregular: None,
                     },
                 ));
             }
@@ -402,7 +502,7 @@ impl S3 {
                     self.client
                         .list_multipart_uploads()
                         .bucket(&self.bucket)
-                        .prefix(folder)
+                        .prefix(&listed)
                         .set_key_marker(key_marker.clone())
                         .set_upload_id_marker(upload_marker.clone())
                         .send(),
@@ -419,6 +519,7 @@ impl S3 {
                         size: 0,
                         modified: upload.initiated().and_then(to_chrono),
                         tag: None,
+                        irregular: None,
                     },
                 ));
             }
@@ -453,7 +554,7 @@ impl S3 {
             self.prefix,
             chrono::Utc::now().format("%Y%m%dT%H%M%S%.fZ")
         );
-        self.put_object(
+        self.put_new(
             &key,
             Bytes::from_static(b"backup validate --check-destinations\n"),
             false,
@@ -481,7 +582,19 @@ impl Destination for S3 {
     }
 
     fn location(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.prefix)
+        self.location.clone()
+    }
+
+    fn stat(&self, policy: &str, name: &str) -> Result<Option<Entry>, Error> {
+        Ok(self
+            .head(&self.key(policy, name))?
+            .map(|(size, tag)| Entry {
+                name: name.to_owned(),
+                size,
+                modified: None,
+                tag,
+                irregular: None,
+            }))
     }
 
     fn begin(&self, policy: &str, name: &str) -> Result<Box<dyn Upload>, Error> {
@@ -496,17 +609,22 @@ impl Destination for S3 {
     }
 
     fn put(&self, policy: &str, name: &str, bytes: &[u8]) -> Result<(), Error> {
-        self.put_object(
+        self.put_new(
             &self.key(policy, name),
             Bytes::copy_from_slice(bytes),
             false,
         )
+        .map(drop)
     }
 
     fn list(&self, policy: &str) -> Result<Vec<Entry>, Error> {
+        self.list_prefixed(policy, "")
+    }
+
+    fn list_prefixed(&self, policy: &str, prefix: &str) -> Result<Vec<Entry>, Error> {
         let folder = self.key(policy, "");
         Ok(self
-            .list_under(&folder, false)?
+            .list_under(&folder, false, prefix)?
             .into_iter()
             .map(|(_, entry)| entry)
             .collect())
@@ -523,7 +641,7 @@ impl Destination for S3 {
             .iter()
             .map(|policy| ((*policy).to_owned(), Vec::new()))
             .collect();
-        for (policy, entry) in self.list_under(&self.prefix, true)? {
+        for (policy, entry) in self.list_under(&self.prefix, true, "")? {
             if let Some(entries) = listed.get_mut(&policy) {
                 entries.push(entry);
             }
@@ -532,18 +650,7 @@ impl Destination for S3 {
     }
 
     fn open(&self, policy: &str, name: &str) -> Result<Box<dyn Read + Send>, Error> {
-        let key = self.key(policy, name);
-        let object = self.get(&key, 0, None)?;
-        Ok(Box::new(S3Reader {
-            store: self.clone(),
-            size: object.content_length().map(|size| size.max(0) as u64),
-            e_tag: object.e_tag().map(str::to_owned),
-            body: object.body,
-            chunk: Bytes::new(),
-            offset: 0,
-            resumes: 0,
-            key,
-        }))
+        Ok(Box::new(S3Reader::open(self, &self.key(policy, name))?))
     }
 
     fn remove(&self, policy: &str, name: &str) -> Result<(), Error> {
@@ -694,7 +801,7 @@ impl Write for S3Upload {
 
 impl Upload for S3Upload {
     fn commit(mut self: Box<Self>, expected: u64) -> Result<(), Error> {
-        let location = format!("s3://{}/{}", self.store.bucket, self.key);
+        let location = self.store.url(&self.key);
         if self.written != expected {
             return Err(Error::SizeMismatch {
                 location,
@@ -703,9 +810,11 @@ impl Upload for S3Upload {
             });
         }
         let runtime = runtime()?;
-        if self.multipart.is_none() {
+        // The ETag the object this writer made has: the store's answer, or
+        // for a multipart upload what S3 computes from the parts.
+        let e_tag = if self.multipart.is_none() {
             let body = Bytes::from(std::mem::take(&mut self.buffer));
-            self.store.put_object(&self.key, body, true)?;
+            self.store.put_new(&self.key, body, true)?
         } else {
             if !self.buffer.is_empty() {
                 self.send_part()?;
@@ -719,6 +828,13 @@ impl Upload for S3Upload {
                 }
                 let mut parts = std::mem::take(&mut multipart.done);
                 parts.sort_by_key(|part| part.part_number());
+                let computed = multipart_e_tag(&parts);
+                // Create-only: the stores that ignore `If-None-Match` are asked first.
+                if self.store.head(&self.key)?.is_some() {
+                    return Err(Error::Exists {
+                        location: location.clone(),
+                    });
+                }
                 runtime
                     .block_on(
                         self.store
@@ -727,6 +843,7 @@ impl Upload for S3Upload {
                             .bucket(&self.store.bucket)
                             .key(&self.key)
                             .upload_id(&multipart.id)
+                            .if_none_match("*")
                             .multipart_upload(
                                 CompletedMultipartUpload::builder()
                                     .set_parts(Some(parts))
@@ -734,39 +851,101 @@ impl Upload for S3Upload {
                             )
                             .send(),
                     )
-                    .map(drop)
+                    .map(|completed| completed.e_tag().map(str::to_owned))
                     .or_else(|error| {
                         // A retried complete whose first answer was lost finds
-                        // the upload gone: the HEAD below decides.
-                        if error.code() == Some("NoSuchUpload") {
-                            Ok(())
+                        // the upload gone, or (where `If-None-Match` is
+                        // honoured) the object there: the HEAD below decides,
+                        // by the ETag S3 computes from the parts.
+                        if error.code() == Some("NoSuchUpload") || is_precondition_failed(&error) {
+                            Ok(Some(computed))
                         } else {
                             Err(self.store.error("cannot complete", &self.key, error))
                         }
                     })
             })();
-            if let Err(error) = result {
-                self.multipart = Some(multipart);
-                return Err(error);
-            }
+            let e_tag = match result {
+                Ok(e_tag) => e_tag,
+                Err(error) => {
+                    self.multipart = Some(multipart);
+                    return Err(error);
+                }
+            };
             // Twins of this upload that a retried create left behind.
             self.store.abort_uploads(&self.key)?;
-        }
+            e_tag
+        };
         self.finished = true;
-        // The store must hold exactly what was written.
-        let actual = self.store.size_of(&self.key)?.unwrap_or(0);
-        if actual != expected {
-            if actual > 0 {
-                self.store.delete(&self.key)?;
+        // The store must hold exactly what this writer wrote.
+        let (actual, found_tag) = self.store.head(&self.key)?.unwrap_or((0, None));
+        let ours = match (&found_tag, &e_tag) {
+            (Some(found), Some(ours)) => same_e_tag(found, ours),
+            _ => true,
+        };
+        if actual != expected || !ours {
+            if let (true, true, Some(found)) = (actual > 0, ours, &found_tag) {
+                self.store.delete_own(&self.key, found)?;
             }
-            return Err(Error::SizeMismatch {
-                location,
-                expected,
-                actual,
+            return Err(if ours {
+                Error::SizeMismatch {
+                    location,
+                    expected,
+                    actual,
+                }
+            } else {
+                Error::Exists { location }
             });
         }
         Ok(())
     }
+}
+
+/// The ETag S3 gives an object completed from `parts`: the MD5 of their
+/// MD5s, then `-<count>`.
+fn multipart_e_tag(parts: &[CompletedPart]) -> String {
+    let mut digest = Md5::new();
+    for part in parts {
+        let tag = part.e_tag().unwrap_or_default().trim_matches('"');
+        let bytes: Vec<u8> = (0..tag.len() / 2)
+            .filter_map(|index| u8::from_str_radix(tag.get(index * 2..index * 2 + 2)?, 16).ok())
+            .collect();
+        digest.update(&bytes);
+    }
+    format!(
+        "\"{}-{}\"",
+        crate::inventory::metadata::hex(&digest.finalize()),
+        parts.len()
+    )
+}
+
+/// Whether two ETags name the same content (quotes aside).
+fn same_e_tag(left: &str, right: &str) -> bool {
+    left.trim_matches('"') == right.trim_matches('"')
+}
+
+/// Whether `error` is the store's 412 answer to a conditional request.
+fn is_precondition_failed<E: ProvideErrorMetadata>(
+    error: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool {
+    matches!(error.code(), Some("PreconditionFailed"))
+        || error
+            .raw_response()
+            .is_some_and(|response| response.status().as_u16() == 412)
+}
+
+/// The causes of `error`, outermost first, each once: one sentence without
+/// the SDK's debug dump (`dispatch failure: io error: … Connection refused`).
+fn cause(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![error.to_string()];
+    let mut next = error.source();
+    while let Some(current) = next {
+        let text = current.to_string();
+        if !text.is_empty() && !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        next = current.source();
+    }
+    parts.join(": ")
 }
 
 impl Drop for S3Upload {
@@ -794,8 +973,22 @@ struct S3Reader {
 }
 
 impl S3Reader {
+    fn open(store: &S3, key: &str) -> Result<S3Reader, Error> {
+        let object = store.get(key, 0, None)?;
+        Ok(S3Reader {
+            store: store.clone(),
+            size: object.content_length().map(|size| size.max(0) as u64),
+            e_tag: object.e_tag().map(str::to_owned),
+            body: object.body,
+            chunk: Bytes::new(),
+            offset: 0,
+            resumes: 0,
+            key: key.to_owned(),
+        })
+    }
+
     fn resume(&mut self, cause: String) -> io::Result<()> {
-        let location = format!("s3://{}/{}", self.store.bucket, self.key);
+        let location = self.store.url(&self.key);
         if self.resumes + 1 >= MAX_ATTEMPTS {
             return Err(io::Error::other(format!(
                 "reading {location}: {cause} (after {} attempts)",
@@ -827,7 +1020,7 @@ impl Read for S3Reader {
                 Some(Err(_)) if self.size.is_some_and(|size| self.offset >= size) => {
                     return Ok(0);
                 }
-                Some(Err(error)) => self.resume(DisplayErrorContext(error).to_string())?,
+                Some(Err(error)) => self.resume(cause(&error))?,
             }
         }
         let count = buffer.len().min(self.chunk.len());

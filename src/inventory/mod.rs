@@ -53,6 +53,35 @@ pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
         .map(|time| time.and_utc())
 }
 
+/// The name of a writer's claim on a backup id: `<id>.claim-<nonce>`.
+/// It stands for a backup being written; a claim without a sidecar older
+/// than the cleanup grace is an orphan of a writer that died.
+pub fn claim_name(id: &str, nonce: &str) -> String {
+    format!("{id}{CLAIM_INFIX}{nonce}")
+}
+
+const CLAIM_INFIX: &str = ".claim-";
+
+/// Whether `name` is a claim (see [`claim_name`]).
+pub fn is_claim(name: &str) -> bool {
+    name.split_once(CLAIM_INFIX)
+        .is_some_and(|(id, nonce)| is_id(id) && !nonce.is_empty() && !nonce.contains('.'))
+}
+
+/// A nonce no other writer picks: 16 hex digits from this process's
+/// random hash keys, the clock and a counter.
+pub fn claim_nonce() -> String {
+    use std::hash::BuildHasher as _;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let value = std::hash::RandomState::new().hash_one((
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt(),
+        count,
+    ));
+    format!("{value:016x}")
+}
+
 /// The name a passing restore drill's evidence has beside the backups:
 /// `restore-test-<drill start id>.json`. It is neither a sidecar (not an id)
 /// nor an orphan, and tells every host, CI included, when a drill last passed.
@@ -237,8 +266,12 @@ pub struct Listing {
     /// Backups, oldest first (by `created_at`, then id).
     pub backups: Vec<BackupRecord>,
     pub orphans: Vec<Orphan>,
-    /// Sidecars that could not be read, with the reason.
+    /// Sidecars that could not be read, with the reason (a sidecar that is
+    /// not a plain file, or whose data is not, counts as unreadable).
     pub unreadable: Vec<(String, String)>,
+    /// Entries that are neither plain files nor sidecars (symbolic links,
+    /// folders, FIFOs), with what they are: reported, never touched.
+    pub unexpected: Vec<(String, String)>,
     /// When the passing restore drills whose evidence is here started.
     pub drills: Vec<DateTime<Utc>>,
 }
@@ -269,11 +302,23 @@ pub fn read_listed(
             .collect(),
         ..Listing::default()
     };
-    let sidecars: Vec<(&str, &Entry)> = entries
+    let by_name: std::collections::HashMap<&str, &Entry> = entries
         .iter()
-        .filter_map(|entry| Some((entry.name.strip_suffix(".json")?, entry)))
-        .filter(|(id, _)| is_id(id))
+        .map(|entry| (entry.name.as_str(), entry))
         .collect();
+    let mut sidecars: Vec<(&str, &Entry)> = Vec::new();
+    for entry in &entries {
+        let Some(id) = entry.name.strip_suffix(".json").filter(|id| is_id(id)) else {
+            continue;
+        };
+        match entry.irregular {
+            // Never read through: reported, and its backup's data is never an orphan.
+            Some(kind) => listing
+                .unreadable
+                .push((entry.name.clone(), format!("it is {kind}, not a file"))),
+            None => sidecars.push((id, entry)),
+        }
+    }
     let cached = cache
         .map(|cache| cache.load(&location, policy))
         .unwrap_or_default();
@@ -323,9 +368,14 @@ pub fn read_listed(
                 continue;
             }
         };
-        let data = entries
-            .iter()
-            .find(|candidate| candidate.name == metadata.artifact.name);
+        let data = by_name.get(metadata.artifact.name.as_str());
+        if let Some(kind) = data.and_then(|data| data.irregular) {
+            listing.unreadable.push((
+                format!("{id}.json"),
+                format!("its data {} is {kind}, not a file", metadata.artifact.name),
+            ));
+            continue;
+        }
         let state = match data {
             None => RecordState::MissingData,
             Some(data) if data.size != metadata.artifact.size => {
@@ -343,24 +393,33 @@ pub fn read_listed(
         name,
         size,
         modified,
+        irregular,
         ..
     } in &entries
     {
+        let id = name.split('.').next().filter(|id| is_id(id));
+        // Anything but a temporary beside a sidecar, in whatever form
+        // (readable or not, a link even), belongs to that backup: its data,
+        // its claim, or a copy someone unpacked next to it. It is never an orphan.
+        let claimed = id.is_some_and(|id| by_name.contains_key(format!("{id}.json").as_str()));
+        if let Some(kind) = irregular {
+            if !(name.ends_with(".json") && id.is_some()) {
+                listing.unexpected.push((
+                    name.clone(),
+                    format!("it is {kind}, not a file; left as is"),
+                ));
+            }
+            continue;
+        }
         let reason = if name.ends_with(PARTIAL_SUFFIX) {
             "partial data (a backup that did not finish)"
         } else if name.ends_with(TEMPORARY_SUFFIX) {
             "partial sidecar (a write that did not finish)"
-        } else if name.ends_with(".json") || name.starts_with('.') {
+        } else if name.ends_with(".json") || name.starts_with('.') || claimed {
             continue;
-        } else if let Some(id) = name.split('.').next().filter(|id| is_id(id)) {
-            // Anything beside a sidecar, readable or not, belongs to that
-            // backup (its data, or a copy someone unpacked next to it).
-            if entries
-                .iter()
-                .any(|other| other.name.strip_suffix(".json") == Some(id))
-            {
-                continue;
-            }
+        } else if is_claim(name) {
+            "claim of a backup id whose writer did not finish"
+        } else if id.is_some() {
             "data without a sidecar (a backup that did not commit)"
         } else {
             continue;

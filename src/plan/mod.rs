@@ -315,6 +315,8 @@ struct Found<'a> {
     complete: Vec<(usize, &'a str)>,
     /// Destinations where its sidecar is there but the data is not as recorded.
     damaged: Vec<(usize, &'a str, RecordState)>,
+    /// The SHA-256 its sidecar records on each destination that holds it.
+    sha256: Vec<(usize, &'a str)>,
 }
 
 fn plan_policy(
@@ -345,6 +347,12 @@ fn plan_policy(
     let mut pre_restore: BTreeMap<&str, Found> = BTreeMap::new();
     let mut readable = Vec::new();
     let mut newest_partial: Option<DateTime<Utc>> = None;
+    // Per destination, every id it holds anything under, in any form (a
+    // backup, a safety backup, an unreadable sidecar, an entry that is not
+    // a file): no copy ever goes where its id is taken by something else.
+    // (Orphans do not count: the copy adopts data that is this backup's,
+    // byte for byte, and refuses other data.)
+    let mut taken: BTreeMap<usize, BTreeMap<&str, &str>> = BTreeMap::new();
     let mut young_orphans = 0;
     for (index, destination) in inventory.destinations.iter().enumerate() {
         let location = destination.location.as_str();
@@ -368,7 +376,19 @@ fn plan_policy(
                     created_at: record.metadata.created_at,
                     complete: Vec::new(),
                     damaged: Vec::new(),
+                    sha256: Vec::new(),
                 });
+            entry
+                .sha256
+                .push((index, record.metadata.artifact.sha256.as_str()));
+            taken.entry(index).or_default().insert(
+                record.metadata.id.as_str(),
+                if record.metadata.is_pre_restore() {
+                    "a pre-restore safety backup"
+                } else {
+                    "a backup"
+                },
+            );
             match record.state {
                 RecordState::Complete => entry.complete.push((index, location)),
                 state => entry.damaged.push((index, location, state)),
@@ -379,11 +399,35 @@ fn plan_policy(
                 "sidecar {object} on {location} cannot be read ({reason}); it is left as is"
             ));
         }
+        for (object, reason) in &listing.unexpected {
+            plan.warnings
+                .push(format!("{object} on {location}: {reason}"));
+        }
+        for (object, what) in listing
+            .unreadable
+            .iter()
+            .map(|(object, _)| (object, "an unreadable sidecar"))
+            .chain(
+                listing
+                    .unexpected
+                    .iter()
+                    .map(|(object, _)| (object, "an entry that is not a file")),
+            )
+        {
+            if let Some(id) = object
+                .split('.')
+                .next()
+                .filter(|id| crate::inventory::is_id(id))
+            {
+                taken.entry(index).or_default().entry(id).or_insert(what);
+            }
+        }
         for orphan in &listing.orphans {
             let written = orphan.modified.unwrap_or(now);
             if orphan
                 .name
                 .ends_with(crate::destination::local::PARTIAL_SUFFIX)
+                || crate::inventory::is_claim(&orphan.name)
             {
                 let started =
                     crate::inventory::id_time(orphan.name.split('.').next().unwrap_or_default())
@@ -593,14 +637,38 @@ fn plan_policy(
         let Some(entry) = found.get(kept.backup.as_str()) else {
             continue;
         };
-        let Some((_, from)) = entry.complete.first() else {
+        let Some((source, from)) = entry.complete.first() else {
             continue;
+        };
+        let sha256 = |at: usize| {
+            entry
+                .sha256
+                .iter()
+                .find(|(held, _)| *held == at)
+                .map(|(_, sha256)| *sha256)
         };
         for (index, location) in &readable {
             if entry.complete.iter().any(|(held, _)| held == index) {
                 continue;
             }
-            let damaged = entry.damaged.iter().find(|(held, _, _)| held == index);
+            let damaged = entry
+                .damaged
+                .iter()
+                .find(|(held, _, _)| held == index)
+                .filter(|_| sha256(*index) == sha256(*source));
+            // Another object under this id here (a safety backup, another
+            // backup's damaged sidecar, an orphan): never replaced.
+            if damaged.is_none()
+                && let Some(what) = taken
+                    .get(index)
+                    .and_then(|ids| ids.get(kept.backup.as_str()))
+            {
+                plan.warnings.push(format!(
+                    "backup {} is kept but not copied to {location}: {what} there has the same id, and nothing is ever replaced",
+                    kept.backup
+                ));
+                continue;
+            }
             let mut action = Action::new(ActionKind::Copy, name);
             action.destination = Some((*location).to_owned());
             action.backup = Some(kept.backup.clone());

@@ -788,10 +788,9 @@ fn same_place(left: &DestinationSpec, right: &DestinationSpec) -> bool {
         (DestinationSpec::Local(left), DestinationSpec::Local(right)) => {
             normalize(&left.path) == normalize(&right.path)
         }
-        (DestinationSpec::S3(left), DestinationSpec::S3(right)) => {
-            left.bucket == right.bucket
-                && left.prefix == right.prefix
-                && left.endpoint == right.endpoint
+        // The same bucket and prefix on another endpoint is another place.
+        (DestinationSpec::S3(_), DestinationSpec::S3(_)) => {
+            crate::destination::describe(left) == crate::destination::describe(right)
         }
         _ => false,
     }

@@ -849,7 +849,8 @@ fn rollback(
     ))
 }
 
-/// Takes the pre-restore backup of the target onto the policy's first destination.
+/// Takes the pre-restore backup of the target onto the policy's first
+/// destination, under an id no destination of the policy holds.
 fn safety_backup(prepared: &Prepared) -> Result<(Box<dyn Destination>, BackupRecord), Error> {
     let spec = prepared
         .policy
@@ -858,12 +859,20 @@ fn safety_backup(prepared: &Prepared) -> Result<(Box<dyn Destination>, BackupRec
         .ok_or_else(|| Error::SafetyBackup("the policy has no destination".to_owned()))?;
     let destination =
         destination::open(spec).map_err(|error| Error::SafetyBackup(error.to_string()))?;
+    // The others are consulted for the id only; one that cannot be opened
+    // cannot hold it either.
+    let mut destinations = vec![destination];
+    destinations.extend(
+        prepared.policy.destinations[1..]
+            .iter()
+            .filter_map(|spec| destination::open(spec).ok()),
+    );
     let mut policy = prepared.policy.clone();
     policy.source = prepared.target.source_spec();
-    let destinations = vec![destination];
     let outcome = engine::backup_tagged(
         &policy,
         &destinations,
+        engine::Targets::First,
         Utc::now(),
         None,
         &[PRE_RESTORE_TAG.to_owned()],

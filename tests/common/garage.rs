@@ -206,6 +206,37 @@ impl Garage {
         ]);
     }
 
+    /// `backup` in `directory`, with this node's key in `TEST_S3_KEY_ID` and
+    /// `TEST_S3_SECRET` for the policies to reference, and nothing from the
+    /// host's own AWS setup.
+    pub fn backup_command(&self, directory: &Path) -> std::process::Command {
+        let mut command = super::backup(directory);
+        command
+            .env("TEST_S3_KEY_ID", self.access_key_id())
+            .env("TEST_S3_SECRET", self.secret_access_key())
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_CONFIG_FILE", directory.join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                directory.join("no-aws-credentials"),
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        command
+    }
+
+    /// A policy file's `s3:` destination on this node (list item, indented
+    /// for `destinations:`), with its credentials as references to
+    /// `${env:<variable>_KEY_ID}` and `${env:<variable>_SECRET}`.
+    pub fn destination_yaml(&self, prefix: &str, variable: &str) -> String {
+        format!(
+            "    - s3:\n        bucket: {}\n        prefix: {prefix}\n        endpoint: {}\n        region: {}\n        path-style: true\n        access-key-id: ${{env:{variable}_KEY_ID}}\n        secret-access-key: ${{env:{variable}_SECRET}}\n",
+            self.bucket(),
+            self.endpoint(),
+            self.region()
+        )
+    }
+
     /// Runs `garage -c CONFIG ARGS` against this server and returns its
     /// stdout; panics with its output and the server's log when it fails.
     pub fn garage(&self, args: &[&str]) -> String {
