@@ -12,6 +12,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# stop_process PID: SIGTERM, up to 5 s to exit, then SIGKILL.
+stop_process() {
+    kill "$1" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$1" 2>/dev/null || true
+}
+
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # seconds and peak RSS (KiB) of a command; needs GNU time (Debian package `time`)
@@ -77,8 +84,11 @@ admin_token = "$(openssl rand -hex 32)"
 TOML
     chmod 600 "$work/garage/garage.toml"
     g() { "$garage" -c "$work/garage/garage.toml" "$@"; }
-    g server > "$work/garage/server.log" 2>&1 &
-    stoppers+=("kill $!")
+    # The binary itself in the background, not the function `g`: `$!` of a
+    # backgrounded function is the subshell running it, and killing that
+    # left the server running after every benchmark.
+    "$garage" -c "$work/garage/garage.toml" server > "$work/garage/server.log" 2>&1 &
+    stoppers+=("stop_process $!")
     until g status >/dev/null 2>&1; do sleep 0.2; done
     local node
     node="$(g node id --quiet | cut -d@ -f1)"

@@ -24,6 +24,10 @@ pub enum ExitStatus {
     Warning,
     /// `status` only (Nagios): some policy is critical.
     Critical,
+    /// `status` only (Nagios UNKNOWN): it cannot tell, because a policy file
+    /// is invalid, no policy has the name asked for, or the Prometheus
+    /// textfile could not be written.
+    Unknown,
 }
 
 impl ExitStatus {
@@ -38,6 +42,7 @@ impl ExitStatus {
             ExitStatus::Usage => 64,
             ExitStatus::Warning => 1,
             ExitStatus::Critical => 2,
+            ExitStatus::Unknown => 3,
         }
     }
 }

@@ -53,6 +53,18 @@ pub enum RunKind {
     Drill,
 }
 
+impl RunKind {
+    /// The kind as records and messages name it: `run`, `apply`, `restore`, `drill`.
+    pub fn word(self) -> &'static str {
+        match self {
+            RunKind::Run => "run",
+            RunKind::Apply => "apply",
+            RunKind::Restore => "restore",
+            RunKind::Drill => "drill",
+        }
+    }
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -217,7 +217,10 @@ fn warnings_pass_unless_denied() {
     .replace(
         "  retention:",
         "  notify:\n    webhook:\n      url: ${env:BACKUP_TEST_UNSET_WEBHOOK}\n  retention:",
-    );
+    )
+    // The fixture's placeholder database, beside the copy: only the variable is missing.
+    .replace("path: ../app.db", "path: app.db");
+    std::fs::write(directory.path().join("app.db"), "").unwrap();
     std::fs::write(directory.path().join("app.yaml"), text).unwrap();
     let warned = run(directory.path(), &["validate", "app.yaml"]);
     assert_eq!(warned.code, 0, "{warned:?}");

@@ -8,13 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use chrono::{DateTime, Utc};
-
 use common::{root, run};
-
-fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).unwrap().to_utc()
-}
 
 /// A policy `app`: daily at 01:00 UTC, keep-daily 7 and keep-weekly 4, to
 /// `destination` (relative to `folder`), with `extra` appended under `spec:`.
@@ -30,21 +24,7 @@ fn policy(folder: &Path, destination: &str, extra: &str) {
 
 /// A complete backup of `size` bytes created at `time`, in `folder/app/`.
 fn backup_at(folder: &Path, time: &str, size: usize) -> String {
-    let created_at = at(time);
-    let id = backup::inventory::base_id(created_at);
-    let data = vec![b'x'; size];
-    let mut metadata = common::sidecar_for("app", &id, created_at, &data, Vec::new());
-    metadata.seal().unwrap();
-    let name = metadata.artifact.name.clone();
-    let folder = folder.join("app");
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join(&name), &data).unwrap();
-    std::fs::write(
-        folder.join(format!("{id}.json")),
-        serde_json::to_vec_pretty(&metadata).unwrap(),
-    )
-    .unwrap();
-    id
+    common::sealed_backup(folder, "app", time, size)
 }
 
 /// Two weeks of history: daily backups for the last week, one in each of
@@ -252,7 +232,7 @@ for family in text_string_to_metric_families(open(sys.argv[1]).read()):
     gauge backup_size_bytes destination=[DIR]/back "ups",policy=app 1000
     gauge backup_duration_seconds destination=[DIR]/back "ups",policy=app 42
     gauge backup_retention_compliant destination=[DIR]/back "ups",policy=app 1
-    gauge backup_count destination=[DIR]/back "ups",policy=app 9
+    gauge backup_complete_backups destination=[DIR]/back "ups",policy=app 9
     gauge backup_destination_up destination=[DIR]/back "ups",policy=app 1
     gauge backup_next_backup_bytes destination=[DIR]/back "ups",policy=app 1000
     gauge backup_health policy=app 0

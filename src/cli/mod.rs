@@ -5,7 +5,9 @@
 //! the command's data, stderr everything else.
 
 mod apply;
+mod completions;
 mod list;
+mod man;
 mod plan;
 mod restore;
 mod run;
@@ -156,6 +158,10 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Report the health of every policy.
     Status(status::StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page, or write one per command into a folder.
+    Man(man::ManArgs),
 }
 
 /// Runs the command and returns how the process should exit.
@@ -171,6 +177,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Verify(args) => verify::run(global, args),
         Command::Restore(args) => restore::run(global, args),
         Command::Status(args) => status::run(global, args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 

@@ -178,7 +178,12 @@ pub(super) fn crontab_input(
         );
     }
     let target = match &args.crontab_file {
-        Some(file) => Target::File(std::path::absolute(file).unwrap_or_else(|_| file.clone())),
+        Some(file) => {
+            if let Some(warning) = crontab::file_name_warning(file) {
+                eprintln!("warning: {warning}");
+            }
+            Target::File(std::path::absolute(file).unwrap_or_else(|_| file.clone()))
+        }
         None => Target::User(None),
     };
     let found = crontab::read(&target).and_then(|text| {

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Args;
 
@@ -34,6 +33,10 @@ pub struct StatusArgs {
     /// it turns critical, then at most once every 20 hours while it stays so.
     #[arg(long)]
     pub notify_critical: bool,
+    /// Behind each policy's line: per destination every backup's state, each
+    /// retention rule, the space trend; and the last failed attempts on this host.
+    #[arg(long)]
+    pub detailed: bool,
     #[command(flatten)]
     pub crontab: CrontabArgs,
 }
@@ -41,7 +44,8 @@ pub struct StatusArgs {
 pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitStatus> {
     let selection = match load_selection(global, &[], args.policy.as_deref()) {
         Ok(selection) => selection,
-        Err(status) => return Ok(status),
+        // Nagios: a policy that cannot be judged (unknown name, invalid file) is UNKNOWN.
+        Err(_) => return Ok(ExitStatus::Unknown),
     };
     let state = global.state();
     let now = args.now.unwrap_or_else(Utc::now);
@@ -81,6 +85,12 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitStatus>
             space,
             crontab: gather::crontab_check(&crontab, Some(&policy.name)),
             now,
+            detailed: args.detailed,
+            recent_runs: if args.detailed {
+                crate::runlog::recent(&state, &policy.name, 100)
+            } else {
+                Vec::new()
+            },
         }));
     }
     let mut report = status::Report::new(now, policies, gather::crontab_check(&crontab, None));
@@ -92,13 +102,11 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitStatus>
         OutputFormat::Text => print!("{}", status::text::render(&report, global.stdout_color())),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
-    if let Some(file) = &args.prometheus {
-        crate::runlog::write_atomically(
-            file,
-            status::prometheus::render(&report).as_bytes(),
-            0o644,
-        )
-        .with_context(|| format!("cannot write the Prometheus textfile {}", file.display()))?;
+    if let Some(file) = &args.prometheus
+        && let Err(error) = status::prometheus::write(file, &report)
+    {
+        eprintln!("error: the Prometheus textfile: {error}");
+        return Ok(ExitStatus::Unknown);
     }
     if args.notify_critical {
         notify_critical(&state, &selection.selected, &report, now);
@@ -106,7 +114,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitStatus>
     // Nagios: critical first, then unknown (3, a policy file that does not load).
     Ok(match report.state {
         Health::Critical => ExitStatus::Critical,
-        _ if selection.errors > 0 => ExitStatus::InvalidPolicy,
+        _ if selection.errors > 0 => ExitStatus::Unknown,
         Health::Ok => ExitStatus::Success,
         Health::Warning => ExitStatus::Warning,
     })

@@ -19,7 +19,7 @@ pub struct ValidateArgs {
     pub paths: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
-    /// Treat warnings (unset references, secrets in plain text) as errors.
+    /// Treat warnings (unset references, missing SQLite files, secrets in plain text) as errors.
     #[arg(long)]
     pub deny_warnings: bool,
     /// Also check that destinations can be used: local folders exist and are writable (or can be created); S3 buckets answer and the credentials may write, read and delete there.
@@ -49,6 +49,7 @@ struct PolicyEntry {
 pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
     let options = policy::Options {
         check_destinations: args.check_destinations,
+        check_sources: true,
     };
     let loaded = policy::load(&global.policy_paths(&args.paths), options);
     let valid = loaded.error_count() == 0 && !(args.deny_warnings && loaded.warning_count() > 0);

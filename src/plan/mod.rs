@@ -444,9 +444,9 @@ fn plan_policy(
             action.reasons = vec![
                 orphan.reason.to_owned(),
                 format!(
-                    "{} bytes, last written {} ago",
+                    "{} bytes, last written {}",
                     orphan.size,
-                    human_age(now - written)
+                    human_ago(now - written)
                 ),
             ];
             cleanups.push(action);
@@ -907,7 +907,17 @@ pub fn local_time(time: DateTime<Utc>, timezone: chrono_tz::Tz) -> String {
         .to_string()
 }
 
-/// `3 h`, `2 d`, `45 min`.
+/// `3 h ago`, `45 min ago`; `2 d in the future` for a time after `now`
+/// (a record from a host whose clock runs ahead, or a `--now` in the past).
+pub fn human_ago(age: Duration) -> String {
+    if age.num_minutes() < 0 {
+        format!("{} in the future", human_age(-age))
+    } else {
+        format!("{} ago", human_age(age))
+    }
+}
+
+/// `3 h`, `2 d`, `45 min`: a length of time (see [`human_ago`] for a time before now).
 pub fn human_age(age: Duration) -> String {
     let minutes = age.num_minutes();
     if minutes < 120 {

@@ -27,6 +27,9 @@ use crate::schedule::{self, Schedule};
 pub struct Options {
     /// Check that destinations can be used (local folders writable; S3 writable and deletable).
     pub check_destinations: bool,
+    /// Warn about sources that are not there (an SQLite file that does not
+    /// exist), as `validate` does; commands that back up say so when they run.
+    pub check_sources: bool,
 }
 
 pub(super) struct Checker<'a> {
@@ -79,30 +82,54 @@ pub(super) fn field_matches(patterns: &[&str], field: &str) -> bool {
     patterns.contains(&field) || patterns.contains(&generic.as_str())
 }
 
-/// Calls `visit` with every scalar string of the tree and its field path
-/// (`spec.destinations[].s3.bucket`).
-pub(super) fn walk_strings<'a>(
+/// Where a string sits: its field as [`REFERENCE_FIELDS`] name it
+/// (`spec.destinations[].s3.bucket`) and as diagnostics do
+/// (`spec.destinations[1].s3.bucket`).
+pub(super) struct Place<'a> {
+    pub pattern: &'a str,
+    pub field: &'a str,
+}
+
+/// Calls `visit` with every scalar string of the tree and where it sits.
+pub(super) fn walk_strings<'a>(node: &'a Node, visit: &mut dyn FnMut(&Place, &'a Node, &str)) {
+    walk_strings_under(node, "", "", visit);
+}
+
+fn walk_strings_under<'a>(
     node: &'a Node,
+    pattern: &str,
     field: &str,
-    visit: &mut dyn FnMut(&str, &'a Node, &str),
+    visit: &mut dyn FnMut(&Place, &'a Node, &str),
 ) {
+    let join = |parent: &str, name: &str| {
+        if parent.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{parent}.{name}")
+        }
+    };
     match &node.value {
         Value::Mapping(entries) => {
             for (key, value) in entries {
-                let child = if field.is_empty() {
-                    key.name.clone()
-                } else {
-                    format!("{field}.{}", key.name)
-                };
-                walk_strings(value, &child, visit);
+                walk_strings_under(
+                    value,
+                    &join(pattern, &key.name),
+                    &join(field, &key.name),
+                    visit,
+                );
             }
         }
         Value::Sequence(items) => {
-            for item in items {
-                walk_strings(item, &format!("{field}[]"), visit);
+            for (index, item) in items.iter().enumerate() {
+                walk_strings_under(
+                    item,
+                    &format!("{pattern}[]"),
+                    &format!("{field}[{index}]"),
+                    visit,
+                );
             }
         }
-        Value::String(text) => visit(field, node, text),
+        Value::String(text) => visit(&Place { pattern, field }, node, text),
         _ => {}
     }
 }
@@ -332,23 +359,34 @@ impl Checker<'_> {
         }
     }
 
-    /// A `${env:…}` or `${file:…}` written in a field that does not expand
-    /// references would be used literally: an error, not a surprise at 3 am.
+    /// References, in one pass over every string of the document: in a
+    /// field that takes them ([`REFERENCE_FIELDS`]), a malformed one is an
+    /// error and an unset variable or missing file a warning, alike for
+    /// every such field; in any other field a `${env:…}` or `${file:…}`
+    /// would be used literally: an error, not a surprise at 3 am.
     fn check_reference_fields(&mut self, root: &Node) {
         let file = self.file;
         let diagnostics = &mut self.diagnostics;
-        walk_strings(root, "", &mut |field, node, text| {
-            let looks_like_reference = text.contains("${env:") || text.contains("${file:");
-            if looks_like_reference && !field_matches(&REFERENCE_FIELDS, field) {
-                let name = field
+        walk_strings(root, &mut |place, node, text| {
+            if field_matches(&REFERENCE_FIELDS, place.pattern) {
+                diagnostics.extend(
+                    template_problems(file, text)
+                        .into_iter()
+                        .map(|diagnostic| diagnostic.at(node.span).field(place.field)),
+                );
+                return;
+            }
+            if text.contains("${env:") || text.contains("${file:") {
+                let name = place
+                    .pattern
                     .rsplit('.')
                     .next()
-                    .unwrap_or(field)
+                    .unwrap_or(place.pattern)
                     .trim_end_matches("[]");
                 diagnostics.push(
                     Diagnostic::error("reference-not-expanded", file, format!("references are not expanded in `{name}`"))
                         .at(node.span)
-                        .field(field.replace("[]", ""))
+                        .field(place.field)
                         .hint("only connection, credential and notification fields take `${env:…}`/`${file:…}`; write the value itself"),
                 );
             }
@@ -407,6 +445,14 @@ impl Checker<'_> {
             SourceSpec::Sqlite(sqlite) => {
                 let mut resolved = sqlite.clone();
                 resolved.path = self.resolve_path(&sqlite.path);
+                if self.options.check_sources && !resolved.path.exists() {
+                    self.warning(
+                        "missing-source",
+                        "/spec/source/sqlite/path",
+                        format!("SQLite database `{}` does not exist", resolved.path.display()),
+                        "fix the path, or create the database; normal where it does not live (CI), but `run` and `apply` fail until it exists",
+                    );
+                }
                 SourceSpec::Sqlite(resolved)
             }
         }
@@ -414,18 +460,6 @@ impl Checker<'_> {
 
     fn check_postgres(&mut self, postgres: &PostgresSpec) {
         let base = "/spec/source/postgres";
-        let templated = [
-            ("url", &postgres.url),
-            ("host", &postgres.host),
-            ("user", &postgres.user),
-            ("database", &postgres.database),
-            ("password", &postgres.password),
-        ];
-        for (name, value) in templated {
-            if let Some(value) = value {
-                self.check_template(&format!("{base}/{name}"), value);
-            }
-        }
         if postgres.url.is_some() {
             let separate = [
                 ("host", postgres.host.is_some()),
@@ -580,16 +614,6 @@ impl Checker<'_> {
                 "bucket names use lowercase letters, digits, `.` and `-`, 3 to 63 characters, starting and ending with a letter or digit",
             );
         }
-        for (name, value) in [
-            ("endpoint", &s3.endpoint),
-            ("access-key-id", &s3.access_key_id),
-            ("secret-access-key", &s3.secret_access_key),
-            ("session-token", &s3.session_token),
-        ] {
-            if let Some(value) = value {
-                self.check_template(&format!("{pointer}/{name}"), value);
-            }
-        }
         if let Some(endpoint) = &s3.endpoint {
             let literal = Template::parse(endpoint)
                 .ok()
@@ -681,13 +705,10 @@ impl Checker<'_> {
             );
         }
         if let Some(webhook) = &notify.webhook {
-            self.check_url_template(&format!("{base}/webhook/url"), &webhook.url);
-            for (name, value) in &webhook.headers {
-                self.check_template(&format!("{base}/webhook/headers/{name}"), value);
-            }
+            self.check_url(&format!("{base}/webhook/url"), &webhook.url);
         }
         if let Some(healthchecks) = &notify.healthchecks {
-            self.check_url_template(&format!("{base}/healthchecks/url"), &healthchecks.url);
+            self.check_url(&format!("{base}/healthchecks/url"), &healthchecks.url);
         }
         if let Some(email) = &notify.email {
             let addresses = std::iter::once(("/from".to_owned(), &email.from)).chain(
@@ -707,11 +728,7 @@ impl Checker<'_> {
                     );
                 }
             }
-            if let Some(username) = &email.smtp.username {
-                self.check_template(&format!("{base}/email/smtp/username"), username);
-            }
             if let Some(password) = &email.smtp.password {
-                self.check_template(&format!("{base}/email/smtp/password"), password);
                 self.warn_literal_secret(
                     &format!("{base}/email/smtp/password"),
                     password,
@@ -721,8 +738,7 @@ impl Checker<'_> {
         }
     }
 
-    fn check_url_template(&mut self, pointer: &str, url: &str) {
-        self.check_template(pointer, url);
+    fn check_url(&mut self, pointer: &str, url: &str) {
         // A URL written out must be http(s); one built from references is checked when used.
         let literal = Template::parse(url)
             .ok()
@@ -739,37 +755,6 @@ impl Checker<'_> {
         }
     }
 
-    /// Reports malformed references, and unset variables and missing files as warnings.
-    fn check_template(&mut self, pointer: &str, value: &str) {
-        match Template::parse(value) {
-            Err(error) => self.error(
-                "invalid-reference",
-                pointer,
-                error.to_string(),
-                "references look like `${env:NAME}` or `${file:/absolute/path}`; write `$${` for a literal `${`",
-            ),
-            Ok(template) => {
-                let problems: Vec<(String, String)> = template
-                    .references()
-                    .filter_map(|part| match part {
-                        Part::Env(name) if std::env::var_os(name).is_none() => Some((
-                            format!("environment variable `{name}` is not set"),
-                            "set it wherever backup runs (cron, CI); until then commands that need it fail".to_owned(),
-                        )),
-                        Part::File(path) if !path.exists() => Some((
-                            format!("secret file `{}` does not exist", path.display()),
-                            "create it on the host that runs backup, readable only by that user".to_owned(),
-                        )),
-                        _ => None,
-                    })
-                    .collect();
-                for (message, hint) in problems {
-                    self.warning("unresolved-reference", pointer, message, hint);
-                }
-            }
-        }
-    }
-
     fn warn_literal_secret(&mut self, pointer: &str, value: &str, example: &str) {
         let literal = Template::parse(value).is_ok_and(|template| !template.has_references());
         if literal {
@@ -781,6 +766,43 @@ impl Checker<'_> {
             );
         }
     }
+}
+
+/// The problems of a reference field's text, without file or position: a
+/// malformed reference (error), an unset variable or a missing file (warning).
+fn template_problems(file: &str, value: &str) -> Vec<Diagnostic> {
+    let template = match Template::parse(value) {
+        Ok(template) => template,
+        Err(error) => {
+            return vec![Diagnostic::error("invalid-reference", file, error.to_string()).hint(
+                "references look like `${env:NAME}` or `${file:/absolute/path}`; write `$${` for a literal `${`",
+            )];
+        }
+    };
+    template
+        .references()
+        .filter_map(|part| match part {
+            Part::Env(name) if std::env::var_os(name).is_none() => Some(
+                Diagnostic::warning(
+                    "unresolved-reference",
+                    file,
+                    format!("environment variable `{name}` is not set"),
+                )
+                .hint(
+                    "set it wherever backup runs (cron, CI); until then commands that need it fail",
+                ),
+            ),
+            Part::File(path) if !path.exists() => Some(
+                Diagnostic::warning(
+                    "unresolved-reference",
+                    file,
+                    format!("secret file `{}` does not exist", path.display()),
+                )
+                .hint("create it on the host that runs backup, readable only by that user"),
+            ),
+            _ => None,
+        })
+        .collect()
 }
 
 fn same_place(left: &DestinationSpec, right: &DestinationSpec) -> bool {

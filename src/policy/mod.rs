@@ -303,10 +303,10 @@ pub fn load_text(
 /// The spans of literal text in secret-bearing fields.
 fn secret_spans(root: &yaml::Node) -> Vec<yaml::Span> {
     let mut spans = Vec::new();
-    check::walk_strings(root, "", &mut |field, node, text| {
+    check::walk_strings(root, &mut |place, node, text| {
         let only_references =
             secret::Template::parse(text).is_ok_and(|template| template.literal().is_none());
-        if check::field_matches(&check::SECRET_FIELDS, field) && !only_references {
+        if check::field_matches(&check::SECRET_FIELDS, place.pattern) && !only_references {
             spans.push(node.span);
         }
     });
@@ -440,7 +440,6 @@ fn load_document(
     } else {
         None
     };
-    diagnostics.extend(problems);
     let mut checker = check::Checker {
         file,
         root,
@@ -449,6 +448,16 @@ fn load_document(
         diagnostics: Vec::new(),
     };
     let policy = checker.check(&json, document);
+    // A value the schema refused is one problem: the meaning checks do not
+    // report it again (`keep-within: 2w` is not two errors).
+    let refused: Vec<(Option<usize>, Option<usize>)> = problems
+        .iter()
+        .map(|problem| (problem.line, problem.column))
+        .collect();
+    checker.diagnostics.retain(|diagnostic| {
+        !(diagnostic.is_error() && refused.contains(&(diagnostic.line, diagnostic.column)))
+    });
+    diagnostics.extend(problems);
     diagnostics.extend(checker.diagnostics);
     policy
 }

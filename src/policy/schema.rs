@@ -224,14 +224,7 @@ impl<'a> Translator<'a> {
                     .as_array()
                     .map(|values| values.iter().map(json_text).collect())
                     .unwrap_or_default();
-                let value = found.node.scalar_text().unwrap_or_default();
-                let hint = match did_you_mean(&value, options.iter().map(String::as_str)) {
-                    Some(close) => format!("did you mean `{close}`?"),
-                    None => format!("expected one of {}", list(&options)),
-                };
-                out.push(
-                    at_value("invalid-value", format!("`{value}` is not allowed here")).hint(hint),
-                );
+                out.push(self.not_a_choice(&found, &options));
             }
             ValidationErrorKind::Constant { expected_value } => {
                 let value = found.node.scalar_text().unwrap_or_default();
@@ -312,17 +305,29 @@ impl<'a> Translator<'a> {
             | ValidationErrorKind::AnyOf { context } => context,
             _ => return,
         };
-        let alternatives = self
+        let schemas: &[Json] = self
             .schema
             .pointer(error.schema_path().as_str())
             .and_then(Json::as_array)
-            .map(|branches| {
-                branches
-                    .iter()
-                    .map(|branch| self.alternative(branch))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
+            .map_or(&[], Vec::as_slice);
+        // An optional field (`T` or null) that is set: its problems are `T`'s.
+        let is_null = |branch: &Json| branch.get("type").and_then(Json::as_str) == Some("null");
+        if found.node.value != Value::Null && schemas.iter().any(is_null) {
+            let mut set = schemas
+                .iter()
+                .zip(branches)
+                .filter(|(schema, _)| !is_null(schema));
+            if let (Some((_, errors)), None) = (set.next(), set.next()) {
+                for error in errors {
+                    self.translate(error, out);
+                }
+                return;
+            }
+        }
+        let alternatives: Vec<Alternative> = schemas
+            .iter()
+            .map(|branch| self.alternative(branch))
+            .collect();
         let here = |code: &'static str, message: String| {
             Diagnostic::error(code, self.file, message)
                 .at(found.node.span)
@@ -344,17 +349,7 @@ impl<'a> Translator<'a> {
             .collect();
         let Value::Mapping(entries) = &found.node.value else {
             if !constants.is_empty() {
-                let value = found
-                    .node
-                    .scalar_text()
-                    .unwrap_or_else(|| found.node.describe().to_owned());
-                let hint = match did_you_mean(&value, constants.iter().map(String::as_str)) {
-                    Some(close) => format!("did you mean `{close}`?"),
-                    None => format!("expected one of {}", list(&constants)),
-                };
-                out.push(
-                    here("invalid-value", format!("`{value}` is not allowed here")).hint(hint),
-                );
+                out.push(self.not_a_choice(found, &constants));
             } else {
                 out.push(
                     here(
@@ -436,6 +431,32 @@ impl<'a> Translator<'a> {
         }
     }
 
+    /// A value that is not one of the allowed `choices` (`sslmode: bogus`):
+    /// the value, the field, and every choice.
+    fn not_a_choice(&self, found: &Found<'_>, choices: &[String]) -> Diagnostic {
+        let value = found
+            .node
+            .scalar_text()
+            .unwrap_or_else(|| found.node.describe().to_owned());
+        let close = did_you_mean(&value, choices.iter().map(String::as_str));
+        let hint = match (close, choices) {
+            (Some(close), [_]) => format!("did you mean `{close}`?"),
+            (None, [only]) => format!("expected `{only}`"),
+            (Some(close), _) => {
+                format!("did you mean `{close}`? expected one of {}", list(choices))
+            }
+            (None, _) => format!("expected one of {}", list(choices)),
+        };
+        Diagnostic::error(
+            "invalid-value",
+            self.file,
+            format!("`{value}` is not allowed for {}", name_of(found)),
+        )
+        .at(found.node.span)
+        .field(found.field.clone())
+        .hint(hint)
+    }
+
     /// What one branch of a union accepts: a tagged mapping or a constant.
     fn alternative(&self, branch: &Json) -> Alternative {
         let branch = match branch.get("$ref").and_then(Json::as_str) {
@@ -483,7 +504,7 @@ fn pattern_message(field: &str, value: &str, pattern: &str) -> (String, String) 
                 .to_owned(),
         );
     }
-    if field.ends_with("keep-within") {
+    if field.ends_with("keep-within") || field.ends_with("max-age") {
         return (
             format!("`{value}` is not a duration"),
             "write a number and a unit (y, m, d, h), combined if needed: `14d`, `36h`, `1y6m`"

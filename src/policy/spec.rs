@@ -156,7 +156,8 @@ pub struct PostgresSpec {
     /// Database to dump. Required unless `url` names it. Example: `app`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
-    /// Password, as a reference only. Example: `${env:PGPASSWORD}` or `${file:/run/secrets/pg}`.
+    /// Password, as a reference (plain text is accepted, with a warning).
+    /// Example: `${env:PGPASSWORD}` or `${file:/run/secrets/pg}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     /// libpq `sslmode`: disable, allow, prefer, require, verify-ca or verify-full.
@@ -336,7 +337,8 @@ pub struct S3Spec {
     /// Access key id, as a reference. Default: the AWS chain. Example: `${env:BACKUP_S3_KEY_ID}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key_id: Option<String>,
-    /// Secret access key, as a reference. Example: `${file:/run/secrets/s3-secret}`.
+    /// Secret access key, as a reference (plain text is accepted, with a
+    /// warning). Example: `${file:/run/secrets/s3-secret}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key: Option<String>,
     /// Session token for temporary credentials, as a reference.
@@ -485,7 +487,8 @@ pub struct SmtpSpec {
     /// User name, if the server wants one; may be a reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    /// Password, as a reference. Example: `${env:SMTP_PASSWORD}`.
+    /// Password, as a reference (plain text is accepted, with a warning).
+    /// Example: `${env:SMTP_PASSWORD}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
 }

@@ -95,6 +95,23 @@ impl Target {
     }
 }
 
+/// Why cron would skip a crontab file with this name, if it would: cron
+/// reads only the files in `/etc/cron.d` whose names are letters, digits,
+/// `_` and `-` (Debian's and Vixie cron's rule; `backup.cron` or
+/// `backup.txt` is silently ignored there).
+pub fn file_name_warning(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_string_lossy();
+    let readable = name
+        .chars()
+        .all(|character| character.is_ascii_alphanumeric() || matches!(character, '_' | '-'));
+    (!readable).then(|| {
+        format!(
+            "cron ignores files in /etc/cron.d whose names hold anything but letters, digits, `_` and `-`, so it would not run `{}` from there; name it like `/etc/cron.d/backup`",
+            path.display()
+        )
+    })
+}
+
 /// One policy's line.
 #[derive(Debug, Clone)]
 pub struct Line<'a> {
@@ -374,11 +391,7 @@ fn timezone_from(variable: Option<&str>, link: Option<&Path>, file: Option<&str>
 /// difference the two zones will have, plus the minute of each of the
 /// policy's clock changes at which it ticks (a job in a skipped hour runs
 /// right after the jump). Hours and days are left to apply.
-fn host_fields(
-    schedule: &Schedule,
-    host: Tz,
-    now: DateTime<Utc>,
-) -> (String, Option<&'static str>) {
+fn host_fields(schedule: &Schedule, host: Tz, now: DateTime<Utc>) -> (String, Option<String>) {
     let policy = schedule.timezone();
     let start = DateTime::from_timestamp(now.timestamp() - now.timestamp().rem_euclid(3600), 0)
         .unwrap_or(now);
@@ -413,18 +426,30 @@ fn host_fields(
     if minutes.len() > MAX_LISTED_MINUTES {
         return (
             "* * * * *".to_owned(),
-            Some("runs every minute; apply decides what is due"),
+            Some("runs every minute; apply decides what is due".to_owned()),
         );
     }
     let list: Vec<String> = minutes.iter().map(ToString::to_string).collect();
     (
         format!("{} * * * *", list.join(",")),
-        Some("runs hourly; apply decides what is due"),
+        Some(format!("{}; apply decides what is due", how_often(&list))),
     )
 }
 
+/// How often a line firing at `minutes` of every hour runs, in words:
+/// `runs hourly` for one minute, `runs at minutes 0 and 30 of every hour`.
+fn how_often(minutes: &[String]) -> String {
+    match minutes {
+        [] | [_] => "runs hourly".to_owned(),
+        [init @ .., last] => format!(
+            "runs at minutes {} and {last} of every hour",
+            init.join(", ")
+        ),
+    }
+}
+
 /// The expression as cron should read it on a host with the policy's clock.
-fn same_clock_fields(expression: &str) -> (String, Option<&'static str>) {
+fn same_clock_fields(expression: &str) -> (String, Option<String>) {
     if expression.starts_with('@') {
         // Debian's cron reads every nickname a schedule accepts.
         return (expression.to_owned(), None);
@@ -437,7 +462,7 @@ fn same_clock_fields(expression: &str) -> (String, Option<&'static str>) {
     {
         return (
             format!("{minute} {hour} * {month} *"),
-            Some("runs daily; apply decides what is due"),
+            Some("runs daily; apply decides what is due".to_owned()),
         );
     }
     (fields.join(" "), None)
@@ -700,11 +725,7 @@ mod tests {
     }
 
     /// The fields and note of one schedule's line.
-    fn fields(
-        expression: &str,
-        policy_zone: &str,
-        host_zone: &str,
-    ) -> (String, Option<&'static str>) {
+    fn fields(expression: &str, policy_zone: &str, host_zone: &str) -> (String, Option<String>) {
         let schedule = Schedule::parse(expression, policy_zone).unwrap();
         host_fields(&schedule, host_zone.parse().unwrap(), at(2026, 1, 1))
     }
@@ -1019,21 +1040,36 @@ mod tests {
             fields("0 1 */2 * mon", "UTC", "UTC"),
             (
                 "0 1 * * *".to_owned(),
-                Some("runs daily; apply decides what is due")
+                Some("runs daily; apply decides what is due".to_owned())
             )
         );
     }
 
     #[test]
+    fn crontab_file_names_cron_would_skip_are_named() {
+        for skipped in ["/etc/cron.d/backup.cron", "/etc/cron.d/back up", "x~"] {
+            assert!(file_name_warning(Path::new(skipped)).is_some(), "{skipped}");
+        }
+        for read in ["/etc/cron.d/backup", "/etc/cron.d/db_backup-2"] {
+            assert_eq!(file_name_warning(Path::new(read)), None, "{read}");
+        }
+    }
+
+    #[test]
     fn another_clock_runs_hourly_at_every_minute_a_tick_can_fall_on() {
-        let hourly = Some("runs hourly; apply decides what is due");
+        let hourly = Some("runs hourly; apply decides what is due".to_owned());
+        let at_minutes = |minutes: &str| {
+            Some(format!(
+                "runs at minutes {minutes} of every hour; apply decides what is due"
+            ))
+        };
         assert_eq!(
             fields("0 1 * * *", "Europe/Berlin", "UTC"),
-            ("0 * * * *".to_owned(), hourly)
+            ("0 * * * *".to_owned(), hourly.clone())
         );
         assert_eq!(
             fields("0 1 * * *", "Asia/Kolkata", "UTC"),
-            ("30 * * * *".to_owned(), hourly)
+            ("30 * * * *".to_owned(), hourly.clone())
         );
         assert_eq!(
             fields("0 1 * * *", "UTC", "Asia/Kathmandu"),
@@ -1041,23 +1077,26 @@ mod tests {
         );
         assert_eq!(
             fields("*/15 * * * *", "Asia/Kolkata", "UTC"),
-            ("0,15,30,45 * * * *".to_owned(), hourly)
+            (
+                "0,15,30,45 * * * *".to_owned(),
+                at_minutes("0, 15, 30 and 45")
+            )
         );
         // On spring-forward day 02:30 runs at 03:00 (01:00 UTC).
         assert_eq!(
             fields("30 2 * * *", "Europe/Berlin", "UTC"),
-            ("0,30 * * * *".to_owned(), hourly)
+            ("0,30 * * * *".to_owned(), at_minutes("0 and 30"))
         );
         // Lord Howe moves its clock by 30 minutes.
         assert_eq!(
             fields("0 1 * * *", "Australia/Lord_Howe", "UTC"),
-            ("0,30 * * * *".to_owned(), hourly)
+            ("0,30 * * * *".to_owned(), at_minutes("0 and 30"))
         );
         assert_eq!(
             fields("* * * * *", "Asia/Kolkata", "UTC"),
             (
                 "* * * * *".to_owned(),
-                Some("runs every minute; apply decides what is due")
+                Some("runs every minute; apply decides what is due".to_owned())
             )
         );
     }

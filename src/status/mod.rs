@@ -110,6 +110,60 @@ pub struct Input<'a> {
     pub space: BTreeMap<String, Result<Space, String>>,
     pub crontab: CrontabCheck,
     pub now: DateTime<Utc>,
+    /// Also fill [`PolicyHealth::detail`] (`status --detailed`).
+    pub detailed: bool,
+    /// This host's latest run records of the policy, oldest first (for the detail).
+    pub recent_runs: Vec<RunRecord>,
+}
+
+/// How many failed attempts `status --detailed` shows per policy.
+pub const DETAIL_FAILURES: usize = 5;
+
+/// How many of the newest backups the size trend looks at.
+const TREND_BACKUPS: usize = 8;
+
+/// `status --detailed`: what stands behind a policy's line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Detail {
+    pub destinations: Vec<DestinationDetail>,
+    /// This host's latest failed attempts, newest first (at most [`DETAIL_FAILURES`]).
+    pub recent_failures: Vec<RunRecord>,
+}
+
+/// One destination in full: every backup's state and where its space goes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DestinationDetail {
+    pub location: String,
+    /// Every backup with a sidecar, newest first.
+    pub backups: Vec<BackupState>,
+    /// Leftovers of crashes (`.partial` data, data without a sidecar), by name.
+    pub orphans: Vec<String>,
+    /// Sidecars that cannot be read: name and reason.
+    pub unreadable: Vec<String>,
+    pub trend: Option<SpaceTrend>,
+}
+
+/// One backup and its state on one destination.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackupState {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub size_bytes: u64,
+    /// `complete`, `missing data` or `size mismatch (… bytes)`.
+    pub state: String,
+}
+
+/// How the backups' size moves, and what that means for the free space.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpaceTrend {
+    /// Sizes of the newest complete backups (at most 8), oldest first.
+    pub recent_sizes: Vec<u64>,
+    /// Average change per backup over those, in bytes (negative when they shrink).
+    pub growth_bytes_per_backup: i64,
+    pub next_backup_bytes: Option<u64>,
+    pub free_bytes: Option<u64>,
+    /// How many more backups of the next size fit in the free space (local destinations).
+    pub room_for_backups: Option<u64>,
 }
 
 /// How fresh the newest complete backup is.
@@ -178,6 +232,9 @@ pub struct PolicyHealth {
     pub integrity: Integrity,
     pub destinations: Vec<DestinationHealth>,
     pub crontab: CrontabCheck,
+    /// Only with `status --detailed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Detail>,
 }
 
 impl PolicyHealth {
@@ -302,11 +359,15 @@ pub fn evaluate(input: Input) -> PolicyHealth {
         },
         destinations: Vec::new(),
         crontab: input.crontab.clone(),
+        detail: None,
     };
     destinations(&input, &mut health);
     freshness(&input, &mut health);
     last_attempt(&input, &mut health);
     integrity(&input, &mut health);
+    if input.detailed {
+        health.detail = Some(detail(&input, &health));
+    }
     let crontab = health.crontab.clone();
     if crontab.severity() > Health::Ok {
         health.find("crontab", crontab.severity(), crontab.message);
@@ -440,6 +501,97 @@ fn destinations(input: &Input, health: &mut PolicyHealth) {
     }
 }
 
+/// Every backup's state per destination, the size trend, the last failures.
+fn detail(input: &Input, health: &PolicyHealth) -> Detail {
+    let mut destinations = Vec::new();
+    for found in input
+        .inventory
+        .iter()
+        .flat_map(|inventory| &inventory.destinations)
+    {
+        let Ok(listing) = &found.listing else {
+            destinations.push(DestinationDetail {
+                location: found.location.clone(),
+                backups: Vec::new(),
+                orphans: Vec::new(),
+                unreadable: Vec::new(),
+                trend: None,
+            });
+            continue;
+        };
+        let backups: Vec<BackupState> = listing
+            .backups
+            .iter()
+            .rev()
+            .map(|record| BackupState {
+                id: record.metadata.id.clone(),
+                created_at: record.metadata.created_at,
+                size_bytes: record.metadata.artifact.size,
+                state: record.state.describe(),
+            })
+            .collect();
+        let mut sizes: Vec<u64> = listing
+            .backups
+            .iter()
+            .filter(|record| record.state == RecordState::Complete)
+            .map(|record| record.metadata.artifact.size)
+            .collect();
+        sizes.drain(..sizes.len().saturating_sub(TREND_BACKUPS));
+        let judged = health
+            .destinations
+            .iter()
+            .find(|destination| destination.location == found.location);
+        let next = judged.and_then(|destination| destination.next_backup_bytes);
+        let free = judged.and_then(|destination| destination.free_bytes);
+        let trend = (!sizes.is_empty()).then(|| SpaceTrend {
+            growth_bytes_per_backup: growth_per_backup(&sizes),
+            recent_sizes: sizes,
+            next_backup_bytes: next,
+            free_bytes: free,
+            room_for_backups: free
+                .zip(next.filter(|next| *next > 0))
+                .map(|(free, next)| free / next),
+        });
+        destinations.push(DestinationDetail {
+            location: found.location.clone(),
+            backups,
+            orphans: listing
+                .orphans
+                .iter()
+                .map(|orphan| orphan.name.clone())
+                .collect(),
+            unreadable: listing
+                .unreadable
+                .iter()
+                .map(|(name, reason)| format!("{name}: {reason}"))
+                .collect(),
+            trend,
+        });
+    }
+    Detail {
+        destinations,
+        recent_failures: input
+            .recent_runs
+            .iter()
+            .rev()
+            .filter(|record| !record.ok())
+            .take(DETAIL_FAILURES)
+            .cloned()
+            .collect(),
+    }
+}
+
+/// The average change in size from one backup to the next, in bytes.
+fn growth_per_backup(sizes: &[u64]) -> i64 {
+    let (Some(first), Some(last)) = (sizes.first(), sizes.last()) else {
+        return 0;
+    };
+    let steps = i64::try_from(sizes.len().saturating_sub(1).max(1)).unwrap_or(i64::MAX);
+    let change =
+        i64::try_from(*last).unwrap_or(i64::MAX) - i64::try_from(*first).unwrap_or(i64::MAX);
+    change / steps
+}
+
 /// The next backup's expected size: the newest one's, plus the average growth
 /// per backup over the last eight, when they grow.
 pub fn next_backup_bytes(sizes: &[u64]) -> Option<u64> {
@@ -564,8 +716,8 @@ fn freshness(input: &Input, health: &mut PolicyHealth) {
             let before = schedule.latest_at_or_before(expected - TimeDelta::seconds(1));
             let missed_two = before.is_some_and(|before| *created_at < before);
             let message = format!(
-                "overdue: no backup since {id} ({} ago); tick {} passed without one",
-                crate::plan::human_age(now - *created_at),
+                "overdue: no backup since {id} ({}); tick {} passed without one",
+                crate::plan::human_ago(now - *created_at),
                 crate::plan::local_time(expected, schedule.timezone())
             );
             if missed_two {
@@ -586,13 +738,10 @@ fn last_attempt(input: &Input, health: &mut PolicyHealth) {
     if attempt.ok() {
         return;
     }
-    let kind = serde_json::to_value(attempt.kind)
-        .ok()
-        .and_then(|value| value.as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let kind = attempt.kind.word();
     let message = format!(
-        "last attempt ({kind}) failed {} ago{}: {}",
-        crate::plan::human_age(input.now - attempt.finished_at),
+        "last attempt ({kind}) failed {}{}: {}",
+        crate::plan::human_ago(input.now - attempt.finished_at),
         if health.consecutive_failures > 1 {
             format!(", {} failures in a row", health.consecutive_failures)
         } else {
@@ -673,8 +822,8 @@ fn integrity(input: &Input, health: &mut PolicyHealth) {
             "drill",
             Health::Warning,
             format!(
-                "last restore drill failed {} ago{}",
-                crate::plan::human_age(input.now - drill.started_at),
+                "last restore drill failed {}{}",
+                crate::plan::human_ago(input.now - drill.started_at),
                 drill
                     .error
                     .as_deref()

@@ -1,12 +1,37 @@
 //! The node_exporter textfile: `backup status --prometheus FILE`.
 //!
-//! Metrics carry `policy` (and `destination`) labels; every family has its
-//! HELP and TYPE lines. Written atomically (temporary file and rename), so
-//! node_exporter never reads half a file.
+//! Metrics carry `policy` (and `destination`) labels, then the policy's own
+//! `metadata.labels` (see [`policy_labels`]); every family has its HELP and
+//! TYPE lines, and names follow Prometheus's rules (`promtool check metrics`
+//! passes: no `_count` or `_total` suffix on a gauge). Written atomically
+//! (temporary file and rename) by the caller, so node_exporter never reads
+//! half a file.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::Path;
 
 use super::Report;
+use crate::state::{Error, io_error};
+
+/// Writes the textfile for `report` to `path`, atomically and with mode
+/// 0644. Missing parent folders are created with mode 0755 (before the
+/// umask), as node_exporter's textfile folder is: the collector usually runs
+/// as another user and must reach the file.
+pub fn write(path: &Path, report: &Report) -> Result<(), Error> {
+    if let Some(folder) = path
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(folder)
+            .map_err(io_error("cannot create the folder", folder))?;
+    }
+    crate::runlog::write_atomically(path, render(report).as_bytes(), 0o644)
+}
 
 /// The textfile for `report`.
 pub fn render(report: &Report) -> String {
@@ -41,7 +66,11 @@ pub fn render(report: &Report) -> String {
             "1 when the complete backups fill every keep-* rule, else 0.",
             "gauge",
         ),
-        Family::new("backup_count", "Number of complete backups.", "gauge"),
+        Family::new(
+            "backup_complete_backups",
+            "Number of complete backups on the destination.",
+            "gauge",
+        ),
         Family::new(
             "backup_destination_up",
             "1 when the destination could be listed, else 0.",
@@ -64,14 +93,23 @@ pub fn render(report: &Report) -> String {
         ),
     ];
     for policy in &report.policies {
-        let policy_labels = labels(&[("policy", &policy.name)]);
+        let own = policy_labels(&policy.labels);
+        let with_own = |pairs: &[(&str, &str)]| {
+            let mut all: Vec<(&str, &str)> = pairs.to_vec();
+            all.extend(
+                own.iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str())),
+            );
+            labels(&all)
+        };
+        let policy_labels = with_own(&[("policy", &policy.name)]);
         if let Some(attempt) = &policy.last_attempt {
             families[1].sample(&policy_labels, if attempt.ok() { 1.0 } else { 0.0 });
             families[2].sample(&policy_labels, attempt.finished_at.timestamp() as f64);
         }
         families[10].sample(&policy_labels, f64::from(policy.state.code()));
         for destination in &policy.destinations {
-            let both = labels(&[
+            let both = with_own(&[
                 ("policy", &policy.name),
                 ("destination", &destination.location),
             ]);
@@ -138,6 +176,46 @@ impl Family {
     }
 }
 
+/// Label names `backup` sets itself; a policy label never overrides them.
+const OWN_LABELS: [&str; 2] = ["policy", "destination"];
+
+/// A policy's `metadata.labels` as Prometheus labels, in name order. Names
+/// are made valid label names (`[a-zA-Z_][a-zA-Z0-9_]*`): any other
+/// character becomes `_`, and a leading digit gets a `_` before it. Names
+/// that would clash with the labels `backup` sets (`policy`, `destination`)
+/// or with Prometheus's reserved `__` prefix get a `label_` prefix. When two
+/// labels end up with the same name, the first (in the policy's name order)
+/// wins; empty names are left out.
+pub fn policy_labels(labels: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let mut result: Vec<(String, String)> = Vec::new();
+    for (name, value) in labels {
+        let mut sanitised: String = name
+            .chars()
+            .map(|character| {
+                if character.is_ascii_alphanumeric() || character == '_' {
+                    character
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if sanitised.is_empty() {
+            continue;
+        }
+        if sanitised.starts_with(|character: char| character.is_ascii_digit()) {
+            sanitised.insert(0, '_');
+        }
+        if OWN_LABELS.contains(&sanitised.as_str()) || sanitised.starts_with("__") {
+            sanitised.insert_str(0, "label_");
+        }
+        if result.iter().all(|(taken, _)| *taken != sanitised) {
+            result.push((sanitised, value.clone()));
+        }
+    }
+    result.sort();
+    result
+}
+
 /// `policy="app",destination="/var/backups"`, values escaped as the text format wants.
 fn labels(pairs: &[(&str, &str)]) -> String {
     pairs
@@ -151,4 +229,38 @@ fn labels(pairs: &[(&str, &str)]) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_labels_become_valid_label_names_that_never_override_ours() {
+        let labels: BTreeMap<String, String> = [
+            ("team", "payments"),
+            ("cost-centre", "42"),
+            ("9lives", "cat"),
+            ("policy", "mine"),
+            ("destination", "there"),
+            ("__name__", "x"),
+            ("cost_centre", "second"),
+            ("", "empty"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+        assert_eq!(
+            policy_labels(&labels),
+            [
+                ("_9lives", "cat"),
+                ("cost_centre", "42"),
+                ("label___name__", "x"),
+                ("label_destination", "there"),
+                ("label_policy", "mine"),
+                ("team", "payments"),
+            ]
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        );
+    }
 }

@@ -1,6 +1,10 @@
-//! `backup status` for people: one line per policy, worst finding first.
+//! `backup status` for people: one line per policy, worst finding first;
+//! with `--detailed`, each line is followed by what stands behind it.
 
-use super::{Health, PolicyHealth, Report};
+use std::fmt::Write as _;
+
+use super::{Detail, Health, PolicyHealth, Report};
+use crate::cli::human_bytes;
 use crate::policy::diagnostic::paint;
 
 /// The report as text: `OK       app: …`, one line per policy, then the
@@ -14,6 +18,9 @@ pub fn render(report: &Report, color: bool) -> String {
             policy.name,
             line(policy, report)
         ));
+        if let Some(detail) = &policy.detail {
+            text.push_str(&detailed(policy, detail));
+        }
     }
     if report.policy_errors > 0 {
         text.push_str(&format!(
@@ -62,8 +69,8 @@ fn line(policy: &PolicyHealth, report: &Report) -> String {
         policy.freshness.newest_created_at,
     ) {
         (Some(id), Some(created_at)) => parts.push(format!(
-            "newest {id} ({} ago)",
-            crate::plan::human_age(report.now - created_at)
+            "newest {id} ({})",
+            crate::plan::human_ago(report.now - created_at)
         )),
         _ => parts.push("no backup".to_owned()),
     }
@@ -89,8 +96,8 @@ fn line(policy: &PolicyHealth, report: &Report) -> String {
     ));
     if let Some(attempt) = &policy.last_attempt {
         parts.push(format!(
-            "last run ok {} ago",
-            crate::plan::human_age(report.now - attempt.finished_at)
+            "last run ok {}",
+            crate::plan::human_ago(report.now - attempt.finished_at)
         ));
     }
     parts.push("retention met".to_owned());
@@ -103,4 +110,101 @@ fn line(policy: &PolicyHealth, report: &Report) -> String {
         parts.push(format!("{} free", crate::cli::human_bytes(free)));
     }
     parts.join(", ")
+}
+
+/// The indented report behind one policy's line: per destination every
+/// backup's state, each retention rule, the space trend; then the last
+/// failed attempts on this host.
+fn detailed(policy: &PolicyHealth, detail: &Detail) -> String {
+    let mut text = String::new();
+    let time = |at: chrono::DateTime<chrono::Utc>| at.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    for destination in &detail.destinations {
+        let judged = policy
+            .destinations
+            .iter()
+            .find(|judged| judged.location == destination.location);
+        let _ = writeln!(text, "  {}", destination.location);
+        if let Some(error) = judged.and_then(|judged| judged.error.as_deref()) {
+            let _ = writeln!(text, "    cannot be read: {error}");
+            continue;
+        }
+        if destination.backups.is_empty() {
+            let _ = writeln!(text, "    no backups");
+        }
+        for backup in &destination.backups {
+            let _ = writeln!(
+                text,
+                "    {}  {}  {:>10}  {}",
+                backup.id,
+                time(backup.created_at),
+                human_bytes(backup.size_bytes),
+                backup.state
+            );
+        }
+        for orphan in &destination.orphans {
+            let _ = writeln!(text, "    orphan: {orphan}");
+        }
+        for unreadable in &destination.unreadable {
+            let _ = writeln!(text, "    unreadable sidecar: {unreadable}");
+        }
+        let rules: Vec<String> = judged
+            .into_iter()
+            .flat_map(|judged| &judged.retention)
+            .map(|compliance| {
+                format!(
+                    "{compliance} ({})",
+                    if compliance.compliant() {
+                        "met"
+                    } else {
+                        "NOT met"
+                    }
+                )
+            })
+            .collect();
+        if rules.is_empty() {
+            let _ = writeln!(text, "    retention: no counting rule (keep-within only)");
+        } else {
+            let _ = writeln!(text, "    retention: {}", rules.join("; "));
+        }
+        if let Some(trend) = &destination.trend {
+            let sizes: Vec<String> = trend
+                .recent_sizes
+                .iter()
+                .map(|size| human_bytes(*size))
+                .collect();
+            let growth = trend.growth_bytes_per_backup;
+            let mut line = format!(
+                "    space: last {} sizes {}, {}{} per backup",
+                sizes.len(),
+                sizes.join(", "),
+                if growth < 0 { "-" } else { "+" },
+                human_bytes(growth.unsigned_abs())
+            );
+            if let Some(next) = trend.next_backup_bytes {
+                let _ = write!(line, ", next about {}", human_bytes(next));
+            }
+            if let Some(free) = trend.free_bytes {
+                let _ = write!(line, "; {} free", human_bytes(free));
+                if let Some(room) = trend.room_for_backups {
+                    let _ = write!(line, ", room for {room} more");
+                }
+            }
+            let _ = writeln!(text, "{line}");
+        }
+    }
+    if detail.recent_failures.is_empty() {
+        let _ = writeln!(text, "  last errors: none recorded on this host");
+    } else {
+        let _ = writeln!(text, "  last errors:");
+        for failure in &detail.recent_failures {
+            let _ = writeln!(
+                text,
+                "    {}  {}: {}",
+                time(failure.finished_at),
+                failure.kind.word(),
+                failure.error.as_deref().unwrap_or("no reason recorded")
+            );
+        }
+    }
+    text
 }

@@ -123,6 +123,26 @@ pub fn sidecar_for(
     }
 }
 
+/// A complete backup of `size` bytes of the SQLite policy `policy` created
+/// at `time` (RFC 3339), sealed as `backup` seals it, in `destination/<policy>/`;
+/// its id.
+pub fn sealed_backup(destination: &Path, policy: &str, time: &str, size: usize) -> String {
+    let created_at = chrono::DateTime::parse_from_rfc3339(time).unwrap().to_utc();
+    let id = backup::inventory::base_id(created_at);
+    let data = vec![b'x'; size];
+    let mut metadata = sidecar_for(policy, &id, created_at, &data, Vec::new());
+    metadata.seal().unwrap();
+    let folder = destination.join(policy);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join(&metadata.artifact.name), &data).unwrap();
+    std::fs::write(
+        folder.join(format!("{id}.json")),
+        serde_json::to_vec_pretty(&metadata).unwrap(),
+    )
+    .unwrap();
+    id
+}
+
 /// The sidecars under `folder`, parsed.
 pub fn sidecars(folder: &Path) -> Vec<serde_json::Value> {
     files_under(folder)

@@ -2,3 +2,333 @@
 
 #[allow(unused_imports)]
 use super::common;
+
+// --- status and command line ---
+
+use std::path::Path;
+
+use common::run;
+
+/// A daily SQLite policy `app` in `folder/app.yaml`, source `folder/app.db`
+/// (created when `with_source`), backed up to `folder/backups`.
+fn sqlite_policy(folder: &Path, with_source: bool) {
+    if with_source {
+        std::fs::write(folder.join("app.db"), "").unwrap();
+    }
+    std::fs::write(
+        folder.join("app.yaml"),
+        "apiVersion: backup/v1\nkind: BackupPolicy\nmetadata:\n  name: app\nspec:\n  source:\n    sqlite: {path: app.db}\n  schedule:\n    cron: \"0 1 * * *\"\n  retention:\n    keep-daily: 7\n  destinations:\n    - local: {path: backups}\n",
+    )
+    .unwrap();
+}
+
+/// A complete, sealed backup of `size` bytes created at `time` in `folder/backups/app/`.
+fn backup_at(folder: &Path, time: &str, size: usize) -> String {
+    common::sealed_backup(&folder.join("backups"), "app", time, size)
+}
+
+/// `status` of `folder/app.yaml` at `now`, without the crontab, with `extra` options.
+fn status(folder: &Path, now: &str, extra: &[&str]) -> common::Run {
+    let args = [
+        &["-p", "app.yaml", "status", "--no-crontab", "--now", now][..],
+        extra,
+    ]
+    .concat();
+    run(folder, &args)
+}
+
+#[test]
+fn status_of_an_unknown_policy_is_nagios_unknown_not_warning() {
+    let work = tempfile::tempdir().unwrap();
+    sqlite_policy(work.path(), true);
+    let result = run(
+        work.path(),
+        &["-p", "app.yaml", "status", "--no-crontab", "nosuch"],
+    );
+    assert_eq!(result.code, 3, "{result:?}");
+    assert!(
+        result.stderr.contains("no policy named `nosuch`"),
+        "{}",
+        result.stderr
+    );
+}
+
+#[test]
+fn status_prometheus_into_a_missing_folder_creates_it_and_writes_the_file() {
+    let work = tempfile::tempdir().unwrap();
+    sqlite_policy(work.path(), true);
+    backup_at(work.path(), "2026-11-25T01:00:00Z", 100);
+    let file = work.path().join("node-exporter/textfile/backup.prom");
+    let result = status(
+        work.path(),
+        "2026-11-25T03:00:00Z",
+        &["--prometheus", file.to_str().unwrap()],
+    );
+    assert_eq!(result.code, 0, "{result:?}");
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("backup_health{policy=\"app\"} 0")
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(file.parent().unwrap())
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o755, 0o755, "node_exporter must reach the folder");
+
+    // A folder that cannot be made: one error line, naming it once; UNKNOWN.
+    std::fs::write(work.path().join("a-file"), "").unwrap();
+    let blocked = work.path().join("a-file/backup.prom");
+    let result = status(
+        work.path(),
+        "2026-11-25T03:00:00Z",
+        &["--prometheus", blocked.to_str().unwrap()],
+    );
+    assert_eq!(result.code, 3, "{result:?}");
+    let errors: Vec<&str> = result
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", result.stderr);
+    let folder = work.path().join("a-file");
+    assert_eq!(
+        errors[0].matches(folder.to_str().unwrap()).count(),
+        1,
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn ages_after_now_say_in_the_future_instead_of_going_negative() {
+    let work = tempfile::tempdir().unwrap();
+    sqlite_policy(work.path(), false);
+    // A failed run now (no source file), recorded with the real clock.
+    let failed = run(work.path(), &["-p", "app.yaml", "run", "app"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    backup_at(work.path(), "2026-11-25T01:00:00Z", 100);
+    let early = status(work.path(), "2026-11-20T00:00:00Z", &[]);
+    assert!(
+        !early.stdout.contains(" -"),
+        "a negative age: {}",
+        early.stdout
+    );
+    assert!(
+        early.stdout.contains("failed ") && early.stdout.contains(" in the future"),
+        "{}",
+        early.stdout
+    );
+    // The same clock on the healthy line: the newest backup is ahead of it.
+    let healthy = tempfile::tempdir().unwrap();
+    sqlite_policy(healthy.path(), true);
+    backup_at(healthy.path(), "2026-11-25T01:00:00Z", 100);
+    let early = status(healthy.path(), "2026-11-24T23:00:00Z", &[]);
+    assert!(
+        early.stdout.contains("(2 h in the future)"),
+        "{}",
+        early.stdout
+    );
+}
+
+#[test]
+fn a_cron_line_firing_twice_an_hour_is_not_described_as_hourly() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join("app.yaml"),
+        "apiVersion: backup/v1\nkind: BackupPolicy\nmetadata:\n  name: app\nspec:\n  source:\n    sqlite: {path: app.db}\n  schedule:\n    cron: \"30 2 * * *\"\n    timezone: Europe/Berlin\n  retention:\n    keep-daily: 7\n  destinations:\n    - local: {path: backups}\n",
+    )
+    .unwrap();
+    let result = run(
+        work.path(),
+        &[
+            "-p",
+            "app.yaml",
+            "plan",
+            "--now",
+            "2026-11-25T03:00:00Z",
+            "--crontab-file",
+            "crontab",
+        ],
+    );
+    assert_eq!(result.code, 0, "{result:?}");
+    let comment = result
+        .stdout
+        .lines()
+        .find(|line| line.contains("# app: 30 2 * * *"))
+        .unwrap_or_else(|| panic!("{}", result.stdout));
+    assert!(
+        comment.contains("runs at minutes 0 and 30 of every hour"),
+        "{comment}"
+    );
+    assert!(!comment.contains("runs hourly"), "{comment}");
+}
+
+#[test]
+fn a_crontab_file_name_cron_would_ignore_is_warned_about() {
+    let work = tempfile::tempdir().unwrap();
+    sqlite_policy(work.path(), true);
+    for (name, warned) in [("backup.cron", true), ("backup", false)] {
+        let result = run(
+            work.path(),
+            &[
+                "-p",
+                "app.yaml",
+                "plan",
+                "--now",
+                "2026-11-25T03:00:00Z",
+                "--crontab-file",
+                name,
+            ],
+        );
+        assert_eq!(result.code, 0, "{result:?}");
+        assert_eq!(
+            result
+                .stderr
+                .contains("warning: cron ignores files in /etc/cron.d"),
+            warned,
+            "{name}: {}",
+            result.stderr
+        );
+    }
+}
+
+#[test]
+fn validate_warns_about_a_missing_sqlite_source_at_its_position() {
+    let work = tempfile::tempdir().unwrap();
+    sqlite_policy(work.path(), false);
+    let result = run(work.path(), &["validate", "app.yaml"]);
+    assert_eq!(result.code, 0, "{result:?}");
+    let database = work.path().join("app.db");
+    assert!(
+        result.stdout.contains(&format!(
+            "warning: SQLite database `{}` does not exist\n --> app.yaml:7:20",
+            database.display()
+        )),
+        "{}",
+        result.stdout
+    );
+    assert!(result.stdout.contains("1 warning"), "{}", result.stdout);
+    let denied = run(work.path(), &["validate", "--deny-warnings", "app.yaml"]);
+    assert_eq!(denied.code, 3, "{denied:?}");
+    std::fs::write(&database, "").unwrap();
+    let present = run(work.path(), &["validate", "--deny-warnings", "app.yaml"]);
+    assert_eq!(present.code, 0, "{present:?}");
+}
+
+#[test]
+fn status_detailed_shows_every_backup_each_rule_the_space_trend_and_the_last_errors() {
+    let work = tempfile::tempdir().unwrap();
+    sqlite_policy(work.path(), false);
+    let failed = run(work.path(), &["-p", "app.yaml", "run", "app"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    let first = backup_at(work.path(), "2026-11-23T01:00:00Z", 1000);
+    let second = backup_at(work.path(), "2026-11-24T01:00:00Z", 1100);
+    let newest = backup_at(work.path(), "2026-11-25T01:00:00Z", 1200);
+    // Damage the oldest: its data loses a byte.
+    std::fs::write(
+        work.path().join(format!("backups/app/{first}.sqlite.gz")),
+        vec![b'x'; 999],
+    )
+    .unwrap();
+    let now = "2026-11-25T03:00:00Z";
+    let plain = status(work.path(), now, &[]);
+    assert!(!plain.stdout.contains(&first), "{}", plain.stdout);
+    let detailed = status(work.path(), now, &["--detailed"]);
+    let text = &detailed.stdout;
+    for id in [&first, &second, &newest] {
+        assert!(text.contains(id.as_str()), "{id}: {text}");
+    }
+    assert!(text.contains("size mismatch (999 bytes)"), "{text}");
+    assert!(text.contains("retention: daily: 2 of 7"), "{text}");
+    assert!(
+        text.contains(
+            "space: last 2 sizes 1.1 KiB, 1.2 KiB, +100 B per backup, next about 1.3 KiB"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("last errors:\n"), "{text}");
+    assert!(text.contains("  run: "), "{text}");
+    let json = status(work.path(), now, &["--detailed", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let detail = &report["policies"][0]["detail"];
+    assert_eq!(
+        detail["destinations"][0]["backups"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(detail["recent_failures"].as_array().unwrap().len(), 1);
+    let plain_json = status(work.path(), now, &["--format", "json"]);
+    assert!(!plain_json.stdout.contains("\"detail\""));
+}
+
+#[test]
+fn completions_and_man_pages_are_generated_from_the_command_line() {
+    let work = tempfile::tempdir().unwrap();
+    let bash = run(work.path(), &["completions", "bash"]);
+    assert_eq!(bash.code, 0, "{bash:?}");
+    for command in [
+        "validate",
+        "schema",
+        "plan",
+        "apply",
+        "run",
+        "list",
+        "verify",
+        "restore",
+        "status",
+        "completions",
+        "man",
+    ] {
+        assert!(
+            bash.stdout.contains(&format!("backup,{command})")),
+            "bash completion lacks {command}"
+        );
+    }
+    assert!(bash.stdout.contains("--detailed-exitcode"));
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let script = run(work.path(), &["completions", shell]);
+        assert_eq!(script.code, 0, "{shell}: {script:?}");
+        assert!(script.stdout.contains("restore"), "{shell}");
+    }
+    let page = run(work.path(), &["man"]);
+    assert_eq!(page.code, 0, "{page:?}");
+    assert!(
+        page.stdout.starts_with(".ie \\n(.g .ds Aq") || page.stdout.contains(".TH backup"),
+        "{}",
+        &page.stdout[..200.min(page.stdout.len())]
+    );
+    let pages = work.path().join("man1");
+    let written = run(work.path(), &["man", "--out", pages.to_str().unwrap()]);
+    assert_eq!(written.code, 0, "{written:?}");
+    for name in [
+        "backup.1",
+        "backup-plan.1",
+        "backup-status.1",
+        "backup-restore.1",
+    ] {
+        let text = std::fs::read_to_string(pages.join(name)).unwrap();
+        assert!(text.contains(".TH"), "{name}");
+    }
+    // The bash script is valid bash and completes the subcommands.
+    let script = work.path().join("backup.bash");
+    std::fs::write(&script, &bash.stdout).unwrap();
+    let completed = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                ". '{}'; COMP_WORDS=(backup pl); COMP_CWORD=1; _backup backup pl backup; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                script.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&completed.stdout),
+        "plan\n",
+        "{completed:?}"
+    );
+}
