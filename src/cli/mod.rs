@@ -11,6 +11,7 @@ mod restore;
 mod run;
 mod schema;
 mod status;
+mod unschedule;
 mod validate;
 mod verify;
 
@@ -91,6 +92,17 @@ impl GlobalArgs {
         crate::state::StateDir::new(&root)
     }
 
+    /// Says on stderr where the state folder is when no `--state-dir` (or
+    /// `BACKUP_STATE_DIR`) chose it: run records, locks and logs go there.
+    pub fn announce_state_dir(&self) {
+        if self.state_dir.is_none() {
+            eprintln!(
+                "State folder: {} (the default; --state-dir or BACKUP_STATE_DIR chooses another).",
+                self.state().path().display()
+            );
+        }
+    }
+
     /// The sidecar cache in the state folder.
     pub fn sidecar_cache(&self) -> crate::inventory::SidecarCache {
         crate::inventory::SidecarCache::new(self.state().path())
@@ -156,6 +168,8 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Report the health of every policy.
     Status(status::StatusArgs),
+    /// Remove the managed block from the crontab: cron stops running backup.
+    Unschedule(unschedule::UnscheduleArgs),
 }
 
 /// Runs the command and returns how the process should exit.
@@ -171,6 +185,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Verify(args) => verify::run(global, args),
         Command::Restore(args) => restore::run(global, args),
         Command::Status(args) => status::run(global, args),
+        Command::Unschedule(args) => unschedule::run(global, args),
     }
 }
 
@@ -250,6 +265,20 @@ fn describe_paths(global: &GlobalArgs, given: &[PathBuf]) -> String {
         .map(|path| format!("`{}`", path.display()))
         .collect();
     paths.join(", ")
+}
+
+/// Asks on the terminal, as Terraform does; only `yes` approves.
+fn confirm(prompt: &str) -> anyhow::Result<bool> {
+    use std::io::Write as _;
+    let mut stderr = std::io::stderr();
+    write!(
+        stderr,
+        "\n{prompt}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    )?;
+    stderr.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
 }
 
 /// `1536` → `1.5 KiB`.
