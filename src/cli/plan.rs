@@ -143,24 +143,14 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitStatus> {
             out.display()
         );
     }
-    let errors = if args.allow_unreadable {
-        plan.has_errors_beyond_unreadable()
-    } else {
-        plan.has_errors()
-    };
-    if !errors && !plan.is_complete() {
+    let status = plan.exit_status(args.detailed_exitcode, args.allow_unreadable);
+    if status != ExitStatus::Failure && !plan.is_complete() {
         eprintln!(
             "warning: --allow-unreadable: the plan does not cover {}",
             plan.unseen().join("; ")
         );
     }
-    Ok(if errors {
-        ExitStatus::Failure
-    } else if args.detailed_exitcode && (plan.has_changes() || !plan.is_complete()) {
-        ExitStatus::ChangesPending
-    } else {
-        ExitStatus::Success
-    })
+    Ok(status)
 }
 
 /// Adds when each policy's newest passing restore drill ran: from this

@@ -1,10 +1,10 @@
 //! Intent: what `apply` must do so the destinations match the policies.
 //!
 //! [`compute`] is a pure function of the policies, the inventory, the crontab
-//! as found and `now`: it reads nothing and writes nothing, so CI can plan
-//! against any clock and tests can pin every decision. Every action carries
-//! its reasons, and every backup retention keeps carries the rules that keep
-//! it. [`text`] renders a plan for people, [`markdown`] for a pull-request
+//! as found, `now` and the kinds of action asked for ([`Scope`]): it reads
+//! nothing and writes nothing, so CI can plan against any clock and tests
+//! can pin every decision. Every action carries its reasons, and every
+//! backup retention keeps carries the rules that keep it. [`text`] renders a plan for people, [`markdown`] for a pull-request
 //! comment; the JSON form is the plan itself.
 
 pub mod markdown;
@@ -16,6 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::exit::ExitStatus;
 use crate::inventory::{Inventory, PolicyInventory, RecordState};
 use crate::policy::Policy;
 use crate::retention::{self, Candidate};
@@ -254,6 +255,25 @@ impl Plan {
                 .policies
                 .iter()
                 .any(|policy| !policy.errors.is_empty() && policy.unreadable.is_empty())
+    }
+
+    /// How `plan` ends: 1 on errors (a destination that cannot be read too,
+    /// unless `allow_unreadable`); with `detailed`, 2 when something differs
+    /// or the plan could not read everything (it cannot say nothing does),
+    /// else 0.
+    pub fn exit_status(&self, detailed: bool, allow_unreadable: bool) -> ExitStatus {
+        let errors = if allow_unreadable {
+            self.has_errors_beyond_unreadable()
+        } else {
+            self.has_errors()
+        };
+        if errors {
+            ExitStatus::Failure
+        } else if detailed && (self.has_changes() || !self.is_complete()) {
+            ExitStatus::ChangesPending
+        } else {
+            ExitStatus::Success
+        }
     }
 
     /// `policy: location` of every destination the plan could not read.
