@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use common::faultproxy::{FaultProxy, LOSE_COMPLETE_MULTIPART, LOSE_CREATE_MULTIPART};
 use common::garage::Garage;
-use common::{Run, backup, sqlite3};
+use common::{Run, sqlite3};
 
 /// A site whose policy `app` backs an SQLite database up to a local folder
 /// and to the Garage bucket, with credentials given as `${env:…}` references.
@@ -93,19 +93,11 @@ impl<'a> Site<'a> {
 /// `TEST_S3_SECRET` for the policies to reference, and nothing from the
 /// host's own AWS setup.
 fn s3_command(directory: &Path, garage: &Garage) -> Command {
-    let mut command = backup(directory);
-    command
-        .env("TEST_S3_KEY_ID", garage.access_key_id())
-        .env("TEST_S3_SECRET", garage.secret_access_key())
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env("AWS_CONFIG_FILE", directory.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            directory.join("no-aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    command
+    common::garage::backup_with_key(
+        directory,
+        garage.access_key_id(),
+        garage.secret_access_key(),
+    )
 }
 
 /// Runs `command ARGS`; fails the test if the secret key shows in its output.

@@ -1,6 +1,6 @@
 //! `backup apply`: compute (or load) the plan, show it, and carry it out.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -10,7 +10,7 @@ use clap::Args;
 mod records;
 
 use super::plan::{CrontabArgs, OnlyArgs, crontab_input, parse_time};
-use super::{GlobalArgs, confirm, load_selection};
+use super::{Approval, GlobalArgs, approve, load_selection};
 use crate::apply::{self, ActionResult, Outcome};
 use crate::exit::ExitStatus;
 use crate::plan::{self, ActionKind, Plan};
@@ -177,17 +177,14 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         }
         return Ok(finish(false));
     }
-    if !args.auto_approve {
-        if !std::io::stdin().is_terminal() {
-            eprintln!(
-                "error: not applying without confirmation: stdin is not a terminal; pass --auto-approve"
-            );
-            return Ok(ExitStatus::Usage);
-        }
-        if !confirm("Do you want to perform these actions?")? {
-            println!("\nApply cancelled.");
-            return Ok(ExitStatus::Failure);
-        }
+    if let Approval::Refused(status) = approve(
+        args.auto_approve,
+        "applying",
+        "--auto-approve",
+        "Do you want to perform these actions?",
+        "Apply",
+    )? {
+        return Ok(status);
     }
     println!();
 

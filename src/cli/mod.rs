@@ -267,6 +267,37 @@ fn describe_paths(global: &GlobalArgs, given: &[PathBuf]) -> String {
     paths.join(", ")
 }
 
+/// What the user said to a destructive step.
+enum Approval {
+    Given,
+    /// Not given; the command ends with this status (the reason is printed).
+    Refused(ExitStatus),
+}
+
+/// Approval for `what` ("applying", "removing the block"): given by `flag`
+/// (`--auto-approve`, `--yes`), else asked on a terminal, where only `yes`
+/// approves. Off a terminal without the flag it is a usage error (64).
+fn approve(
+    given: bool,
+    what: &str,
+    flag: &str,
+    prompt: &str,
+    command: &str,
+) -> anyhow::Result<Approval> {
+    if given {
+        return Ok(Approval::Given);
+    }
+    if !std::io::stdin().is_terminal() {
+        eprintln!("error: not {what} without confirmation: stdin is not a terminal; pass {flag}");
+        return Ok(Approval::Refused(ExitStatus::Usage));
+    }
+    if !confirm(prompt)? {
+        println!("\n{command} cancelled.");
+        return Ok(Approval::Refused(ExitStatus::Failure));
+    }
+    Ok(Approval::Given)
+}
+
 /// Asks on the terminal, as Terraform does; only `yes` approves.
 fn confirm(prompt: &str) -> anyhow::Result<bool> {
     use std::io::Write as _;

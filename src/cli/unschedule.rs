@@ -1,12 +1,11 @@
 //! `backup unschedule`: remove the managed block from the crontab, so cron
 //! stops running `backup` (the seed's `setup-cron.sh uninstall`).
 
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{GlobalArgs, confirm};
+use super::{Approval, GlobalArgs, approve};
 use crate::exit::ExitStatus;
 use crate::schedule::crontab::{self, Target};
 
@@ -44,17 +43,14 @@ pub fn run(global: &GlobalArgs, args: &UnscheduleArgs) -> anyhow::Result<ExitSta
     for line in diff.lines() {
         println!("  {line}");
     }
-    if !args.yes {
-        if !std::io::stdin().is_terminal() {
-            eprintln!(
-                "error: not removing the block without confirmation: stdin is not a terminal; pass --yes"
-            );
-            return Ok(ExitStatus::Usage);
-        }
-        if !confirm("Do you want to remove the managed block?")? {
-            println!("\nUnschedule cancelled.");
-            return Ok(ExitStatus::Failure);
-        }
+    if let Approval::Refused(status) = approve(
+        args.yes,
+        "removing the block",
+        "--yes",
+        "Do you want to remove the managed block?",
+        "Unschedule",
+    )? {
+        return Ok(status);
     }
     let state = global.state();
     let removed = state

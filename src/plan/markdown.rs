@@ -416,3 +416,36 @@ fn longest_run(text: &str, wanted: char) -> usize {
 fn plural(count: usize) -> &'static str {
     if count == 1 { "" } else { "s" }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_policies_cannot_become_markup() {
+        for (text, escaped) in [
+            ("keep-last 3", "keep-last 3"),
+            ("0 1 * * *", "0 1 \\* \\* \\*"),
+            (
+                "</details><!-- backup-plan -->",
+                "\\</details\\>\\<!-- backup-plan --\\>",
+            ),
+            ("a|b", "a\\|b"),
+            ("line\nbreak", "line break"),
+        ] {
+            assert_eq!(escape(text), escaped, "{text}");
+        }
+    }
+
+    #[test]
+    fn code_spans_hold_any_backticks() {
+        for (text, span) in [
+            ("plain", "`plain`"),
+            ("a `b` c", "``a `b` c``"),
+            ("`edge`", "`` `edge` ``"),
+        ] {
+            assert_eq!(code(text), span, "{text}");
+        }
+        assert_eq!(html("<b>&\"</b>"), "&lt;b&gt;&amp;&quot;&lt;/b&gt;");
+    }
+}

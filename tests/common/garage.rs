@@ -222,6 +222,25 @@ impl Garage {
     }
 }
 
+/// `backup` in `directory` with an S3 key in `TEST_S3_KEY_ID` and
+/// `TEST_S3_SECRET` for the policies to reference, and nothing from the
+/// host's own AWS set-up.
+pub fn backup_with_key(directory: &Path, key_id: &str, secret: &str) -> Command {
+    let mut command = super::backup(directory);
+    command
+        .env("TEST_S3_KEY_ID", key_id)
+        .env("TEST_S3_SECRET", secret)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", directory.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            directory.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    command
+}
+
 impl Drop for Garage {
     fn drop(&mut self) {
         let _ = self.server.kill();

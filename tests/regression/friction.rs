@@ -68,19 +68,31 @@ fn a_plan_that_cannot_read_a_destination_never_says_no_changes() {
     );
 }
 
-#[test]
-fn deleting_the_last_policy_removes_the_crontab_block_after_confirmation() {
+/// A site whose crontab file holds a line of its own and, after one
+/// `apply`, the managed block with the policy's line.
+fn site_with_crontab() -> (SqliteSite, std::path::PathBuf) {
     let site = SqliteSite::new("keep-last: 3");
     let crontab = site.path().join("crontab");
     std::fs::write(&crontab, "MAILTO=ops@example.com\n").unwrap();
-    let crontab_file = crontab.to_str().unwrap();
-    let applied = site.run(&["apply", "--auto-approve", "--crontab-file", crontab_file]);
+    let applied = site.run(&[
+        "apply",
+        "--auto-approve",
+        "--crontab-file",
+        crontab.to_str().unwrap(),
+    ]);
     assert_eq!(applied.code, 0, "{applied:?}");
     assert!(
         std::fs::read_to_string(&crontab)
             .unwrap()
             .contains("--policy 'app'")
     );
+    (site, crontab)
+}
+
+#[test]
+fn deleting_the_last_policy_removes_the_crontab_block_after_confirmation() {
+    let (site, crontab) = site_with_crontab();
+    let crontab_file = crontab.to_str().unwrap();
 
     std::fs::remove_file(site.path().join("policies/app.yaml")).unwrap();
     let plan = site.run(&[
@@ -126,12 +138,8 @@ fn deleting_the_last_policy_removes_the_crontab_block_after_confirmation() {
 
 #[test]
 fn unschedule_removes_only_the_managed_block_and_asks_first() {
-    let site = SqliteSite::new("keep-last: 3");
-    let crontab = site.path().join("crontab");
-    std::fs::write(&crontab, "MAILTO=ops@example.com\n").unwrap();
+    let (site, crontab) = site_with_crontab();
     let crontab_file = crontab.to_str().unwrap();
-    let applied = site.run(&["apply", "--auto-approve", "--crontab-file", crontab_file]);
-    assert_eq!(applied.code, 0, "{applied:?}");
     std::fs::write(
         &crontab,
         std::fs::read_to_string(&crontab).unwrap() + "15 3 * * * root /usr/local/bin/other-job\n",

@@ -244,22 +244,8 @@ fn test_path() -> String {
     )
 }
 
-/// `backup` with the Garage key in `TEST_S3_KEY_ID`/`TEST_S3_SECRET` and
-/// nothing from the host's own AWS set-up.
 fn s3_command(directory: &Path, key: &(String, String)) -> Command {
-    let mut command = common::backup(directory);
-    command
-        .env("TEST_S3_KEY_ID", &key.0)
-        .env("TEST_S3_SECRET", &key.1)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env("AWS_CONFIG_FILE", directory.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            directory.join("no-aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    command
+    common::garage::backup_with_key(directory, &key.0, &key.1)
 }
 
 /// An S3 destination on `garage`'s `bucket` under `prefix`, credentials from
