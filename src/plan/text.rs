@@ -133,6 +133,13 @@ pub fn closing_line(plan: &Plan) -> Option<String> {
     if plan.has_changes() || plan.has_errors() {
         return None;
     }
+    if let Some(kinds) = &plan.only {
+        let kinds: Vec<&str> = kinds.iter().map(|kind| kind.name()).collect();
+        return Some(format!(
+            "No changes of the kinds asked for (--only {}); other kinds were not planned.",
+            kinds.join(",")
+        ));
+    }
     Some("No changes. The backups and the crontab match the policies.".to_owned())
 }
 
