@@ -214,7 +214,8 @@ fn apply_asks_first_and_needs_auto_approve_off_a_terminal() {
         .output()
         .unwrap()
         .into();
-    assert_eq!(result.code, 1, "{result:?}");
+    // A usage error, as `restore` without `--yes` (issue 12).
+    assert_eq!(result.code, 64, "{result:?}");
     assert!(
         result.stderr.contains("pass --auto-approve"),
         "{}",

@@ -2,7 +2,8 @@
 //!
 //! Each folder in `tests/scenarios/` holds `policies/`, an `inventory.txt`
 //! describing what the destinations hold, `args.txt` (the plan's arguments,
-//! always with a fixed `--now`), and the expected `plan.txt` and `plan.json`.
+//! always with a fixed `--now`), and the expected `plan.txt`, `plan.json`
+//! and `plan.md` (the pull-request comment).
 //! The test materializes the inventory in a temporary copy (real sidecars,
 //! real data files), runs the real binary, and compares. Set
 //! `BACKUP_UPDATE_SCENARIOS=1` to rewrite the expected files after a
@@ -104,7 +105,11 @@ fn check(scenario: &Path) -> Vec<String> {
     let args = std::fs::read_to_string(scenario.join("args.txt")).unwrap();
     let args: Vec<&str> = args.split_whitespace().collect();
     let mut problems = Vec::new();
-    for (format, expected_name) in [("text", "plan.txt"), ("json", "plan.json")] {
+    for (format, expected_name) in [
+        ("text", "plan.txt"),
+        ("json", "plan.json"),
+        ("markdown", "plan.md"),
+    ] {
         let output = backup(&copy)
             // cron reads schedules in the host's time zone; pin it.
             .env("TZ", "UTC")

@@ -5,7 +5,8 @@
 //! policy, cleanups of dead temporaries first, then backups, then copies,
 //! then prunes (only when the policy's backup of this run succeeded, never a
 //! mass delete unless allowed, never the newest backup of a destination); the
-//! crontab last. An action that fails does not stop the others,
+//! crontab last. Held deletes (a destination that refuses them) are not
+//! attempted. An action that fails does not stop the others,
 //! and every step is safe to repeat, so running `apply` again after a crash
 //! or a failure finishes the job.
 
@@ -40,6 +41,10 @@ pub enum Outcome {
     Failed(String),
     /// Not attempted, and why (a safety rule, an earlier failure).
     Skipped(String),
+    /// Not attempted because a brake refused it (a mass delete without
+    /// `--allow-mass-delete`): the run fails. One refusal covers several
+    /// actions and is observed once, on the first of them.
+    Refused(String),
 }
 
 /// One action and how it ended.
@@ -66,6 +71,11 @@ impl ApplyReport {
         self.count(|outcome| matches!(outcome, Outcome::Skipped(_)))
     }
 
+    /// Actions a brake refused.
+    pub fn refused(&self) -> usize {
+        self.count(|outcome| matches!(outcome, Outcome::Refused(_)))
+    }
+
     pub fn done(&self, kind: ActionKind) -> usize {
         self.results
             .iter()
@@ -84,7 +94,8 @@ impl ApplyReport {
 }
 
 /// Carries out `plan` for `policies`. `write_crontab` installs the planned
-/// block; `observe` sees each result as it happens (for printing).
+/// block; `observe` sees each result as it happens (for printing), a
+/// refusal of several actions once.
 pub fn execute(
     plan: &Plan,
     policies: &[Policy],
@@ -98,7 +109,13 @@ pub fn execute(
             action: action.clone(),
             outcome,
         };
-        observe(&result);
+        let repeated = matches!(&result.outcome, Outcome::Refused(_))
+            && report.results.iter().any(|earlier| {
+                earlier.outcome == result.outcome && earlier.action.policy == result.action.policy
+            });
+        if !repeated {
+            observe(&result);
+        }
         report.results.push(result);
     };
     for policy_plan in &plan.policies {
@@ -125,6 +142,7 @@ pub fn execute(
         };
         let destinations = Destinations::open(policy);
         let mut backup_failed = false;
+        let mass_delete = mass_delete_refusal(&actions);
         for kind in [
             ActionKind::Cleanup,
             ActionKind::Backup,
@@ -134,6 +152,10 @@ pub fn execute(
         ] {
             for action in actions.iter().filter(|action| action.kind == kind) {
                 let outcome = match kind {
+                    _ if action.held.is_some() => Outcome::Skipped(format!(
+                        "held: {}",
+                        action.held.as_deref().unwrap_or_default()
+                    )),
                     ActionKind::Backup => {
                         let (outcome, taken) = take_backup(policy, &destinations, options);
                         report.taken.extend(taken);
@@ -145,11 +167,7 @@ pub fn execute(
                         "the policy's backup failed in this run, so nothing is pruned".to_owned(),
                     ),
                     ActionKind::Prune if policy_plan.mass_delete && !options.allow_mass_delete => {
-                        Outcome::Failed(
-                            "refused: the plan prunes more than half of the policy's backups; \
-                             check the retention and pass --allow-mass-delete"
-                                .to_owned(),
-                        )
+                        Outcome::Refused(mass_delete.clone())
                     }
                     ActionKind::Prune => run(prune(policy, action, &destinations)),
                     ActionKind::Cleanup => run(cleanup(policy, action, &destinations)),
@@ -169,6 +187,25 @@ pub fn execute(
         record(&mut report, action, outcome);
     }
     report
+}
+
+/// The one refusal of a mass delete: how many prunes, the rule, the flag.
+fn mass_delete_refusal(actions: &[&Action]) -> String {
+    let prunes: Vec<&&Action> = actions
+        .iter()
+        .filter(|action| action.kind == ActionKind::Prune && action.held.is_none())
+        .collect();
+    let backups: std::collections::BTreeSet<Option<&str>> = prunes
+        .iter()
+        .map(|action| action.backup.as_deref())
+        .collect();
+    format!(
+        "{} prune{} of {} backup{} refused: the plan prunes more than half of the policy's backups (the mass-delete brake); check the retention, then pass --allow-mass-delete to carry them out",
+        prunes.len(),
+        if prunes.len() == 1 { "" } else { "s" },
+        backups.len(),
+        if backups.len() == 1 { "" } else { "s" },
+    )
 }
 
 fn run(result: Result<String, String>) -> Outcome {

@@ -1,6 +1,6 @@
 //! `backup apply`: compute (or load) the plan, show it, and carry it out.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -9,8 +9,8 @@ use clap::Args;
 
 mod records;
 
-use super::plan::{CrontabArgs, crontab_input, parse_time};
-use super::{GlobalArgs, load_selection};
+use super::plan::{CrontabArgs, OnlyArgs, crontab_input, parse_time};
+use super::{Approval, GlobalArgs, approve, load_selection};
 use crate::apply::{self, ActionResult, Outcome};
 use crate::exit::ExitStatus;
 use crate::plan::{self, ActionKind, Plan};
@@ -26,7 +26,8 @@ pub struct ApplyArgs {
     /// Apply only this policy.
     #[arg(long, value_name = "NAME")]
     pub policy: Option<String>,
-    /// Do not ask for confirmation (needed when stdin is not a terminal, as under cron).
+    /// Do not ask for confirmation (needed when stdin is not a terminal, as
+    /// under cron; without it there, apply exits 64 and does nothing).
     #[arg(long)]
     pub auto_approve: bool,
     /// Carry out prunes that delete more than half of a policy's backups.
@@ -37,6 +38,8 @@ pub struct ApplyArgs {
     pub now: Option<DateTime<Utc>>,
     #[command(flatten)]
     pub crontab: CrontabArgs,
+    #[command(flatten)]
+    pub only: OnlyArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
@@ -47,6 +50,12 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         });
     if planfiles.len() > 1 {
         eprintln!("error: apply takes at most one plan file");
+        return Ok(ExitStatus::Usage);
+    }
+    if !planfiles.is_empty() && args.only.only.is_some() {
+        eprintln!(
+            "error: --only does not go with a saved plan; pass it to `backup plan --out` instead"
+        );
         return Ok(ExitStatus::Usage);
     }
     let saved = match planfiles.first() {
@@ -113,6 +122,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         return Ok(ExitStatus::Locked);
     }
 
+    global.announce_state_dir();
     crate::runlog::start_log(&state, "apply", args.policy.as_deref());
     let mut inventory =
         crate::inventory::gather(&selection.selected, Some(&global.sidecar_cache()));
@@ -131,7 +141,13 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
                 return Ok(ExitStatus::Failure);
             }
         },
-        None => plan::compute_probing(&selection.selected, &mut inventory, &crontab_input, now),
+        None => plan::compute_probing(
+            &selection.selected,
+            &mut inventory,
+            &crontab_input,
+            now,
+            &args.only.scope(),
+        ),
     };
 
     let color = global.stdout_color();
@@ -154,24 +170,21 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
             ExitStatus::Success
         }
     };
-    if !plan.has_changes() {
+    if !plan.has_attemptable_changes() {
         let records = records::Records::new(&plan);
         for problem in records.finish(&state, &selection.selected, &apply::ApplyReport::default()) {
             eprintln!("warning: {problem}");
         }
         return Ok(finish(false));
     }
-    if !args.auto_approve {
-        if !std::io::stdin().is_terminal() {
-            eprintln!(
-                "error: not applying without confirmation: stdin is not a terminal; pass --auto-approve"
-            );
-            return Ok(ExitStatus::Failure);
-        }
-        if !confirm("Do you want to perform these actions?")? {
-            println!("\nApply cancelled.");
-            return Ok(ExitStatus::Failure);
-        }
+    if let Approval::Refused(status) = approve(
+        args.auto_approve,
+        "applying",
+        "--auto-approve",
+        "Do you want to perform these actions?",
+        "Apply",
+    )? {
+        return Ok(status);
     }
     println!();
 
@@ -186,10 +199,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
             .ok_or_else(|| "the crontab is not managed in this run".to_owned())?;
         let _lock = state.lock_crontab().map_err(|error| error.to_string())?;
         state.ensure("logs").map_err(|error| error.to_string())?;
-        // Re-read under the lock: lines outside the block are kept as they are now.
-        let text = crontab::read(target).map_err(|error| error.to_string())?;
-        let updated = crontab::splice(&text, block).map_err(|error| error.to_string())?;
-        crontab::write(target, &updated).map_err(|error| error.to_string())?;
+        crontab::replace_block(target, block).map_err(|error| error.to_string())?;
         Ok(format!("written to {}", target.describe()))
     };
     let mut records = records::Records::new(&plan);
@@ -204,6 +214,12 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
             Outcome::Done(detail) => (paint(color, "32", "done   "), detail),
             Outcome::Failed(error) => (paint(color, "1;31", "FAILED "), error),
             Outcome::Skipped(reason) => (paint(color, "33", "skipped"), reason),
+            Outcome::Refused(reason) => {
+                // One line for all the actions it covers.
+                println!("{} {policy}: {reason}", paint(color, "1;31", "refused"));
+                let _ = std::io::stdout().flush();
+                return;
+            }
         };
         println!("{label} {policy}: {}: {detail}", headline.trim_start());
         let _ = std::io::stdout().flush();
@@ -238,17 +254,22 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         report.done(ActionKind::Cleanup),
     );
     let failed = report.failed();
+    let refused = report.refused();
     println!();
-    if failed == 0 {
+    if failed == 0 && refused == 0 {
         println!("Apply complete: {counts}.");
     } else {
         let skipped = report.skipped();
+        let refused = match refused {
+            0 => String::new(),
+            count => format!("{count} refused (--allow-mass-delete), "),
+        };
         println!(
-            "Apply failed: {failed} action{} failed, {skipped} skipped; {counts}. Running apply again finishes the job once the cause is fixed.",
+            "Apply failed: {failed} action{} failed, {refused}{skipped} skipped; {counts}. Running apply again finishes the job once the cause is fixed.",
             if failed == 1 { "" } else { "s" }
         );
     }
-    Ok(finish(failed > 0))
+    Ok(finish(failed > 0 || report.refused() > 0))
 }
 
 /// How old a saved plan may be.
@@ -277,8 +298,16 @@ fn check_saved(
         ));
     }
     // Probing first: the saved plan's fingerprint covers what probing found.
-    let recomputed =
-        plan::compute_probing(&selection.selected, inventory, crontab_input, saved.now);
+    let scope = plan::Scope {
+        only: saved.only.clone(),
+    };
+    let recomputed = plan::compute_probing(
+        &selection.selected,
+        inventory,
+        crontab_input,
+        saved.now,
+        &scope,
+    );
     let current = plan::fingerprint(&selection.selected, inventory, crontab_input);
     if current != saved.fingerprint {
         return Err(
@@ -311,17 +340,4 @@ fn load_plan(file: &std::path::Path) -> anyhow::Result<Plan> {
         );
     }
     serde_json::from_value(value).with_context(|| format!("{} is not a saved plan", file.display()))
-}
-
-/// Asks on the terminal, as Terraform does; only `yes` approves.
-fn confirm(prompt: &str) -> anyhow::Result<bool> {
-    let mut stderr = std::io::stderr();
-    write!(
-        stderr,
-        "\n{prompt}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
-    )?;
-    stderr.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok(answer.trim() == "yes")
 }

@@ -13,6 +13,7 @@ mod restore;
 mod run;
 mod schema;
 mod status;
+mod unschedule;
 mod validate;
 mod verify;
 
@@ -93,6 +94,17 @@ impl GlobalArgs {
         crate::state::StateDir::new(&root)
     }
 
+    /// Says on stderr where the state folder is when no `--state-dir` (or
+    /// `BACKUP_STATE_DIR`) chose it: run records, locks and logs go there.
+    pub fn announce_state_dir(&self) {
+        if self.state_dir.is_none() {
+            eprintln!(
+                "State folder: {} (the default; --state-dir or BACKUP_STATE_DIR chooses another).",
+                self.state().path().display()
+            );
+        }
+    }
+
     /// The sidecar cache in the state folder.
     pub fn sidecar_cache(&self) -> crate::inventory::SidecarCache {
         crate::inventory::SidecarCache::new(self.state().path())
@@ -162,6 +174,8 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the man page, or write one per command into a folder.
     Man(man::ManArgs),
+    /// Remove the managed block from the crontab: cron stops running backup.
+    Unschedule(unschedule::UnscheduleArgs),
 }
 
 /// Runs the command and returns how the process should exit.
@@ -179,6 +193,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Status(args) => status::run(global, args),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
+        Command::Unschedule(args) => unschedule::run(global, args),
     }
 }
 
@@ -258,6 +273,51 @@ fn describe_paths(global: &GlobalArgs, given: &[PathBuf]) -> String {
         .map(|path| format!("`{}`", path.display()))
         .collect();
     paths.join(", ")
+}
+
+/// What the user said to a destructive step.
+enum Approval {
+    Given,
+    /// Not given; the command ends with this status (the reason is printed).
+    Refused(ExitStatus),
+}
+
+/// Approval for `what` ("applying", "removing the block"): given by `flag`
+/// (`--auto-approve`, `--yes`), else asked on a terminal, where only `yes`
+/// approves. Off a terminal without the flag it is a usage error (64).
+fn approve(
+    given: bool,
+    what: &str,
+    flag: &str,
+    prompt: &str,
+    command: &str,
+) -> anyhow::Result<Approval> {
+    if given {
+        return Ok(Approval::Given);
+    }
+    if !std::io::stdin().is_terminal() {
+        eprintln!("error: not {what} without confirmation: stdin is not a terminal; pass {flag}");
+        return Ok(Approval::Refused(ExitStatus::Usage));
+    }
+    if !confirm(prompt)? {
+        println!("\n{command} cancelled.");
+        return Ok(Approval::Refused(ExitStatus::Failure));
+    }
+    Ok(Approval::Given)
+}
+
+/// Asks on the terminal, as Terraform does; only `yes` approves.
+fn confirm(prompt: &str) -> anyhow::Result<bool> {
+    use std::io::Write as _;
+    let mut stderr = std::io::stderr();
+    write!(
+        stderr,
+        "\n{prompt}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    )?;
+    stderr.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
 }
 
 /// `1536` → `1.5 KiB`.

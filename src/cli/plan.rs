@@ -6,9 +6,9 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Args;
 
-use super::{GlobalArgs, OutputFormat, Selection, load_selection};
+use super::{GlobalArgs, Selection, load_selection};
 use crate::exit::ExitStatus;
-use crate::plan::{self, CrontabInput, Plan};
+use crate::plan::{self, ActionKind, CrontabInput, Plan};
 use crate::schedule::crontab::{self, Target};
 
 #[derive(Debug, Args)]
@@ -22,19 +22,68 @@ pub struct PlanArgs {
     /// Plan as if it were this time (RFC 3339), for reproducible plans in CI.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub now: Option<DateTime<Utc>>,
+    /// `markdown`: the plan as a pull-request comment (it starts with the
+    /// marker `<!-- backup-plan -->`, so a CI job can find and update its comment).
     #[arg(long, value_enum, default_value_t)]
-    pub format: OutputFormat,
+    pub format: PlanFormat,
     /// Save the plan to this file (JSON), for `backup apply FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Exit 0 when nothing is pending, 2 when the plan has changes, 1 on error.
+    /// Exit 0 when nothing is pending, 2 when the plan has changes (held
+    /// ones included) or could not read everything, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// A destination that cannot be read is not an error: the plan says
+    /// what it could not see (for CI jobs without credentials).
+    #[arg(long)]
+    pub allow_unreadable: bool,
+    #[command(flatten)]
+    pub only: OnlyArgs,
     /// Also list every backup retention keeps, with the rules that keep it.
     #[arg(long)]
     pub show_kept: bool,
     #[command(flatten)]
     pub crontab: CrontabArgs,
+}
+
+/// How `plan` prints the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PlanFormat {
+    #[default]
+    Text,
+    Json,
+    /// For a pull-request comment.
+    Markdown,
+}
+
+/// Which kinds of action to plan or carry out.
+#[derive(Debug, Args)]
+pub struct OnlyArgs {
+    /// Only these kinds of action, comma-separated: backup, copy, prune,
+    /// cleanup, restore-test, crontab (`--only prune,cleanup` prunes without
+    /// backing up). Retention then counts no planned backup.
+    #[arg(long, value_name = "KINDS", value_delimiter = ',', value_parser = parse_kind)]
+    pub only: Option<Vec<ActionKind>>,
+}
+
+impl OnlyArgs {
+    pub(super) fn scope(&self) -> plan::Scope {
+        plan::Scope {
+            only: self.only.as_ref().map(|kinds| {
+                let mut kinds = kinds.clone();
+                kinds.sort();
+                kinds.dedup();
+                kinds
+            }),
+        }
+    }
+}
+
+fn parse_kind(text: &str) -> Result<ActionKind, String> {
+    ActionKind::from_name(text).ok_or_else(|| {
+        let names: Vec<&str> = ActionKind::ALL.iter().map(|kind| kind.name()).collect();
+        format!("`{text}` is no kind of action; one of {}", names.join(", "))
+    })
 }
 
 /// Where the managed crontab block lives.
@@ -62,27 +111,30 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitStatus> {
         Ok(selection) => selection,
         Err(status) => return Ok(status),
     };
+    global.announce_state_dir();
     let mut inventory =
         crate::inventory::gather(&selection.selected, Some(&global.sidecar_cache()));
     add_restore_tests(&global.state(), &selection.selected, &mut inventory);
     let now = args.now.unwrap_or_else(Utc::now);
     let (crontab_input, _) = crontab_input(global, &args.paths, &selection, &args.crontab, now);
-    let plan = plan::compute_probing(&selection.selected, &mut inventory, &crontab_input, now);
+    let plan = plan::compute_probing(
+        &selection.selected,
+        &mut inventory,
+        &crontab_input,
+        now,
+        &args.only.scope(),
+    );
     if let Some(out) = &args.out {
         save(&plan, out)?;
     }
+    let options = plan::text::Options {
+        show_kept: args.show_kept,
+        color: global.stdout_color() && args.format == PlanFormat::Text,
+    };
     match args.format {
-        OutputFormat::Text => print!(
-            "{}",
-            plan::text::render(
-                &plan,
-                plan::text::Options {
-                    show_kept: args.show_kept,
-                    color: global.stdout_color(),
-                }
-            )
-        ),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        PlanFormat::Text => print!("{}", plan::text::render(&plan, options)),
+        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        PlanFormat::Markdown => print!("{}", plan::markdown::render(&plan, options)),
     }
     if let Some(out) = &args.out {
         eprintln!(
@@ -91,13 +143,14 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitStatus> {
             out.display()
         );
     }
-    Ok(if plan.has_errors() {
-        ExitStatus::Failure
-    } else if args.detailed_exitcode && plan.has_changes() {
-        ExitStatus::ChangesPending
-    } else {
-        ExitStatus::Success
-    })
+    let status = plan.exit_status(args.detailed_exitcode, args.allow_unreadable);
+    if status != ExitStatus::Failure && !plan.is_complete() {
+        eprintln!(
+            "warning: --allow-unreadable: the plan does not cover {}",
+            plan.unseen().join("; ")
+        );
+    }
+    Ok(status)
 }
 
 /// Adds when each policy's newest passing restore drill ran: from this

@@ -377,15 +377,9 @@ pub fn render_plan(prepared: &Prepared) -> String {
 
 /// Asks on the terminal, as `apply` does; only `yes` approves.
 fn confirm(prepared: &Prepared) -> anyhow::Result<bool> {
-    let mut stderr = std::io::stderr();
-    write!(
-        stderr,
-        "\nDo you want to replace {} with backup {}?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ",
+    super::confirm(&format!(
+        "Do you want to replace {} with backup {}?",
         prepared.target.describe(),
         prepared.chosen.record.metadata.id
-    )?;
-    stderr.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok(answer.trim() == "yes")
+    ))
 }

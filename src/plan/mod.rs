@@ -1,11 +1,13 @@
 //! Intent: what `apply` must do so the destinations match the policies.
 //!
 //! [`compute`] is a pure function of the policies, the inventory, the crontab
-//! as found and `now`: it reads nothing and writes nothing, so CI can plan
-//! against any clock and tests can pin every decision. Every action carries
-//! its reasons, and every backup retention keeps carries the rules that keep
-//! it. [`text`] renders a plan for people; the JSON form is the plan itself.
+//! as found, `now` and the kinds of action asked for ([`Scope`]): it reads
+//! nothing and writes nothing, so CI can plan against any clock and tests
+//! can pin every decision. Every action carries its reasons, and every
+//! backup retention keeps carries the rules that keep it. [`text`] renders a plan for people, [`markdown`] for a pull-request
+//! comment; the JSON form is the plan itself.
 
+pub mod markdown;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -14,6 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::exit::ExitStatus;
 use crate::inventory::{Inventory, PolicyInventory, RecordState};
 use crate::policy::Policy;
 use crate::retention::{self, Candidate};
@@ -47,6 +50,35 @@ pub enum ActionKind {
     RestoreTest,
 }
 
+impl ActionKind {
+    /// Every kind, in the order `apply` carries them out per policy (crontab last).
+    pub const ALL: [ActionKind; 6] = [
+        ActionKind::Cleanup,
+        ActionKind::Backup,
+        ActionKind::Copy,
+        ActionKind::RestoreTest,
+        ActionKind::Prune,
+        ActionKind::Crontab,
+    ];
+
+    /// The kind's name in plans and on the command line (`restore-test`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionKind::Backup => "backup",
+            ActionKind::Copy => "copy",
+            ActionKind::Prune => "prune",
+            ActionKind::Cleanup => "cleanup",
+            ActionKind::Crontab => "crontab",
+            ActionKind::RestoreTest => "restore-test",
+        }
+    }
+
+    /// The kind named `name`, as [`ActionKind::name`] spells it.
+    pub fn from_name(name: &str) -> Option<ActionKind> {
+        ActionKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
 /// One change, with why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Action {
@@ -68,6 +100,11 @@ pub struct Action {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
     pub reasons: Vec<String>,
+    /// Why this prune or cleanup is held: the destination refuses deletes
+    /// with the credentials this plan ran with. Still a change (a host with
+    /// delete rights carries it out); `apply` does not attempt it here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 impl Action {
@@ -81,6 +118,7 @@ impl Action {
             object: None,
             diff: None,
             reasons: Vec::new(),
+            held: None,
         }
     }
 }
@@ -110,6 +148,10 @@ pub struct PolicyPlan {
     pub warnings: Vec<String>,
     /// Problems that stop part of the plan (a destination that cannot be read).
     pub errors: Vec<String>,
+    /// The destinations that could not be read: what they hold is not in
+    /// this plan. Each also has its line in `errors`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
 }
 
 /// The crontab as found, given to [`compute`].
@@ -149,6 +191,10 @@ pub struct Summary {
     pub crontab: usize,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub restore_test: usize,
+    /// Prunes and cleanups held because a destination refuses deletes
+    /// (not counted in `prune` and `cleanup`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held: usize,
 }
 
 fn is_zero(count: &usize) -> bool {
@@ -156,7 +202,13 @@ fn is_zero(count: &usize) -> bool {
 }
 
 impl Summary {
+    /// Every change, held ones included.
     pub fn changes(&self) -> usize {
+        self.attemptable() + self.held
+    }
+
+    /// The changes `apply` attempts here (held ones are not).
+    pub fn attemptable(&self) -> usize {
         self.backup + self.copy + self.prune + self.cleanup + self.crontab + self.restore_test
     }
 }
@@ -174,16 +226,88 @@ pub struct Plan {
     pub actions: Vec<Action>,
     pub crontab: CrontabPlan,
     pub summary: Summary,
+    /// The kinds of action this plan was limited to (`--only`); absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<Vec<ActionKind>>,
 }
 
 impl Plan {
+    /// Whether anything differs from the policies, held changes included.
     pub fn has_changes(&self) -> bool {
         self.summary.changes() > 0
+    }
+
+    /// Whether `apply` has anything to attempt here.
+    pub fn has_attemptable_changes(&self) -> bool {
+        self.summary.attemptable() > 0
     }
 
     pub fn has_errors(&self) -> bool {
         self.crontab.state == "error"
             || self.policies.iter().any(|policy| !policy.errors.is_empty())
+    }
+
+    /// Errors other than destinations that could not be read, which
+    /// `plan --allow-unreadable` lets through (saying what it did not see).
+    pub fn has_errors_beyond_unreadable(&self) -> bool {
+        self.crontab.state == "error"
+            || self
+                .policies
+                .iter()
+                .any(|policy| !policy.errors.is_empty() && policy.unreadable.is_empty())
+    }
+
+    /// How `plan` ends: 1 on errors (a destination that cannot be read too,
+    /// unless `allow_unreadable`); with `detailed`, 2 when something differs
+    /// or the plan could not read everything (it cannot say nothing does),
+    /// else 0.
+    pub fn exit_status(&self, detailed: bool, allow_unreadable: bool) -> ExitStatus {
+        let errors = if allow_unreadable {
+            self.has_errors_beyond_unreadable()
+        } else {
+            self.has_errors()
+        };
+        if errors {
+            ExitStatus::Failure
+        } else if detailed && (self.has_changes() || !self.is_complete()) {
+            ExitStatus::ChangesPending
+        } else {
+            ExitStatus::Success
+        }
+    }
+
+    /// `policy: location` of every destination the plan could not read.
+    pub fn unseen(&self) -> Vec<String> {
+        self.policies
+            .iter()
+            .flat_map(|policy| {
+                policy
+                    .unreadable
+                    .iter()
+                    .map(move |location| format!("{}: {location}", policy.name))
+            })
+            .collect()
+    }
+
+    /// Whether the plan could read every destination: only a complete plan
+    /// may say that nothing differs.
+    pub fn is_complete(&self) -> bool {
+        self.policies
+            .iter()
+            .all(|policy| policy.unreadable.is_empty())
+    }
+}
+
+/// Which kinds of action a plan may hold (`--only`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scope {
+    /// None: every kind.
+    pub only: Option<Vec<ActionKind>>,
+}
+
+impl Scope {
+    pub fn allows(&self, kind: ActionKind) -> bool {
+        self.only.as_ref().is_none_or(|only| only.contains(&kind))
     }
 }
 
@@ -196,8 +320,9 @@ pub fn compute_probing(
     inventory: &mut Inventory,
     crontab: &CrontabInput,
     now: DateTime<Utc>,
+    scope: &Scope,
 ) -> Plan {
-    let plan = compute(policies, inventory, crontab, now);
+    let plan = compute(policies, inventory, crontab, now, scope);
     let wanted: std::collections::BTreeSet<(String, String)> = plan
         .actions
         .iter()
@@ -207,14 +332,18 @@ pub fn compute_probing(
     if wanted.is_empty() || !crate::inventory::probe_deletes(policies, inventory, &wanted) {
         return plan;
     }
-    compute(policies, inventory, crontab, now)
+    compute(policies, inventory, crontab, now, scope)
 }
 
+/// Computes the plan, limited to the kinds `scope` allows. Without
+/// `backup`, retention is computed over the backups there are (none is
+/// planned), so a prune-only run removes exactly what retention drops today.
 pub fn compute(
     policies: &[Policy],
     inventory: &Inventory,
     crontab: &CrontabInput,
     now: DateTime<Utc>,
+    scope: &Scope,
 ) -> Plan {
     let mut policy_plans = Vec::new();
     let mut actions = Vec::new();
@@ -227,11 +356,23 @@ pub fn compute(
         };
         let found = inventory.policy(&policy.name).unwrap_or(&empty);
         let last_drill = inventory.restore_tests.get(&policy.name).copied();
-        let (policy_plan, policy_actions) = plan_policy(policy, found, last_drill, now);
+        let (policy_plan, policy_actions) = plan_policy(policy, found, last_drill, now, scope);
         policy_plans.push(policy_plan);
-        actions.extend(policy_actions);
+        actions.extend(
+            policy_actions
+                .into_iter()
+                .filter(|action| scope.allows(action.kind)),
+        );
     }
-    let crontab_plan = match crontab {
+    let out_of_scope = CrontabInput::Unmanaged {
+        reason: "--only leaves out crontab".to_owned(),
+    };
+    let in_scope = if scope.allows(ActionKind::Crontab) {
+        crontab
+    } else {
+        &out_of_scope
+    };
+    let crontab_plan = match in_scope {
         CrontabInput::Unmanaged { reason } => CrontabPlan {
             state: "unmanaged".to_owned(),
             target: None,
@@ -267,6 +408,7 @@ pub fn compute(
                         from: None,
                         object: None,
                         diff: Some(crontab::diff(current, planned_block)),
+                        held: None,
                         reasons: vec![if current.is_empty() {
                             "the managed block is not installed yet".to_owned()
                         } else if planned_block.is_empty() {
@@ -288,6 +430,7 @@ pub fn compute(
     let mut summary = Summary::default();
     for action in &actions {
         let slot = match action.kind {
+            _ if action.held.is_some() => &mut summary.held,
             ActionKind::Backup => &mut summary.backup,
             ActionKind::Copy => &mut summary.copy,
             ActionKind::Prune => &mut summary.prune,
@@ -305,6 +448,7 @@ pub fn compute(
         actions,
         crontab: crontab_plan,
         summary,
+        only: scope.only.clone(),
     }
 }
 
@@ -324,6 +468,7 @@ fn plan_policy(
     inventory: &PolicyInventory,
     last_drill: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
+    scope: &Scope,
 ) -> (PolicyPlan, Vec<Action>) {
     let name = policy.name.as_str();
     let mut plan = PolicyPlan {
@@ -335,6 +480,7 @@ fn plan_policy(
         mass_delete: false,
         warnings: Vec::new(),
         errors: Vec::new(),
+        unreadable: Vec::new(),
     };
     let mut backups = Vec::new();
     let mut copies = Vec::new();
@@ -360,6 +506,7 @@ fn plan_policy(
             Ok(listing) => listing,
             Err(error) => {
                 plan.errors.push(format!("cannot read {location}: {error}"));
+                plan.unreadable.push(location.to_owned());
                 continue;
             }
         };
@@ -494,7 +641,7 @@ fn plan_policy(
             )),
             _ => None,
         };
-        if let Some(reason) = due_reason {
+        if let Some(reason) = due_reason.filter(|_| scope.allows(ActionKind::Backup)) {
             let mut action = Action::new(ActionKind::Backup, name);
             action.reasons.push(reason);
             if let Some(next) = schedule.next_after(now) {
@@ -685,27 +832,6 @@ fn plan_policy(
         }
     }
 
-    // Deletes a destination refuses are held, and the plan says so.
-    for destination in &inventory.destinations {
-        let Some(reason) = &destination.delete_denied else {
-            continue;
-        };
-        let here =
-            |action: &Action| action.destination.as_deref() == Some(destination.location.as_str());
-        let held = prunes.iter().filter(|action| here(action)).count()
-            + cleanups.iter().filter(|action| here(action)).count();
-        prunes.retain(|action| !here(action));
-        cleanups.retain(|action| !here(action));
-        if held > 0 {
-            plan.warnings.push(format!(
-                "{} refuses deletes, so {held} planned deletion{} there (prunes and cleanups) {} held: {reason}; give the credentials delete rights (s3:DeleteObject)",
-                destination.location,
-                plural(held),
-                if held == 1 { "is" } else { "are" }
-            ));
-        }
-    }
-
     // Backups pruned, damaged ones included (their data may still be worth a look).
     let pruned: std::collections::BTreeSet<&str> = prunes
         .iter()
@@ -758,6 +884,32 @@ fn plan_policy(
     plan.kept.sort_by(|left, right| {
         (right.created_at, &right.backup).cmp(&(left.created_at, &left.backup))
     });
+
+    // Deletes a destination refuses are held, and the plan says so: they
+    // are still changes (a host with delete rights carries them out).
+    for destination in &inventory.destinations {
+        let Some(reason) = &destination.delete_denied else {
+            continue;
+        };
+        let mut held = 0;
+        for action in prunes.iter_mut().chain(cleanups.iter_mut()) {
+            if action.destination.as_deref() == Some(destination.location.as_str()) {
+                action.held = Some(format!(
+                    "{} refuses deletes with these credentials",
+                    destination.location
+                ));
+                held += 1;
+            }
+        }
+        if held > 0 {
+            plan.warnings.push(format!(
+                "{} refuses deletes, so {held} planned deletion{} there (prunes and cleanups) {} held: {reason}; give the credentials delete rights (s3:DeleteObject)",
+                destination.location,
+                plural(held),
+                if held == 1 { "is" } else { "are" }
+            ));
+        }
+    }
 
     // restore-test: a tick of the drill schedule has passed since the last passing drill.
     let mut drills = Vec::new();

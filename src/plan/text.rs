@@ -109,14 +109,38 @@ pub fn render(plan: &Plan, options: Options) -> String {
         }
     }
     out.push('\n');
-    if !plan.has_changes() {
-        let _ = writeln!(
-            out,
-            "No changes. The backups and the crontab match the policies."
-        );
+    if let Some(line) = closing_line(plan) {
+        let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out, "{}", summary_line(&plan.summary, &plan.crontab.state));
     out
+}
+
+/// The line before the summary: what the plan could not see, or that
+/// nothing differs (only a plan without errors that read everything says so).
+pub fn closing_line(plan: &Plan) -> Option<String> {
+    let unseen = plan.unseen();
+    if !unseen.is_empty() {
+        let count = unseen.len();
+        return Some(format!(
+            "Incomplete: {count} destination{} could not be read ({}); this plan does not cover what {} hold{}.",
+            if count == 1 { "" } else { "s" },
+            unseen.join("; "),
+            if count == 1 { "it" } else { "they" },
+            if count == 1 { "s" } else { "" },
+        ));
+    }
+    if plan.has_changes() || plan.has_errors() {
+        return None;
+    }
+    if let Some(kinds) = &plan.only {
+        let kinds: Vec<&str> = kinds.iter().map(|kind| kind.name()).collect();
+        return Some(format!(
+            "No changes of the kinds asked for (--only {}); other kinds were not planned.",
+            kinds.join(",")
+        ));
+    }
+    Some("No changes. The backups and the crontab match the policies.".to_owned())
 }
 
 /// `Plan: 1 to back up, 0 to copy, 5 to prune, 0 to clean up, crontab unchanged.`
@@ -132,17 +156,29 @@ pub fn summary_line(summary: &Summary, crontab_state: &str) -> String {
         1 => "1 restore test, ".to_owned(),
         count => format!("{count} restore tests, "),
     };
+    let held = match summary.held {
+        0 => String::new(),
+        count => format!("{count} held (deletes refused here), "),
+    };
     format!(
-        "Plan: {} to back up, {} to copy, {} to prune, {} to clean up, {drills}{crontab}.",
+        "Plan: {} to back up, {} to copy, {} to prune, {} to clean up, {drills}{held}{crontab}.",
         summary.backup, summary.copy, summary.prune, summary.cleanup
     )
 }
 
 /// One action and its reasons, e.g. `  - prune 20261117T010000Z on /var/backups`.
 pub fn render_action(out: &mut String, action: &Action, color: bool) {
-    let _ = writeln!(out, "  {}", headline(action, color));
+    let held = if action.held.is_some() { " (held)" } else { "" };
+    let _ = writeln!(out, "  {}{held}", headline(action, color));
     for reason in &action.reasons {
         let _ = writeln!(out, "      {reason}");
+    }
+    if let Some(reason) = &action.held {
+        let _ = writeln!(
+            out,
+            "      {} {reason}; a run with delete rights carries it out",
+            paint(color, "33", "held:")
+        );
     }
     if let Some(diff) = &action.diff {
         for line in diff.lines() {

@@ -170,13 +170,15 @@ fn discover(path: &Path, loaded: &mut Loaded) {
         return;
     }
     if found.is_empty() {
+        // No policies is a valid desired state: `apply` then removes the
+        // crontab block. A folder that is not there at all is an error above.
         loaded.diagnostics.push(
-            Diagnostic::error(
+            Diagnostic::warning(
                 "no-policies",
                 &display,
                 format!("no policy files (*.yaml, *.yml) in `{display}`"),
             )
-            .hint("policy files end in .yaml or .yml; see examples/ for a start"),
+            .hint("policy files end in .yaml or .yml (see examples/); with none, `backup apply` removes the managed crontab block"),
         );
     }
     found.sort();

@@ -248,6 +248,21 @@ pub fn splice(text: &str, block: &str) -> Result<String, Error> {
     })
 }
 
+/// What removing the managed block from `text` changes, as a diff; None
+/// when there is no block.
+pub fn removal(text: &str) -> Result<Option<String>, Error> {
+    Ok(find_block(text)?.map(|range| diff(&text[range], "")))
+}
+
+/// Replaces the managed block of `target` with `block` ("" removes it). The
+/// target is read again first, so lines outside the block stay as they are
+/// now; the caller holds the crontab lock.
+pub fn replace_block(target: &Target, block: &str) -> Result<(), Error> {
+    let text = read(target)?;
+    let updated = splice(&text, block)?;
+    write(target, &updated)
+}
+
 /// Unified diff (3 lines of context, headers "current" / "planned"); "" when
 /// the two are equal.
 pub fn diff(current: &str, planned: &str) -> String {

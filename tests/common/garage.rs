@@ -210,19 +210,7 @@ impl Garage {
     /// `TEST_S3_SECRET` for the policies to reference, and nothing from the
     /// host's own AWS setup.
     pub fn backup_command(&self, directory: &Path) -> std::process::Command {
-        let mut command = super::backup(directory);
-        command
-            .env("TEST_S3_KEY_ID", self.access_key_id())
-            .env("TEST_S3_SECRET", self.secret_access_key())
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env("AWS_CONFIG_FILE", directory.join("no-aws-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                directory.join("no-aws-credentials"),
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true");
-        command
+        backup_with_key(directory, self.access_key_id(), self.secret_access_key())
     }
 
     /// A policy file's `s3:` destination on this node (list item, indented
@@ -251,6 +239,25 @@ impl Garage {
         );
         String::from_utf8(output.stdout).unwrap()
     }
+}
+
+/// `backup` in `directory` with an S3 key in `TEST_S3_KEY_ID` and
+/// `TEST_S3_SECRET` for the policies to reference, and nothing from the
+/// host's own AWS set-up.
+pub fn backup_with_key(directory: &Path, key_id: &str, secret: &str) -> Command {
+    let mut command = super::backup(directory);
+    command
+        .env("TEST_S3_KEY_ID", key_id)
+        .env("TEST_S3_SECRET", secret)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", directory.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            directory.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    command
 }
 
 impl Drop for Garage {

@@ -84,6 +84,7 @@ pub fn files_under(folder: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 pub mod faultproxy;
 pub mod garage;
 pub mod sinks;
+pub mod sqlite_site;
 
 /// The sidecar `backup` would write for `data`, a backup of the SQLite policy
 /// `policy` taken at `created_at` (unsealed: `seal()` it where that matters).

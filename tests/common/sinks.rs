@@ -1,5 +1,6 @@
 //! Real network servers that receive notifications: an HTTP server that
-//! records every request, and an SMTP server that records every message.
+//! records every request (and answers as a test says, e.g. as a stand-in for
+//! the GitHub API), and an SMTP server that records every message.
 //! Both are a few dozen lines of std::net on a free loopback port, each
 //! connection served on its own thread; they stop with the test process.
 
@@ -34,18 +35,38 @@ pub struct HttpSink {
     pub requests: Arc<Mutex<Vec<Request>>>,
 }
 
+/// How a server built with [`HttpSink::answering`] answers a request: status and JSON body.
+pub type Responder = dyn Fn(&Request) -> (u16, String) + Send + Sync;
+
 impl HttpSink {
     pub fn start(failures: usize) -> HttpSink {
+        let failures = Mutex::new(failures);
+        HttpSink::answering(move |_| {
+            let mut failures = failures.lock().unwrap();
+            let fail = *failures > 0;
+            *failures = failures.saturating_sub(1);
+            if fail {
+                (500, "ok".to_owned())
+            } else {
+                (200, "ok".to_owned())
+            }
+        })
+    }
+
+    /// A server that records each request and answers what `respond` says.
+    pub fn answering(
+        respond: impl Fn(&Request) -> (u16, String) + Send + Sync + 'static,
+    ) -> HttpSink {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = Arc::clone(&requests);
-        let failures = Arc::new(Mutex::new(failures));
+        let respond: Arc<Responder> = Arc::new(respond);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let recorded = Arc::clone(&recorded);
-                let failures = Arc::clone(&failures);
-                std::thread::spawn(move || serve_http(stream, &recorded, &failures));
+                let respond = Arc::clone(&respond);
+                std::thread::spawn(move || serve_http(stream, &recorded, respond.as_ref()));
             }
         });
         HttpSink { port, requests }
@@ -60,7 +81,7 @@ impl HttpSink {
     }
 }
 
-fn serve_http(stream: TcpStream, recorded: &Mutex<Vec<Request>>, failures: &Mutex<usize>) {
+fn serve_http(stream: TcpStream, recorded: &Mutex<Vec<Request>>, respond: &Responder) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -86,27 +107,26 @@ fn serve_http(stream: TcpStream, recorded: &Mutex<Vec<Request>>, failures: &Mute
         .unwrap_or(0);
     let mut body = vec![0; length];
     let _ = reader.read_exact(&mut body);
-    let fail = {
-        let mut failures = failures.lock().unwrap();
-        let fail = *failures > 0;
-        *failures = failures.saturating_sub(1);
-        fail
-    };
-    recorded.lock().unwrap().push(Request {
+    let request = Request {
         method,
         path,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
-    });
-    let status = if fail {
-        "500 Internal Server Error"
-    } else {
-        "200 OK"
+    };
+    let (status, answer) = respond(&request);
+    recorded.lock().unwrap().push(request);
+    let reason = match status {
+        200 => "OK",
+        201 => "Created",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        _ => "Status",
     };
     let mut stream = stream;
     let _ = write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+        answer.len()
     );
 }
 

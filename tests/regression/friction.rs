@@ -332,3 +332,347 @@ fn completions_and_man_pages_are_generated_from_the_command_line() {
         "{completed:?}"
     );
 }
+
+// --- plan and apply ---
+
+use common::sqlite_site::SqliteSite;
+
+fn day(date: &str) -> String {
+    format!("{date}T01:30:00Z")
+}
+
+#[test]
+fn a_plan_that_cannot_read_a_destination_never_says_no_changes() {
+    let site = SqliteSite::new("keep-last: 3");
+    assert_eq!(site.apply_at(&day("2026-11-24"), &[]).code, 0);
+    // A second destination that cannot be listed: a file where its folder should be.
+    std::fs::write(site.path().join("broken"), "not a folder").unwrap();
+    site.policy(
+        "keep-last: 3",
+        &[
+            "    - local:\n        path: ../store\n",
+            "    - local:\n        path: ../broken\n",
+        ],
+    );
+    let plan = |extra: &[&str]| {
+        let mut args = vec![
+            "plan",
+            "--no-crontab",
+            "--detailed-exitcode",
+            "--now",
+            "2026-11-24T12:00:00Z",
+        ];
+        args.extend_from_slice(extra);
+        site.run(&args)
+    };
+    for format in ["text", "markdown"] {
+        let failed = plan(&["--format", format]);
+        assert_eq!(failed.code, 1, "{failed:?}");
+        assert!(!failed.stdout.contains("No changes"), "{}", failed.stdout);
+        assert!(!failed.stdout.contains("match"), "{}", failed.stdout);
+        assert!(
+            failed
+                .stdout
+                .contains("Incomplete: 1 destination could not be read"),
+            "{}",
+            failed.stdout
+        );
+    }
+    let applied = site.apply_at("2026-11-24T12:00:00Z", &[]);
+    assert_eq!(applied.code, 1, "{applied:?}");
+    assert!(!applied.stdout.contains("No changes"), "{}", applied.stdout);
+
+    // For CI without credentials: not an error, but never "no changes".
+    let allowed = plan(&["--allow-unreadable"]);
+    assert_eq!(allowed.code, 2, "{allowed:?}");
+    assert!(!allowed.stdout.contains("No changes"), "{}", allowed.stdout);
+    let broken = site.path().join("broken");
+    let unseen = format!("app: {}", broken.display());
+    assert!(allowed.stdout.contains(&unseen), "{}", allowed.stdout);
+    assert!(allowed.stderr.contains(&unseen), "{}", allowed.stderr);
+    let json = plan(&["--allow-unreadable", "--format", "json"]);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        value["policies"][0]["unreadable"],
+        serde_json::json!([broken.display().to_string()])
+    );
+}
+
+/// A site whose crontab file holds a line of its own and, after one
+/// `apply`, the managed block with the policy's line.
+fn site_with_crontab() -> (SqliteSite, std::path::PathBuf) {
+    let site = SqliteSite::new("keep-last: 3");
+    let crontab = site.path().join("crontab");
+    std::fs::write(&crontab, "MAILTO=ops@example.com\n").unwrap();
+    let applied = site.run(&[
+        "apply",
+        "--auto-approve",
+        "--crontab-file",
+        crontab.to_str().unwrap(),
+    ]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    assert!(
+        std::fs::read_to_string(&crontab)
+            .unwrap()
+            .contains("--policy 'app'")
+    );
+    (site, crontab)
+}
+
+#[test]
+fn deleting_the_last_policy_removes_the_crontab_block_after_confirmation() {
+    let (site, crontab) = site_with_crontab();
+    let crontab_file = crontab.to_str().unwrap();
+
+    std::fs::remove_file(site.path().join("policies/app.yaml")).unwrap();
+    let plan = site.run(&[
+        "plan",
+        "--detailed-exitcode",
+        "--crontab-file",
+        crontab_file,
+    ]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("no policy is scheduled any more; the block is removed"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("-# BEGIN backup managed block"),
+        "{}",
+        plan.stdout
+    );
+    // Not without confirmation: a usage error off a terminal, nothing changed.
+    let refused = site.run(&["apply", "--crontab-file", crontab_file]);
+    assert_eq!(refused.code, 64, "{refused:?}");
+    assert!(
+        std::fs::read_to_string(&crontab)
+            .unwrap()
+            .contains("--policy 'app'")
+    );
+    let removed = site.run(&["apply", "--auto-approve", "--crontab-file", crontab_file]);
+    assert_eq!(removed.code, 0, "{removed:?}");
+    assert_eq!(
+        std::fs::read_to_string(&crontab).unwrap(),
+        "MAILTO=ops@example.com\n"
+    );
+    let again = site.run(&[
+        "plan",
+        "--detailed-exitcode",
+        "--crontab-file",
+        crontab_file,
+    ]);
+    assert_eq!(again.code, 0, "{again:?}");
+}
+
+#[test]
+fn unschedule_removes_only_the_managed_block_and_asks_first() {
+    let (site, crontab) = site_with_crontab();
+    let crontab_file = crontab.to_str().unwrap();
+    std::fs::write(
+        &crontab,
+        std::fs::read_to_string(&crontab).unwrap() + "15 3 * * * root /usr/local/bin/other-job\n",
+    )
+    .unwrap();
+
+    let refused = site.run(&["unschedule", "--crontab-file", crontab_file]);
+    assert_eq!(refused.code, 64, "{refused:?}");
+    assert!(refused.stderr.contains("pass --yes"), "{}", refused.stderr);
+    assert!(
+        std::fs::read_to_string(&crontab)
+            .unwrap()
+            .contains("BEGIN backup managed block")
+    );
+
+    let (code, shown) = common::on_a_terminal(
+        site.path(),
+        &format!("unschedule --crontab-file {crontab_file}"),
+        "no\n",
+    );
+    assert_eq!(code, 1, "{shown}");
+    assert!(shown.contains("Unschedule cancelled."), "{shown}");
+    assert!(
+        std::fs::read_to_string(&crontab)
+            .unwrap()
+            .contains("BEGIN backup managed block")
+    );
+
+    let removed = site.run(&["unschedule", "--yes", "--crontab-file", crontab_file]);
+    assert_eq!(removed.code, 0, "{removed:?}");
+    assert!(
+        removed.stdout.contains("-# END backup managed block"),
+        "{}",
+        removed.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(&crontab).unwrap(),
+        "MAILTO=ops@example.com\n15 3 * * * root /usr/local/bin/other-job\n"
+    );
+    let nothing = site.run(&[
+        "unschedule",
+        "--auto-approve",
+        "--crontab-file",
+        crontab_file,
+    ]);
+    assert_eq!(nothing.code, 0, "{nothing:?}");
+    assert!(
+        nothing.stdout.contains("No managed block"),
+        "{}",
+        nothing.stdout
+    );
+}
+
+#[test]
+fn a_mass_delete_is_refused_once_with_the_count_the_rule_and_the_flag() {
+    let site = SqliteSite::new("keep-last: 10");
+    for date in [
+        "2026-11-21",
+        "2026-11-22",
+        "2026-11-23",
+        "2026-11-24",
+        "2026-11-25",
+    ] {
+        assert_eq!(site.apply_at(&day(date), &[]).code, 0);
+    }
+    site.policy("keep-last: 1", &["    - local:\n        path: ../store\n"]);
+    let refused = site.apply_at(&day("2026-11-25"), &[]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(!refused.stdout.contains("FAILED"), "{}", refused.stdout);
+    let refusals: Vec<&str> = refused
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("refused"))
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            "refused app: 4 prunes of 4 backups refused: the plan prunes more than half of the policy's backups (the mass-delete brake); check the retention, then pass --allow-mass-delete to carry them out"
+        ],
+        "{}",
+        refused.stdout
+    );
+    assert!(!refused.stderr.contains("refused"), "{}", refused.stderr);
+    assert_eq!(site.stored_ids().len(), 5);
+
+    let status = site.run(&[
+        "status",
+        "--format",
+        "json",
+        "--no-crontab",
+        "--now",
+        &day("2026-11-25"),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let error = report["policies"][0]["last_attempt"]["error"]
+        .as_str()
+        .unwrap();
+    assert_eq!(error, refusals[0].trim_start_matches("refused app: "));
+}
+
+/// `plan` and `apply` announce it the same way; `apply` is not run here, as
+/// root's default is the host's /var/lib/backup.
+#[test]
+fn plan_names_the_state_folder_when_it_is_the_default() {
+    let site = SqliteSite::new("keep-last: 3");
+    let home = site.path().join("home");
+    let root = std::fs::metadata("/proc/self")
+        .is_ok_and(|metadata| std::os::unix::fs::MetadataExt::uid(&metadata) == 0);
+    let expected = if root {
+        std::path::PathBuf::from("/var/lib/backup")
+    } else {
+        home.join(".local/state/backup")
+    };
+    let plan: common::Run = site
+        .command()
+        .env_remove("BACKUP_STATE_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .env("HOME", &home)
+        .args(["plan", "--no-crontab", "--now", &day("2026-11-25")])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.stderr.contains(&format!(
+            "State folder: {} (the default",
+            expected.display()
+        )),
+        "{}",
+        plan.stderr
+    );
+    // Chosen explicitly, it is not repeated on every run.
+    let chosen = site.run(&["plan", "--no-crontab", "--now", &day("2026-11-25")]);
+    assert!(!chosen.stderr.contains("State folder"), "{}", chosen.stderr);
+}
+
+#[test]
+fn apply_only_prune_and_cleanup_prunes_without_backing_up_and_keeps_the_safety_rules() {
+    let site = SqliteSite::new("keep-last: 5");
+    for date in ["2026-11-21", "2026-11-22", "2026-11-23", "2026-11-24"] {
+        assert_eq!(site.apply_at(&day(date), &[]).code, 0);
+    }
+    site.policy("keep-last: 2", &["    - local:\n        path: ../store\n"]);
+    // A backup is due at this time, but --only leaves it out, and retention
+    // counts no planned backup: exactly two of the four go.
+    let only = ["--only", "prune,cleanup"];
+    let plan = site.run(&[
+        "plan",
+        "--no-crontab",
+        "--now",
+        &day("2026-11-25"),
+        "--only",
+        "prune,cleanup",
+    ]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to back up, 0 to copy, 2 to prune"),
+        "{}",
+        plan.stdout
+    );
+    let pruned = site.apply_at(&day("2026-11-25"), &only);
+    assert_eq!(pruned.code, 0, "{pruned:?}");
+    assert_eq!(site.stored_ids(), ["20261123T013000Z", "20261124T013000Z"]);
+
+    // The latest attempt failed (a .partial newer than the newest backup):
+    // nothing is pruned, whatever --only says; the dead temporary is cleaned up.
+    site.policy("keep-last: 1", &["    - local:\n        path: ../store\n"]);
+    let partial = site.store().join("20261125T013000Z.sqlite.gz.partial");
+    std::fs::write(&partial, "half a backup").unwrap();
+    let file = std::fs::File::options().write(true).open(&partial).unwrap();
+    file.set_modified(
+        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000),
+    )
+    .unwrap();
+    let held = site.apply_at("2026-11-25T06:00:00Z", &only);
+    assert_eq!(held.code, 0, "{held:?}");
+    assert!(
+        held.stdout.contains("did not finish, so nothing is pruned"),
+        "{}",
+        held.stdout
+    );
+    assert_eq!(site.stored_ids(), ["20261123T013000Z", "20261124T013000Z"]);
+    assert!(!partial.exists());
+
+    let wrong = site.apply_at(&day("2026-11-25"), &["--only", "prune,bogus"]);
+    assert_eq!(wrong.code, 64, "{wrong:?}");
+    assert!(
+        wrong.stderr.contains("`bogus` is no kind of action"),
+        "{}",
+        wrong.stderr
+    );
+}
+
+#[test]
+fn apply_without_auto_approve_off_a_terminal_is_a_usage_error() {
+    let site = SqliteSite::new("keep-last: 3");
+    let refused = site.run(&["apply", "--no-crontab", "--now", &day("2026-11-25")]);
+    assert_eq!(refused.code, 64, "{refused:?}");
+    assert!(
+        refused.stderr.contains("pass --auto-approve"),
+        "{}",
+        refused.stderr
+    );
+    assert!(site.stored_ids().is_empty());
+}

@@ -89,6 +89,15 @@ impl Records {
                 Outcome::Skipped(reason) => {
                     tracing::warn!(policy = %policy, "{headline}: skipped: {reason}");
                 }
+                Outcome::Refused(reason) => {
+                    // Observed once for all the actions it covers; printed on stdout, so
+                    // only the per-run log gets it at info.
+                    tracing::info!(policy = %policy, "Refused: {reason}");
+                    self.failures
+                        .entry(policy.clone())
+                        .or_default()
+                        .push(reason.clone());
+                }
             }
         }
         self.last = now;
