@@ -1,5 +1,6 @@
 //! `backup apply`: compute (or load) the plan, show it, and carry it out.
 
+use super::output::{stderrln, stdout, stdoutln};
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 
@@ -46,14 +47,14 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
                 .is_some_and(|extension| extension == "json")
         });
     if planfiles.len() > 1 {
-        eprintln!("error: apply takes at most one plan file");
+        stderrln!("error: apply takes at most one plan file");
         return Ok(ExitStatus::Usage);
     }
     let saved = match planfiles.first() {
         Some(file) => match load_plan(file) {
             Ok(plan) => Some(plan),
             Err(error) => {
-                eprintln!("error: {error:#}");
+                stderrln!("error: {error:#}");
                 return Ok(ExitStatus::Failure);
             }
         },
@@ -73,7 +74,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
             .iter()
             .find(|name| !selection.all.iter().any(|policy| policy.name == **name))
         {
-            eprintln!(
+            stderrln!(
                 "error: the saved plan covers policy `{missing}`, which is no longer loaded; run `backup plan` again"
             );
             return Ok(ExitStatus::Failure);
@@ -98,18 +99,18 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
                 selected.push(policy);
             }
             Err(error @ crate::state::Error::Held { .. }) => {
-                eprintln!("error: {error}");
+                stderrln!("error: {error}");
                 locked_out.push(policy.name);
             }
             Err(error) => {
-                eprintln!("error: {error}");
+                stderrln!("error: {error}");
                 return Ok(ExitStatus::Failure);
             }
         }
     }
     selection.selected = selected;
     if !locked_out.is_empty() && (saved.is_some() || selection.selected.is_empty()) {
-        eprintln!("Nothing was done: another `backup` is working on the same policies.");
+        stderrln!("Nothing was done: another `backup` is working on the same policies.");
         return Ok(ExitStatus::Locked);
     }
 
@@ -127,7 +128,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         Some(saved) => match check_saved(saved, &selection, &mut inventory, &crontab_input) {
             Ok(saved) => saved,
             Err(reason) => {
-                eprintln!("error: {reason}; run `backup plan --out` again (nothing was done)");
+                stderrln!("error: {reason}; run `backup plan --out` again (nothing was done)");
                 return Ok(ExitStatus::Failure);
             }
         },
@@ -135,7 +136,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     };
 
     let color = global.stdout_color();
-    print!(
+    stdout!(
         "{}",
         plan::text::render(
             &plan,
@@ -157,23 +158,23 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     if !plan.has_changes() {
         let records = records::Records::new(&plan);
         for problem in records.finish(&state, &selection.selected, &apply::ApplyReport::default()) {
-            eprintln!("warning: {problem}");
+            stderrln!("warning: {problem}");
         }
         return Ok(finish(false));
     }
     if !args.auto_approve {
         if !std::io::stdin().is_terminal() {
-            eprintln!(
+            stderrln!(
                 "error: not applying without confirmation: stdin is not a terminal; pass --auto-approve"
             );
             return Ok(ExitStatus::Failure);
         }
         if !confirm("Do you want to perform these actions?")? {
-            println!("\nApply cancelled.");
+            stdoutln!("\nApply cancelled.");
             return Ok(ExitStatus::Failure);
         }
     }
-    println!();
+    stdoutln!();
 
     let options = apply::Options {
         allow_mass_delete: args.allow_mass_delete,
@@ -194,7 +195,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     };
     let mut records = records::Records::new(&plan);
     for problem in records.start(&selection.selected) {
-        eprintln!("warning: {problem}");
+        stderrln!("warning: {problem}");
     }
     let mut observe = |result: &ActionResult| {
         records.observe(result);
@@ -205,7 +206,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
             Outcome::Failed(error) => (paint(color, "1;31", "FAILED "), error),
             Outcome::Skipped(reason) => (paint(color, "33", "skipped"), reason),
         };
-        println!("{label} {policy}: {}: {detail}", headline.trim_start());
+        stdoutln!("{label} {policy}: {}: {detail}", headline.trim_start());
         let _ = std::io::stdout().flush();
     };
     let report = apply::execute(
@@ -217,7 +218,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     );
     // Recorded (and notified) under the policies' locks.
     for problem in records.finish(&state, &selection.selected, &report) {
-        eprintln!("warning: {problem}");
+        stderrln!("warning: {problem}");
     }
     drop(locks);
 
@@ -238,12 +239,12 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         report.done(ActionKind::Cleanup),
     );
     let failed = report.failed();
-    println!();
+    stdoutln!();
     if failed == 0 {
-        println!("Apply complete: {counts}.");
+        stdoutln!("Apply complete: {counts}.");
     } else {
         let skipped = report.skipped();
-        println!(
+        stdoutln!(
             "Apply failed: {failed} action{} failed, {skipped} skipped; {counts}. Running apply again finishes the job once the cause is fixed.",
             if failed == 1 { "" } else { "s" }
         );

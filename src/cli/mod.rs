@@ -6,6 +6,7 @@
 
 mod apply;
 mod list;
+pub mod output;
 mod plan;
 mod restore;
 mod run;
@@ -14,6 +15,7 @@ mod status;
 mod validate;
 mod verify;
 
+use output::{stderr, stderrln};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
@@ -161,7 +163,9 @@ pub enum Command {
 /// Runs the command and returns how the process should exit.
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let global = &cli.global;
-    match &cli.command {
+    // Scratch copies of databases stay in this host's private state folder.
+    crate::state::use_scratch_in(&global.state());
+    let status = match &cli.command {
         Command::Validate(args) => validate::run(global, args),
         Command::Schema(args) => schema::run(args),
         Command::Plan(args) => plan::run(global, args),
@@ -171,7 +175,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Verify(args) => verify::run(global, args),
         Command::Restore(args) => restore::run(global, args),
         Command::Status(args) => status::run(global, args),
-    }
+    }?;
+    Ok(output::finish(status))
 }
 
 /// Loads the policies for a command that acts on them. Problems go to
@@ -206,7 +211,7 @@ fn load_selection(
     );
     let color = global.stderr_color();
     for diagnostic in &loaded.diagnostics {
-        eprint!("{}", diagnostic.render(color));
+        stderr!("{}", diagnostic.render(color));
     }
     let errors = loaded.error_count();
     let Some(name) = only else {
@@ -227,10 +232,10 @@ fn load_selection(
         .collect();
     if selected.is_empty() {
         if errors > 0 {
-            eprintln!("error: no valid policy named `{name}`; see the problems above");
+            stderrln!("error: no valid policy named `{name}`; see the problems above");
             return Err(ExitStatus::InvalidPolicy);
         }
-        eprintln!(
+        stderrln!(
             "error: no policy named `{name}` in {}",
             describe_paths(global, paths)
         );

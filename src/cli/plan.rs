@@ -1,5 +1,6 @@
 //! `backup plan`: show what `apply` would do, and why.
 
+use super::output::{stderrln, stdout, stdoutln};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -72,7 +73,7 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitStatus> {
         save(&plan, out)?;
     }
     match args.format {
-        OutputFormat::Text => print!(
+        OutputFormat::Text => stdout!(
             "{}",
             plan::text::render(
                 &plan,
@@ -82,10 +83,10 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitStatus> {
                 }
             )
         ),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        OutputFormat::Json => stdoutln!("{}", serde_json::to_string_pretty(&plan)?),
     }
     if let Some(out) = &args.out {
-        eprintln!(
+        stderrln!(
             "Saved the plan to {}; `backup apply {}` carries it out.",
             out.display(),
             out.display()
