@@ -10,6 +10,7 @@
 //! [`exit::ExitStatus`].
 
 pub mod apply;
+pub mod bounded;
 pub mod cli;
 pub mod destination;
 pub mod engine;

@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     match backup::cli::run(cli) {
         Ok(status) => status.into(),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            backup::cli::output::write_stderr(format_args!("error: {error:#}\n"));
             ExitStatus::Failure.into()
         }
     }

@@ -183,6 +183,93 @@ pub struct Lock {
     _file: File,
 }
 
+/// Where scratch files go once a command named its state folder: `<state>/tmp`.
+static SCRATCH_ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes `<state>/tmp` the folder of this process's scratch files (SQLite
+/// copies, `restore --jobs` copies, drill scratch files), instead of the
+/// system's shared temporary folder. Commands call it once, first; the
+/// folder is made (0700) when the first scratch file is.
+pub fn use_scratch_in(state: &StateDir) {
+    let _ = SCRATCH_ROOT.set(state.path().join(SCRATCH_FOLDER));
+}
+
+/// The scratch folder's name in the state folder.
+const SCRATCH_FOLDER: &str = "tmp";
+
+/// The folder scratch files go to: `<state>/tmp`, or the system's
+/// temporary folder in a process that named no state folder.
+pub fn scratch_root() -> PathBuf {
+    SCRATCH_ROOT
+        .get()
+        .cloned()
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// The scratch folder, made if missing (0700 when made here).
+fn ensure_scratch_root() -> Result<PathBuf, Error> {
+    let root = scratch_root();
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&root)
+        .map_err(io_error("cannot create the scratch folder", &root))?;
+    if SCRATCH_ROOT.get() == Some(&root) {
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
+            .map_err(io_error("cannot set permissions of", &root))?;
+    }
+    Ok(root)
+}
+
+/// A new private scratch folder `<prefix><pid>-<random>` in the
+/// [`scratch_root`], 0700 whatever the umask; removed when dropped. Those
+/// a killed process left with the same prefix are removed first.
+pub fn scratch_folder(prefix: &str) -> Result<tempfile::TempDir, Error> {
+    let root = ensure_scratch_root()?;
+    remove_abandoned(&root, prefix);
+    let folder = tempfile::Builder::new()
+        .prefix(&scratch_prefix(prefix))
+        .permissions(fs::Permissions::from_mode(0o700))
+        .tempdir_in(&root)
+        .map_err(io_error("cannot create a scratch folder in", &root))?;
+    // The umask may have taken bits away, never added any; be exact.
+    fs::set_permissions(folder.path(), fs::Permissions::from_mode(0o700))
+        .map_err(io_error("cannot set permissions of", folder.path()))?;
+    Ok(folder)
+}
+
+/// A new private scratch file `<prefix><pid>-<random><suffix>` in the
+/// [`scratch_root`], 0600 whatever the umask; removed when dropped. Those
+/// a killed process left with the same prefix are removed first.
+pub fn scratch_file(prefix: &str, suffix: &str) -> Result<tempfile::NamedTempFile, Error> {
+    let root = ensure_scratch_root()?;
+    remove_abandoned(&root, prefix);
+    let file = tempfile::Builder::new()
+        .prefix(&scratch_prefix(prefix))
+        .suffix(suffix)
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(&root)
+        .map_err(io_error("cannot create a scratch file in", &root))?;
+    file.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(io_error("cannot set permissions of", file.path()))?;
+    Ok(file)
+}
+
+/// Creates `path` new and empty, 0600 whatever the umask: for files another
+/// library then opens (SQLite keeps an existing file's mode, and gives its
+/// journal the same).
+pub fn create_private_file(path: &Path) -> Result<(), Error> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error("cannot create", path))?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(io_error("cannot set permissions of", path))
+}
+
 /// Removes scratch files and folders `<prefix><pid>-…` in `folder` whose
 /// process is gone (a killed restore or drill). Those of a live process are
 /// left alone, whoever that process now is.

@@ -118,11 +118,10 @@ pub fn check_sidecar(
     metadata: &BackupMetadata,
 ) -> Result<BackupMetadata, Problem> {
     let name = format!("{}.json", metadata.id);
-    let mut bytes = Vec::new();
-    destination
+    let reader = destination
         .open(&metadata.policy, &name)
-        .map_err(|error| Problem::Read(error.to_string()))?
-        .read_to_end(&mut bytes)
+        .map_err(|error| Problem::Read(error.to_string()))?;
+    let bytes = crate::bounded::read_capped(reader, crate::bounded::RECORD_LIMIT)
         .map_err(|error| Problem::Read(format!("{name}: {error}")))?;
     let read = metadata::parse_checked(&bytes).map_err(Problem::Sidecar)?;
     if read.policy != metadata.policy || read.id != metadata.id {

@@ -504,9 +504,10 @@ fn a_run_killed_at_any_point_leaves_only_complete_backups() {
         "    sqlite:\n      path: big.db",
         &store,
     );
-    // The runs' scratch copies go here, so what the kills leave can be seen.
-    let scratch = work.path().join("tmp");
-    std::fs::create_dir(&scratch).unwrap();
+    // The runs' scratch copies go to the state folder's `tmp/`, so what the
+    // kills leave can be seen there.
+    let scratch = work.path().join(".state/tmp");
+    std::fs::create_dir_all(&scratch).unwrap();
     // How long an uninterrupted run takes here (the fastest of three, as
     // the first is slowed by a cold cache), to spread the kills over it.
     let full = (0..3)
@@ -523,7 +524,6 @@ fn a_run_killed_at_any_point_leaves_only_complete_backups() {
     for point in 0..points {
         let delay = full.mul_f64(f64::from(point) / f64::from(points));
         let mut child = backup(work.path())
-            .env("TMPDIR", &scratch)
             .args(["-p", "big.yaml", "run", "big"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -579,7 +579,6 @@ fn a_run_killed_at_any_point_leaves_only_complete_backups() {
     // The next run removes the scratch copies the killed runs left.
     assert!(abandoned > 0, "the kills left no scratch copy to clean up");
     let result: common::Run = backup(work.path())
-        .env("TMPDIR", &scratch)
         .args(["-p", "big.yaml", "run", "big"])
         .output()
         .unwrap()
@@ -836,6 +835,9 @@ fn progress_shows_on_a_terminal_and_nowhere_else() {
     let output = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .current_dir(work.path())
+        // Its own state folder: the default one is shared with every run on the host.
+        .env("BACKUP_STATE_DIR", work.path().join(".state"))
+        .env("TMPDIR", common::tmpdir(work.path()))
         .env("NO_COLOR", "1")
         .output()
         .unwrap();

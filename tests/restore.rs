@@ -42,6 +42,7 @@ fn strays(folder: &Path, expected: &[&str]) -> Vec<String> {
     std::fs::read_dir(folder)
         .unwrap()
         .flatten()
+        .filter(|entry| entry.path() != common::tmpdir(folder))
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .filter(|name| !expected.contains(&name.as_str()))
         .collect()
@@ -457,10 +458,7 @@ fn a_thousand_bit_flips_and_truncations_are_refused_before_the_target_is_touched
 fn restore_test_restores_into_a_scratch_file_and_keeps_evidence() {
     let sqlite = Sqlite::new();
     let id = sqlite.backup();
-    let before = files_under(&std::env::temp_dir())
-        .iter()
-        .filter(|(path, _)| path.to_string_lossy().contains("backup-restore-test-"))
-        .count();
+    std::fs::create_dir(common::tmpdir(sqlite.path())).unwrap();
     let drill = sqlite.run(&["verify", "--restore-test", "app"]);
     assert_eq!(drill.code, 0, "{drill:?}");
     assert!(
@@ -485,11 +483,18 @@ fn restore_test_restores_into_a_scratch_file_and_keeps_evidence() {
         .map(|step| step["step"].as_str().unwrap())
         .collect();
     assert_eq!(steps, ["verify", "restore", "check", "drop scratch"]);
-    let after = files_under(&std::env::temp_dir())
-        .iter()
-        .filter(|(path, _)| path.to_string_lossy().contains("backup-restore-test-"))
-        .count();
-    assert!(after <= before, "the scratch file is removed");
+    // Only folders this test owns are looked at: the run's own TMPDIR and
+    // the state folder's scratch folder, where the scratch file was.
+    assert_eq!(
+        strays(&common::tmpdir(sqlite.path()), &[]),
+        Vec::<String>::new(),
+        "nothing is left in TMPDIR"
+    );
+    assert_eq!(
+        strays(&sqlite.path().join(".state/tmp"), &[]),
+        Vec::<String>::new(),
+        "the scratch file is removed"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `backup apply`: compute (or load) the plan, show it, and carry it out.
 
+use super::output::{stderrln, stdout, stdoutln};
 use std::io::Write as _;
 use std::path::PathBuf;
 
@@ -49,11 +50,11 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
                 .is_some_and(|extension| extension == "json")
         });
     if planfiles.len() > 1 {
-        eprintln!("error: apply takes at most one plan file");
+        stderrln!("error: apply takes at most one plan file");
         return Ok(ExitStatus::Usage);
     }
     if !planfiles.is_empty() && args.only.only.is_some() {
-        eprintln!(
+        stderrln!(
             "error: --only does not go with a saved plan; pass it to `backup plan --out` instead"
         );
         return Ok(ExitStatus::Usage);
@@ -62,7 +63,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         Some(file) => match load_plan(file) {
             Ok(plan) => Some(plan),
             Err(error) => {
-                eprintln!("error: {error:#}");
+                stderrln!("error: {error:#}");
                 return Ok(ExitStatus::Failure);
             }
         },
@@ -82,7 +83,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
             .iter()
             .find(|name| !selection.all.iter().any(|policy| policy.name == **name))
         {
-            eprintln!(
+            stderrln!(
                 "error: the saved plan covers policy `{missing}`, which is no longer loaded; run `backup plan` again"
             );
             return Ok(ExitStatus::Failure);
@@ -107,18 +108,18 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
                 selected.push(policy);
             }
             Err(error @ crate::state::Error::Held { .. }) => {
-                eprintln!("error: {error}");
+                stderrln!("error: {error}");
                 locked_out.push(policy.name);
             }
             Err(error) => {
-                eprintln!("error: {error}");
+                stderrln!("error: {error}");
                 return Ok(ExitStatus::Failure);
             }
         }
     }
     selection.selected = selected;
     if !locked_out.is_empty() && (saved.is_some() || selection.selected.is_empty()) {
-        eprintln!("Nothing was done: another `backup` is working on the same policies.");
+        stderrln!("Nothing was done: another `backup` is working on the same policies.");
         return Ok(ExitStatus::Locked);
     }
 
@@ -137,7 +138,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         Some(saved) => match check_saved(saved, &selection, &mut inventory, &crontab_input) {
             Ok(saved) => saved,
             Err(reason) => {
-                eprintln!("error: {reason}; run `backup plan --out` again (nothing was done)");
+                stderrln!("error: {reason}; run `backup plan --out` again (nothing was done)");
                 return Ok(ExitStatus::Failure);
             }
         },
@@ -151,7 +152,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     };
 
     let color = global.stdout_color();
-    print!(
+    stdout!(
         "{}",
         plan::text::render(
             &plan,
@@ -173,7 +174,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     if !plan.has_attemptable_changes() {
         let records = records::Records::new(&plan);
         for problem in records.finish(&state, &selection.selected, &apply::ApplyReport::default()) {
-            eprintln!("warning: {problem}");
+            stderrln!("warning: {problem}");
         }
         return Ok(finish(false));
     }
@@ -186,7 +187,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     )? {
         return Ok(status);
     }
-    println!();
+    stdoutln!();
 
     let options = apply::Options {
         allow_mass_delete: args.allow_mass_delete,
@@ -204,7 +205,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     };
     let mut records = records::Records::new(&plan);
     for problem in records.start(&selection.selected) {
-        eprintln!("warning: {problem}");
+        stderrln!("warning: {problem}");
     }
     let mut observe = |result: &ActionResult| {
         records.observe(result);
@@ -216,12 +217,12 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
             Outcome::Skipped(reason) => (paint(color, "33", "skipped"), reason),
             Outcome::Refused(reason) => {
                 // One line for all the actions it covers.
-                println!("{} {policy}: {reason}", paint(color, "1;31", "refused"));
+                stdoutln!("{} {policy}: {reason}", paint(color, "1;31", "refused"));
                 let _ = std::io::stdout().flush();
                 return;
             }
         };
-        println!("{label} {policy}: {}: {detail}", headline.trim_start());
+        stdoutln!("{label} {policy}: {}: {detail}", headline.trim_start());
         let _ = std::io::stdout().flush();
     };
     let report = apply::execute(
@@ -233,7 +234,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     );
     // Recorded (and notified) under the policies' locks.
     for problem in records.finish(&state, &selection.selected, &report) {
-        eprintln!("warning: {problem}");
+        stderrln!("warning: {problem}");
     }
     drop(locks);
 
@@ -255,16 +256,16 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     );
     let failed = report.failed();
     let refused = report.refused();
-    println!();
+    stdoutln!();
     if failed == 0 && refused == 0 {
-        println!("Apply complete: {counts}.");
+        stdoutln!("Apply complete: {counts}.");
     } else {
         let skipped = report.skipped();
         let refused = match refused {
             0 => String::new(),
             count => format!("{count} refused (--allow-mass-delete), "),
         };
-        println!(
+        stdoutln!(
             "Apply failed: {failed} action{} failed, {refused}{skipped} skipped; {counts}. Running apply again finishes the job once the cause is fixed.",
             if failed == 1 { "" } else { "s" }
         );

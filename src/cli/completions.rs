@@ -5,6 +5,7 @@ use clap::{Args, CommandFactory as _};
 use clap_complete::Shell;
 
 use super::Cli;
+use super::output::stdout;
 use crate::exit::ExitStatus;
 
 #[derive(Debug, Args)]
@@ -18,6 +19,9 @@ pub struct CompletionsArgs {
 
 pub fn run(args: &CompletionsArgs) -> anyhow::Result<ExitStatus> {
     let mut command = Cli::command();
-    clap_complete::generate(args.shell, &mut command, "backup", &mut std::io::stdout());
+    // Rendered whole first: written straight to a closed pipe, it would panic.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "backup", &mut script);
+    stdout!("{}", String::from_utf8_lossy(&script));
     Ok(ExitStatus::Success)
 }

@@ -1,5 +1,6 @@
 //! `backup list`: the backups on every destination, and what else lies there.
 
+use super::output::{stderrln, stdout, stdoutln};
 use clap::Args;
 use serde::Serialize;
 
@@ -104,11 +105,11 @@ pub fn run(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitStatus> {
         }
     }
     match args.format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        OutputFormat::Text => print!("{}", render(&report)),
+        OutputFormat::Json => stdoutln!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Text => stdout!("{}", render(&report)),
     }
     for error in &report.errors {
-        eprintln!("error: {error}");
+        stderrln!("error: {error}");
     }
     Ok(if report.errors.is_empty() {
         ExitStatus::Success

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, CommandFactory as _};
 
 use super::Cli;
+use super::output::{stderrln, stdout};
 use crate::exit::ExitStatus;
 
 #[derive(Debug, Args)]
@@ -21,9 +22,13 @@ pub struct ManArgs {
 pub fn run(args: &ManArgs) -> anyhow::Result<ExitStatus> {
     let command = Cli::command();
     match &args.out {
-        None => clap_mangen::Man::new(command)
-            .render(&mut std::io::stdout())
-            .context("cannot print the man page")?,
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .context("cannot render the man page")?;
+            stdout!("{}", String::from_utf8_lossy(&page));
+        }
         Some(folder) => write_pages(command, folder)?,
     }
     Ok(ExitStatus::Success)
@@ -35,7 +40,7 @@ fn write_pages(command: clap::Command, folder: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", folder.display()))?;
     clap_mangen::generate_to(command, folder)
         .with_context(|| format!("cannot write the man pages into {}", folder.display()))?;
-    eprintln!(
+    stderrln!(
         "Wrote backup.1 and a page per command into {}.",
         folder.display()
     );

@@ -8,6 +8,7 @@ mod apply;
 mod completions;
 mod list;
 mod man;
+pub mod output;
 mod plan;
 mod restore;
 mod run;
@@ -17,6 +18,7 @@ mod unschedule;
 mod validate;
 mod verify;
 
+use output::{stderr, stderrln, stdoutln};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
@@ -98,7 +100,7 @@ impl GlobalArgs {
     /// `BACKUP_STATE_DIR`) chose it: run records, locks and logs go there.
     pub fn announce_state_dir(&self) {
         if self.state_dir.is_none() {
-            eprintln!(
+            stderrln!(
                 "State folder: {} (the default; --state-dir or BACKUP_STATE_DIR chooses another).",
                 self.state().path().display()
             );
@@ -181,7 +183,9 @@ pub enum Command {
 /// Runs the command and returns how the process should exit.
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let global = &cli.global;
-    match &cli.command {
+    // Scratch copies of databases stay in this host's private state folder.
+    crate::state::use_scratch_in(&global.state());
+    let status = match &cli.command {
         Command::Validate(args) => validate::run(global, args),
         Command::Schema(args) => schema::run(args),
         Command::Plan(args) => plan::run(global, args),
@@ -194,7 +198,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
         Command::Unschedule(args) => unschedule::run(global, args),
-    }
+    }?;
+    Ok(output::finish(status))
 }
 
 /// Loads the policies for a command that acts on them. Problems go to
@@ -229,7 +234,7 @@ fn load_selection(
     );
     let color = global.stderr_color();
     for diagnostic in &loaded.diagnostics {
-        eprint!("{}", diagnostic.render(color));
+        stderr!("{}", diagnostic.render(color));
     }
     let errors = loaded.error_count();
     let Some(name) = only else {
@@ -250,10 +255,10 @@ fn load_selection(
         .collect();
     if selected.is_empty() {
         if errors > 0 {
-            eprintln!("error: no valid policy named `{name}`; see the problems above");
+            stderrln!("error: no valid policy named `{name}`; see the problems above");
             return Err(ExitStatus::InvalidPolicy);
         }
-        eprintln!(
+        stderrln!(
             "error: no policy named `{name}` in {}",
             describe_paths(global, paths)
         );
@@ -296,11 +301,11 @@ fn approve(
         return Ok(Approval::Given);
     }
     if !std::io::stdin().is_terminal() {
-        eprintln!("error: not {what} without confirmation: stdin is not a terminal; pass {flag}");
+        stderrln!("error: not {what} without confirmation: stdin is not a terminal; pass {flag}");
         return Ok(Approval::Refused(ExitStatus::Usage));
     }
     if !confirm(prompt)? {
-        println!("\n{command} cancelled.");
+        stdoutln!("\n{command} cancelled.");
         return Ok(Approval::Refused(ExitStatus::Failure));
     }
     Ok(Approval::Given)

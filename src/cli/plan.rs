@@ -1,5 +1,6 @@
 //! `backup plan`: show what `apply` would do, and why.
 
+use super::output::{stderrln, stdout, stdoutln};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -132,12 +133,12 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitStatus> {
         color: global.stdout_color() && args.format == PlanFormat::Text,
     };
     match args.format {
-        PlanFormat::Text => print!("{}", plan::text::render(&plan, options)),
-        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
-        PlanFormat::Markdown => print!("{}", plan::markdown::render(&plan, options)),
+        PlanFormat::Text => stdout!("{}", plan::text::render(&plan, options)),
+        PlanFormat::Json => stdoutln!("{}", serde_json::to_string_pretty(&plan)?),
+        PlanFormat::Markdown => stdout!("{}", plan::markdown::render(&plan, options)),
     }
     if let Some(out) = &args.out {
-        eprintln!(
+        stderrln!(
             "Saved the plan to {}; `backup apply {}` carries it out.",
             out.display(),
             out.display()
@@ -145,7 +146,7 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     }
     let status = plan.exit_status(args.detailed_exitcode, args.allow_unreadable);
     if status != ExitStatus::Failure && !plan.is_complete() {
-        eprintln!(
+        stderrln!(
             "warning: --allow-unreadable: the plan does not cover {}",
             plan.unseen().join("; ")
         );
@@ -233,7 +234,7 @@ pub(super) fn crontab_input(
     let target = match &args.crontab_file {
         Some(file) => {
             if let Some(warning) = crontab::file_name_warning(file) {
-                eprintln!("warning: {warning}");
+                stderrln!("warning: {warning}");
             }
             Target::File(std::path::absolute(file).unwrap_or_else(|_| file.clone()))
         }

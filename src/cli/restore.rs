@@ -1,6 +1,7 @@
 //! `backup restore`: restore a backup safely. Wires [`crate::restore`] to
 //! the terminal: the plan, the confirmation, each step as it ends, the log.
 
+use super::output::{stderrln, stdout, stdoutln};
 use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
 use std::time::Instant;
@@ -18,16 +19,16 @@ pub struct RestoreArgs {
     #[arg(value_name = "POLICY")]
     pub policy: String,
     /// Backup id, or `latest` (the newest complete backup that is not a pre-restore safety backup).
-    #[arg(long, value_name = "ID", default_value = "latest")]
+    #[arg(long, value_name = "ID", default_value = "latest", value_parser = not_blank)]
     pub backup: String,
     /// Read the backup from this destination (as `backup list` shows it). Default: the
     /// first that holds it, local folders before S3.
-    #[arg(long, value_name = "DESTINATION")]
+    #[arg(long, value_name = "DESTINATION", value_parser = not_blank)]
     pub from: Option<String>,
     /// Restore into this target instead of the policy's source: an SQLite file path, or a
     /// PostgreSQL database name on the same server, or a connection URL (or a
     /// `${env:NAME}` reference to one). A missing database is created.
-    #[arg(long, value_name = "TARGET")]
+    #[arg(long, value_name = "TARGET", value_parser = not_blank)]
     pub to: Option<String>,
     /// Verify and show the restore plan; change nothing.
     #[arg(long)]
@@ -41,9 +42,19 @@ pub struct RestoreArgs {
     pub jobs: Option<u32>,
 }
 
+/// Refuses an empty (or blank) value up front, as a usage error: `--to ''`
+/// must not get as far as a target.
+fn not_blank(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err("it must not be empty".to_owned())
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
 pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus> {
     if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
-        eprintln!(
+        stderrln!(
             "error: not restoring without confirmation: stdin is not a terminal; pass --yes (or --dry-run to see the plan)"
         );
         return Ok(ExitStatus::Usage);
@@ -57,7 +68,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
     let _lock = match state.lock(&policy.name) {
         Ok(lock) => lock,
         Err(error) => {
-            eprintln!("error: {error}");
+            stderrln!("error: {error}");
             return Ok(error.exit_status());
         }
     };
@@ -88,7 +99,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
     let prepared = match restore::prepare(&policy, &request) {
         Ok(prepared) => prepared,
         Err((error, steps)) => {
-            eprintln!("error: {error}; nothing was changed");
+            stderrln!("error: {error}; nothing was changed");
             record.error = Some(error.to_string());
             record.steps = steps;
             record.seconds = clock.elapsed().as_secs_f64();
@@ -107,21 +118,23 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
     record.from = Some(prepared.chosen.destination.location());
     record.target = Some(prepared.target.describe());
     record.steps = prepared.steps.clone();
-    print!("{}", render_plan(&prepared));
+    stdout!("{}", render_plan(&prepared));
     if args.dry_run {
-        println!("\nDry run: nothing was changed.");
+        stdoutln!("\nDry run: nothing was changed.");
         return Ok(ExitStatus::Success);
     }
     if !args.yes && !confirm(&prepared)? {
-        println!("\nRestore cancelled; nothing was changed.");
+        stdoutln!("\nRestore cancelled; nothing was changed.");
         return Ok(ExitStatus::Failure);
     }
-    println!();
+    stdoutln!();
     let mut observe = |step: &Step| {
         let mark = if step.ok { "done  " } else { "FAILED" };
-        println!(
+        stdoutln!(
             "{mark} {:<14} {} ({:.1} s)",
-            step.step, step.detail, step.seconds
+            step.step,
+            step.detail,
+            step.seconds
         );
         let _ = std::io::stdout().flush();
     };
@@ -136,10 +149,10 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
             tracing::info!(policy = %policy.name, backup = %prepared.chosen.record.metadata.id, target = %prepared.target.describe(), seconds = total, "Restore finished.");
             if let Some(checked) = &outcome.checked {
                 for warning in &checked.warnings {
-                    println!("warning: {warning}");
+                    stdoutln!("warning: {warning}");
                 }
             }
-            println!(
+            stdoutln!(
                 "\nRestored {} from backup {} into {} in {total:.1} s.",
                 policy.name,
                 prepared.chosen.record.metadata.id,
@@ -156,12 +169,12 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
                 "refused"
             };
             record.error = Some(error.to_string());
-            eprintln!("error: restore failed: {error}");
+            stderrln!("error: restore failed: {error}");
             match rollback {
                 Some(detail) => {
-                    eprintln!("Rolled back: {detail}. The target is as it was before the restore.")
+                    stderrln!("Rolled back: {detail}. The target is as it was before the restore.")
                 }
-                None => eprintln!("The target was not changed."),
+                None => stderrln!("The target was not changed."),
             }
             if error.is_verification() {
                 ExitStatus::VerificationFailed
@@ -176,8 +189,8 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
             record.result = "rollback-failed";
             tracing::error!(policy = %policy.name, target = %prepared.target.describe(), "Restore and rollback failed.");
             record.error = Some(format!("{error}; rollback: {rollback_error}"));
-            eprintln!("error: restore failed: {error}");
-            eprintln!("error: ROLLBACK FAILED: {rollback_error}");
+            stderrln!("error: restore failed: {error}");
+            stderrln!("error: ROLLBACK FAILED: {rollback_error}");
             if let Some(safety) = &outcome.safety_backup {
                 // Not the target itself: it may be a URL with a password.
                 let to = if args.to.is_some() {
@@ -185,7 +198,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
                 } else {
                     ""
                 };
-                eprintln!(
+                stderrln!(
                     "The target may be half restored. Restore the safety backup by hand: backup restore {} --backup {safety}{to}",
                     policy.name
                 );
@@ -194,7 +207,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
         }
     };
     if let Some(safety) = &outcome.safety_backup {
-        println!("Safety backup: {safety} (tagged pre-restore; `backup list` shows it).");
+        stdoutln!("Safety backup: {safety} (tagged pre-restore; `backup list` shows it).");
     }
     log(&state, &record);
     if status != ExitStatus::Success {
@@ -213,7 +226,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
 /// want failures); what cannot be delivered is a warning.
 fn notify_failure(policy: &crate::policy::Policy, error: String, record: &LogRecord) {
     for problem in crate::notify::other_failed(policy, error, record.backup.clone()) {
-        eprintln!("warning: {problem}");
+        stderrln!("warning: {problem}");
     }
 }
 
@@ -226,7 +239,7 @@ fn log(state: &crate::state::StateDir, record: &LogRecord) {
                 .map_err(|error| error.to_string())
         });
     if let Err(error) = written {
-        eprintln!("warning: cannot append to the restore log: {error}");
+        stderrln!("warning: cannot append to the restore log: {error}");
     }
 }
 

@@ -1,5 +1,6 @@
 //! `backup run`: one backup of a policy now, whatever its schedule.
 
+use super::output::{stderr, stderrln, stdoutln};
 use std::io::{IsTerminal as _, Write as _};
 
 use chrono::Utc;
@@ -30,7 +31,7 @@ impl Progress for TerminalProgress {
     fn update(&mut self, read: u64, written: u64) {
         let seconds = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = (read as f64 / seconds) as u64;
-        eprint!(
+        stderr!(
             "\r{}: {} read, {} stored, {}/s   ",
             self.policy,
             human_bytes(read),
@@ -51,7 +52,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let _lock = match global.state().lock(&policy.name) {
         Ok(lock) => lock,
         Err(error) => {
-            eprintln!("error: {error}");
+            stderrln!("error: {error}");
             return Ok(error.exit_status());
         }
     };
@@ -60,7 +61,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let started_at = Utc::now();
     tracing::info!(policy = %policy.name, "Backup started (backup run).");
     for problem in notify::ping(&policy, notify::Ping::Start, "") {
-        eprintln!("warning: {problem}");
+        stderrln!("warning: {problem}");
     }
     let status = backup_now(global, &policy, started_at);
     let record = match &status {
@@ -77,7 +78,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
     };
     // A notification that cannot be delivered never fails the backup.
     for problem in notify::finished(&state, &policy, &record, true) {
-        eprintln!("warning: {problem}");
+        stderrln!("warning: {problem}");
     }
     Ok(match status {
         Ok(taken) if taken.failures.is_none() => ExitStatus::Success,
@@ -126,7 +127,7 @@ fn backup_now(
         )
     };
     if progress.shown {
-        eprint!("\r\x1b[2K");
+        stderr!("\r\x1b[2K");
     }
     for (location, error) in &unavailable {
         tracing::error!(policy = %policy.name, destination = %location, "{error}");
@@ -134,11 +135,11 @@ fn backup_now(
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(error) => {
-            eprintln!("error: backup of `{}` failed: {error}", policy.name);
+            stderrln!("error: backup of `{}` failed: {error}", policy.name);
             tracing::error!(policy = %policy.name, "Backup failed: {error}");
             let mut reasons = vec![error.to_string()];
             for (location, error) in &unavailable {
-                eprintln!("  {location}: {error}");
+                stderrln!("  {location}: {error}");
                 reasons.push(format!("{location}: {error}"));
             }
             return Err(reasons.join("; "));
@@ -150,7 +151,7 @@ fn backup_now(
     } else {
         artifact.size as f64 * 100.0 / artifact.uncompressed_size as f64
     };
-    println!(
+    stdoutln!(
         "Backed up {} as {}: {} read, {} stored ({ratio:.1}%), {:.1} s, sha256 {}",
         policy.name,
         outcome.metadata.id,
@@ -162,16 +163,16 @@ fn backup_now(
     let mut failures = Vec::new();
     for stored in &outcome.stored {
         match &stored.result {
-            Ok(()) => println!("  stored on {}", stored.destination),
+            Ok(()) => stdoutln!("  stored on {}", stored.destination),
             Err(error) => {
                 failures.push(format!("{}: {error}", stored.destination));
-                println!("  FAILED on {}: {error}", stored.destination);
+                stdoutln!("  FAILED on {}: {error}", stored.destination);
             }
         }
     }
     for (location, error) in &unavailable {
         failures.push(format!("{location}: {error}"));
-        println!("  FAILED on {location}: {error}");
+        stdoutln!("  FAILED on {location}: {error}");
     }
     tracing::info!(policy = %policy.name, id = %outcome.metadata.id, bytes = artifact.size, "Backup committed.");
     Ok(Taken {

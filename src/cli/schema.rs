@@ -1,5 +1,6 @@
 //! `backup schema`: print the JSON Schema of policy files (or of the sidecar).
 
+use super::output::stdout;
 use clap::Args;
 
 use crate::exit::ExitStatus;
@@ -15,9 +16,9 @@ pub struct SchemaArgs {
 
 pub fn run(args: &SchemaArgs) -> anyhow::Result<ExitStatus> {
     if args.sidecar {
-        print!("{}", metadata::schema_text());
+        stdout!("{}", metadata::schema_text());
     } else {
-        print!("{}", policy_schema_text());
+        stdout!("{}", policy_schema_text());
     }
     Ok(ExitStatus::Success)
 }

@@ -1,5 +1,6 @@
 //! `backup status`: the health of every policy, Nagios-style.
 
+use super::output::{stderrln, stdout, stdoutln};
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
@@ -99,13 +100,13 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitStatus>
         report.state = report.state.max(Health::Warning);
     }
     match args.format {
-        OutputFormat::Text => print!("{}", status::text::render(&report, global.stdout_color())),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Text => stdout!("{}", status::text::render(&report, global.stdout_color())),
+        OutputFormat::Json => stdoutln!("{}", serde_json::to_string_pretty(&report)?),
     }
     if let Some(file) = &args.prometheus
         && let Err(error) = status::prometheus::write(file, &report)
     {
-        eprintln!("error: the Prometheus textfile: {error}");
+        stderrln!("error: the Prometheus textfile: {error}");
         return Ok(ExitStatus::Unknown);
     }
     if args.notify_critical {
@@ -144,7 +145,7 @@ fn notify_critical(
         }
     });
     if let Err(error) = remembered {
-        eprintln!("warning: cannot remember the health in the state folder: {error}");
+        stderrln!("warning: cannot remember the health in the state folder: {error}");
     }
     for name in due {
         let (Some(policy), Some(health)) = (
@@ -175,7 +176,7 @@ fn notify_critical(
             .collect();
         message.refresh_text();
         for problem in notify::send(policy, &message, &[]) {
-            eprintln!("warning: {problem}");
+            stderrln!("warning: {problem}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `backup unschedule`: remove the managed block from the crontab, so cron
 //! stops running `backup` (the seed's `setup-cron.sh uninstall`).
 
+use super::output::{stderrln, stdoutln};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -28,20 +29,20 @@ pub fn run(global: &GlobalArgs, args: &UnscheduleArgs) -> anyhow::Result<ExitSta
     let removal = match crontab::read(&target).and_then(|text| crontab::removal(&text)) {
         Ok(removal) => removal,
         Err(error) => {
-            eprintln!("error: {}: {error}", target.describe());
+            stderrln!("error: {}: {error}", target.describe());
             return Ok(ExitStatus::Failure);
         }
     };
     let Some(diff) = removal else {
-        println!(
+        stdoutln!(
             "No managed block in {}; nothing to remove.",
             target.describe()
         );
         return Ok(ExitStatus::Success);
     };
-    println!("Removing the managed block from {}:\n", target.describe());
+    stdoutln!("Removing the managed block from {}:\n", target.describe());
     for line in diff.lines() {
-        println!("  {line}");
+        stdoutln!("  {line}");
     }
     if let Approval::Refused(status) = approve(
         args.yes,
@@ -58,10 +59,10 @@ pub fn run(global: &GlobalArgs, args: &UnscheduleArgs) -> anyhow::Result<ExitSta
         .map_err(|error| error.to_string())
         .and_then(|_lock| crontab::replace_block(&target, "").map_err(|error| error.to_string()));
     if let Err(error) = removed {
-        eprintln!("error: {error}");
+        stderrln!("error: {error}");
         return Ok(ExitStatus::Failure);
     }
-    println!(
+    stdoutln!(
         "\nRemoved the managed block from {}: cron no longer runs backup. The backups stay where they are; `backup apply` writes the block again while policies remain.",
         target.describe()
     );

@@ -3,6 +3,7 @@
 //! Diagnostics are this command's data, so they go to stdout (text or JSON).
 //! Writes nothing anywhere.
 
+use super::output::{stdout, stdoutln};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -54,7 +55,7 @@ pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitStatu
     let loaded = policy::load(&global.policy_paths(&args.paths), options);
     let valid = loaded.error_count() == 0 && !(args.deny_warnings && loaded.warning_count() > 0);
     match args.format {
-        OutputFormat::Text => print!("{}", render_text(&loaded, global.stdout_color())),
+        OutputFormat::Text => stdout!("{}", render_text(&loaded, global.stdout_color())),
         OutputFormat::Json => {
             let report = Report {
                 format_version: 1,
@@ -77,7 +78,7 @@ pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitStatu
                 warnings: loaded.warning_count(),
                 diagnostics: &loaded.diagnostics,
             };
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            stdoutln!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
     Ok(if valid {

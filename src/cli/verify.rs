@@ -1,5 +1,6 @@
 //! `backup verify`: re-read stored backups and check them against their sidecars.
 
+use super::output::{stderrln, stdoutln};
 use clap::Args;
 
 use super::{GlobalArgs, load_policies};
@@ -30,7 +31,11 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitStatus>
         Ok(policies) => policies,
         Err(status) => return Ok(status),
     };
-    let (mut checked, mut ok, mut failed, mut errors) = (0_usize, 0_usize, 0_usize, 0_usize);
+    // Backups (sidecars that could be read) and unreadable sidecars are
+    // counted apart: an unreadable sidecar is no backup, but it fails
+    // verification all the same.
+    let (mut checked, mut ok, mut failed, mut unreadable, mut errors) =
+        (0_usize, 0_usize, 0_usize, 0_usize, 0_usize);
     for policy in &policies {
         for spec in &policy.destinations {
             let location = destination::describe(spec);
@@ -44,13 +49,20 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitStatus>
                 });
             let (Ok(destination), Ok(listing)) = (opened.as_ref(), listing.as_ref()) else {
                 let reason = listing.err().unwrap_or_default();
-                eprintln!("error: {} on {location}: {reason}", policy.name);
+                stderrln!("error: {} on {location}: {reason}", policy.name);
                 errors += 1;
                 continue;
             };
             for (name, reason) in &listing.unreadable {
-                println!("FAILED  {} {name} on {location}: {reason}", policy.name);
-                failed += 1;
+                if args
+                    .backup
+                    .as_deref()
+                    .is_some_and(|id| name.strip_suffix(".json") != Some(id))
+                {
+                    continue;
+                }
+                stdoutln!("FAILED  {} {name} on {location}: {reason}", policy.name);
+                unreadable += 1;
             }
             for record in &listing.backups {
                 if args
@@ -64,16 +76,18 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitStatus>
                 match crate::verify::verify(destination.as_ref(), record) {
                     Ok(()) => {
                         ok += 1;
-                        println!(
+                        stdoutln!(
                             "ok      {} {} on {location}",
-                            policy.name, record.metadata.id
+                            policy.name,
+                            record.metadata.id
                         );
                     }
                     Err(problem) => {
                         failed += 1;
-                        println!(
+                        stdoutln!(
                             "FAILED  {} {} on {location}: {problem}",
-                            policy.name, record.metadata.id
+                            policy.name,
+                            record.metadata.id
                         );
                     }
                 }
@@ -81,14 +95,19 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitStatus>
         }
     }
     if let Some(id) = &args.backup
-        && checked == 0
+        && checked + unreadable == 0
     {
-        eprintln!("error: no backup `{id}` found");
+        stderrln!("error: no backup `{id}` found");
         return Ok(ExitStatus::Failure);
     }
     let noun = if checked == 1 { "backup" } else { "backups" };
-    println!("Verified {checked} {noun}: {ok} ok, {failed} failed.");
-    Ok(if failed > 0 {
+    let sidecars = match unreadable {
+        0 => String::new(),
+        1 => "; 1 sidecar unreadable".to_owned(),
+        count => format!("; {count} sidecars unreadable"),
+    };
+    stdoutln!("Verified {checked} {noun}: {ok} ok, {failed} failed{sidecars}.");
+    Ok(if failed + unreadable > 0 {
         ExitStatus::VerificationFailed
     } else if errors > 0 {
         ExitStatus::Failure
@@ -113,7 +132,7 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
         let _lock = match state.lock(&policy.name) {
             Ok(lock) => lock,
             Err(error) => {
-                eprintln!("error: {error}");
+                stderrln!("error: {error}");
                 match error.exit_status() {
                     ExitStatus::Locked => locked += 1,
                     _ => unusable += 1,
@@ -124,11 +143,11 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
         let evidence = crate::restore::drill::run(policy, args.backup.as_deref());
         let written = crate::restore::drill::write_evidence(state.path(), &evidence);
         for problem in crate::restore::drill::publish(policy, &evidence) {
-            eprintln!("warning: drill evidence not put beside the backups on {problem}");
+            stderrln!("warning: drill evidence not put beside the backups on {problem}");
         }
         let backup = evidence.backup.as_deref().unwrap_or("-");
         if evidence.passed() {
-            println!(
+            stdoutln!(
                 "ok      {} {backup}: restored into {}, checked, scratch removed ({:.1} s)",
                 policy.name,
                 evidence
@@ -140,17 +159,17 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
         } else {
             failed += 1;
             let error = evidence.error.as_deref().unwrap_or("unknown error");
-            println!("FAILED  {} {backup}: {error}", policy.name);
+            stdoutln!("FAILED  {} {backup}: {error}", policy.name);
             let error = format!("restore drill of {backup} failed: {error}");
             for problem in crate::notify::other_failed(policy, error, evidence.backup.clone()) {
-                eprintln!("warning: {problem}");
+                stderrln!("warning: {problem}");
             }
         }
         match written {
-            Ok(path) => println!("        evidence: {}", path.display()),
+            Ok(path) => stdoutln!("        evidence: {}", path.display()),
             Err(error) => {
                 errors += 1;
-                eprintln!("error: cannot write the evidence record: {error}");
+                stderrln!("error: cannot write the evidence record: {error}");
             }
         }
     }
@@ -160,7 +179,7 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
         "policies"
     };
     let skipped = locked + unusable;
-    println!(
+    stdoutln!(
         "Restore-tested {} {noun}: {} passed, {failed} failed{}.",
         policies.len(),
         policies.len() - failed - skipped,

@@ -105,10 +105,54 @@ fn canonical(value: &serde_json::Value) -> String {
     sorted(value).to_string()
 }
 
+/// Whether `written` (a sidecar as stored) says what `known` (the same, read
+/// and written again by this version) says: the same fields, with equal
+/// values however they are formatted (`2014-08-13T10:20:30.1Z` is the
+/// instant this version writes as `2014-08-13T10:20:30.100Z`). A field this
+/// version leaves out when empty may be written empty (`"tags": []`).
+fn same_meaning(written: &serde_json::Value, known: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let empty = |value: &Value| match value {
+        Value::Null => true,
+        Value::String(text) => text.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(fields) => fields.is_empty(),
+        Value::Number(number) => number.as_u64() == Some(0),
+        Value::Bool(_) => false,
+    };
+    match (written, known) {
+        (Value::Object(written), Value::Object(known)) => {
+            written.iter().all(|(key, value)| match known.get(key) {
+                Some(again) => same_meaning(value, again),
+                None => empty(value),
+            }) && known.keys().all(|key| written.contains_key(key))
+        }
+        (Value::Array(written), Value::Array(known)) => {
+            written.len() == known.len()
+                && written
+                    .iter()
+                    .zip(known)
+                    .all(|(written, known)| same_meaning(written, known))
+        }
+        (Value::String(written), Value::String(known)) => {
+            written == known
+                || matches!(
+                    (
+                        DateTime::parse_from_rfc3339(written),
+                        DateTime::parse_from_rfc3339(known),
+                    ),
+                    (Ok(written), Ok(known)) if written == known
+                )
+        }
+        (written, known) => written == known,
+    }
+}
+
 /// Reads a sidecar's bytes and checks that they are undamaged: with a
-/// `sidecar_sha256`, it must match the other fields; without one (an older
-/// sidecar), every field must be one this version knows, with its type, so
-/// that a damaged field name cannot go unnoticed.
+/// `sidecar_sha256`, it must match the other fields as written; without one
+/// (an older sidecar, or one another tool wrote), every field must be one
+/// this version knows, with a valid value of its type (formatted as the
+/// writer liked), so that a damaged field name cannot go unnoticed.
 pub fn parse_checked(bytes: &[u8]) -> Result<BackupMetadata, String> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|error| format!("not valid JSON: {error}"))?;
@@ -126,9 +170,9 @@ pub fn parse_checked(bytes: &[u8]) -> Result<BackupMetadata, String> {
         None => {
             let again = serde_json::to_value(&metadata)
                 .map_err(|error| format!("not a valid sidecar: {error}"))?;
-            if canonical(&again) != canonical(&value) {
+            if !same_meaning(&value, &again) {
                 return Err(
-                    "the sidecar is damaged: it has no sidecar_sha256 and holds fields or values this version does not write"
+                    "the sidecar is damaged: it has no sidecar_sha256 and holds fields this version does not know"
                         .to_owned(),
                 );
             }

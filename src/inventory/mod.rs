@@ -9,7 +9,6 @@ pub mod cache;
 pub mod metadata;
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 
 use chrono::{DateTime, Utc};
 
@@ -506,11 +505,10 @@ pub fn read_sidecar(
     id: &str,
 ) -> Result<(Vec<u8>, BackupMetadata), String> {
     let name = format!("{id}.json");
-    let mut bytes = Vec::new();
-    destination
+    let reader = destination
         .open(policy, &name)
-        .map_err(|error| error.to_string())?
-        .read_to_end(&mut bytes)
+        .map_err(|error| error.to_string())?;
+    let bytes = crate::bounded::read_capped(reader, crate::bounded::RECORD_LIMIT)
         .map_err(|error| format!("cannot read {name}: {error}"))?;
     let metadata = parse_sidecar(&bytes, policy, id)?;
     Ok((bytes, metadata))

@@ -17,7 +17,7 @@ use super::spec::{
     DestinationSpec, LocalSpec, NotifySpec, PolicyDocumentSpec, PostgresSpec, RetentionSpec,
     S3Spec, ScheduleSpec, ServerSideEncryption, SourceSpec, SslMode, VerifySpec,
 };
-use super::yaml::{Node, Span, Value};
+use super::yaml::{Key, Node, Span, Value};
 use super::{Policy, digest};
 use crate::retention::Retention;
 use crate::schedule::{self, Schedule};
@@ -40,6 +40,9 @@ pub(super) struct Checker<'a> {
     pub options: Options,
     pub diagnostics: Vec<Diagnostic>,
 }
+
+/// A schedule with no tick in this many years from now is refused.
+const HORIZON_YEARS: u32 = 5;
 
 /// The fields whose text may hold `${env:…}` and `${file:…}` references
 /// (`[]` stands for any list index, `*` for any key).
@@ -82,7 +85,7 @@ pub(super) fn field_matches(patterns: &[&str], field: &str) -> bool {
     patterns.contains(&field) || patterns.contains(&generic.as_str())
 }
 
-/// Where a string sits: its field as [`REFERENCE_FIELDS`] name it
+/// Where a key or string sits: its field as [`REFERENCE_FIELDS`] name it
 /// (`spec.destinations[].s3.bucket`) and as diagnostics do
 /// (`spec.destinations[1].s3.bucket`).
 pub(super) struct Place<'a> {
@@ -90,16 +93,23 @@ pub(super) struct Place<'a> {
     pub field: &'a str,
 }
 
-/// Calls `visit` with every scalar string of the tree and where it sits.
-pub(super) fn walk_strings<'a>(node: &'a Node, visit: &mut dyn FnMut(&Place, &'a Node, &str)) {
-    walk_strings_under(node, "", "", visit);
+/// What [`walk`] shows its visitor: a mapping key, or a scalar string.
+pub(super) enum Seen<'a> {
+    Key(&'a Key),
+    Text(&'a Node, &'a str),
 }
 
-fn walk_strings_under<'a>(
+/// Calls `visit` with every mapping key and scalar string of the tree and
+/// where it sits (a key's place is its own field).
+pub(super) fn walk<'a>(node: &'a Node, visit: &mut dyn FnMut(&Place, Seen<'a>)) {
+    walk_under(node, "", "", visit);
+}
+
+fn walk_under<'a>(
     node: &'a Node,
     pattern: &str,
     field: &str,
-    visit: &mut dyn FnMut(&Place, &'a Node, &str),
+    visit: &mut dyn FnMut(&Place, Seen<'a>),
 ) {
     let join = |parent: &str, name: &str| {
         if parent.is_empty() {
@@ -111,17 +121,20 @@ fn walk_strings_under<'a>(
     match &node.value {
         Value::Mapping(entries) => {
             for (key, value) in entries {
-                walk_strings_under(
-                    value,
-                    &join(pattern, &key.name),
-                    &join(field, &key.name),
-                    visit,
+                let (pattern, field) = (join(pattern, &key.name), join(field, &key.name));
+                visit(
+                    &Place {
+                        pattern: &pattern,
+                        field: &field,
+                    },
+                    Seen::Key(key),
                 );
+                walk_under(value, &pattern, &field, visit);
             }
         }
         Value::Sequence(items) => {
             for (index, item) in items.iter().enumerate() {
-                walk_strings_under(
+                walk_under(
                     item,
                     &format!("{pattern}[]"),
                     &format!("{field}[{index}]"),
@@ -129,9 +142,19 @@ fn walk_strings_under<'a>(
                 );
             }
         }
-        Value::String(text) => visit(&Place { pattern, field }, node, text),
+        Value::String(text) => visit(&Place { pattern, field }, Seen::Text(node, text)),
         _ => {}
     }
+}
+
+/// Calls `visit` with every scalar string of the tree and its field path
+/// (`spec.destinations[].s3.bucket`).
+pub(super) fn walk_strings<'a>(node: &'a Node, visit: &mut dyn FnMut(&Place, &'a Node, &str)) {
+    walk(node, &mut |place, seen| {
+        if let Seen::Text(node, text) = seen {
+            visit(place, node, text);
+        }
+    });
 }
 
 /// A section of the document, if it has the shape of `T`.
@@ -259,6 +282,7 @@ impl Checker<'_> {
     pub fn check(&mut self, json: &Json, document: Option<PolicyDocumentSpec>) -> Option<Policy> {
         let errors_before = self.error_count();
         self.check_reference_fields(self.root);
+        self.check_control_characters(self.root);
         let schedule = section::<ScheduleSpec>(json, "/spec/schedule")
             .and_then(|schedule| self.check_schedule(&schedule.cron, &schedule.timezone));
         let retention = section::<RetentionSpec>(json, "/spec/retention")
@@ -289,7 +313,9 @@ impl Checker<'_> {
         let restore_test = section::<VerifySpec>(json, "/spec/verify")
             .and_then(|verify| verify.restore_test_expression())
             .and_then(|expression| match Schedule::parse(&expression, &timezone) {
-                Ok(schedule) => Some(schedule),
+                Ok(schedule) => self
+                    .fires(&schedule, "/spec/verify/restore-test")
+                    .then_some(schedule),
                 Err(error) => {
                     self.error(
                         "invalid-cron",
@@ -393,6 +419,69 @@ impl Checker<'_> {
         });
     }
 
+    /// A control character (a newline, a tab, an escape, NUL, …) in a path,
+    /// a name or any other value would make a folder, an S3 key, a crontab
+    /// line or a metric label other than it reads: refused in every key and
+    /// value, but for newlines and tabs in the free text of
+    /// `metadata.description`.
+    fn check_control_characters(&mut self, root: &Node) {
+        let mut found = Vec::new();
+        walk(root, &mut |place, seen| match seen {
+            Seen::Key(key) => {
+                if let Some(character) = key.name.chars().find(|c| c.is_control()) {
+                    found.push((
+                        key.span,
+                        place.field.to_owned(),
+                        format!("the key {:?}", key.name),
+                        character,
+                    ));
+                }
+            }
+            Seen::Text(node, text) => {
+                let free_text = place.pattern == "metadata.description";
+                if let Some(character) = text.chars().find(|character| {
+                    character.is_control() && !(free_text && matches!(character, '\n' | '\t'))
+                }) {
+                    let name = place
+                        .pattern
+                        .rsplit('.')
+                        .next()
+                        .unwrap_or(place.pattern)
+                        .trim_end_matches("[]");
+                    found.push((
+                        node.span,
+                        place.field.to_owned(),
+                        format!("`{name}`"),
+                        character,
+                    ));
+                }
+            }
+        });
+        for (span, field, what, character) in found {
+            let named = match character {
+                '\n' => " (a line feed)",
+                '\r' => " (a carriage return)",
+                '\t' => " (a tab)",
+                '\0' => " (NUL)",
+                '\u{1b}' => " (an escape)",
+                _ => "",
+            };
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "invalid-value",
+                    self.file,
+                    format!(
+                        "{what} holds a control character, U+{:04X}{named}",
+                        u32::from(character)
+                    ),
+                )
+                .at(span)
+                .field(field)
+                .hint("paths, names and other values are plain text on one line; remove it (in double quotes, `\\n` and `\\t` are a line feed and a tab)"),
+            );
+        }
+    }
+
     fn error_count(&self) -> usize {
         self.diagnostics
             .iter()
@@ -433,7 +522,30 @@ impl Checker<'_> {
         if !valid {
             return None;
         }
-        Schedule::parse(cron, timezone).ok()
+        let schedule = Schedule::parse(cron, timezone).ok()?;
+        if !self.fires(&schedule, "/spec/schedule/cron") {
+            return None;
+        }
+        Some(schedule)
+    }
+
+    /// Whether `schedule` ticks within [`HORIZON_YEARS`] of now; an error
+    /// at `pointer` if not: a schedule that never fires is never overdue
+    /// either, so nothing would ever notice that no backup is taken.
+    fn fires(&mut self, schedule: &Schedule, pointer: &str) -> bool {
+        if schedule.ticks_within_years(chrono::Utc::now(), HORIZON_YEARS) {
+            return true;
+        }
+        self.error(
+            "invalid-cron",
+            pointer,
+            format!(
+                "cron expression `{}` never fires: it has no tick in the next {HORIZON_YEARS} years",
+                schedule.expression()
+            ),
+            "the day of month must exist in a month named: February has at most 29 days; April, June, September and November have 30",
+        );
+        false
     }
 
     fn check_source(&mut self, source: &SourceSpec) -> SourceSpec {
@@ -799,6 +911,15 @@ fn template_problems(file: &str, value: &str) -> Vec<Diagnostic> {
                     format!("secret file `{}` does not exist", path.display()),
                 )
                 .hint("create it on the host that runs backup, readable only by that user"),
+            ),
+            // Read whole when used: a FIFO would wait forever, a device never end.
+            Part::File(path) if !path.is_file() => Some(
+                Diagnostic::warning(
+                    "unresolved-reference",
+                    file,
+                    format!("secret file `{}` is not a regular file", path.display()),
+                )
+                .hint("only regular files are read as secrets (no FIFOs, devices or folders)"),
             ),
             _ => None,
         })

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::secret;
 use super::yaml::Span;
 
 /// How bad a problem is. Errors make a policy unusable; warnings do not.
@@ -110,11 +111,16 @@ impl Diagnostic {
     }
 
     /// Attaches the source line the diagnostic points at, for rendering, with
-    /// the text under any of `masks` (literal secrets) replaced by `*`.
+    /// `*` over the text under any of `masks` (literal secrets) and over
+    /// whatever on the line looks like a credential, whatever the problem
+    /// and even where the file does not parse
+    /// ([`secret::credential_ranges`]). `${…}` references stay visible.
     pub fn with_source(mut self, source: &str, masks: &[Span]) -> Self {
         if let (Some(line), Some(snippet)) = (self.line, self.snippet.as_mut())
             && let Some(text) = source.lines().nth(line - 1)
         {
+            let credentials = secret::credential_ranges(text);
+            let references = secret::reference_ranges(text);
             snippet.text = text
                 .chars()
                 .enumerate()
@@ -123,8 +129,9 @@ impl Diagnostic {
                     let masked = masks.iter().any(|mask| {
                         (mask.start.line, mask.start.column) <= (line, column)
                             && (line, column) < (mask.end.line, mask.end.column)
-                    });
-                    if masked { '*' } else { character }
+                    }) || credentials.iter().any(|range| range.contains(&index));
+                    let reference = references.iter().any(|range| range.contains(&index));
+                    if masked && !reference { '*' } else { character }
                 })
                 .collect();
         }

@@ -14,7 +14,6 @@ pub mod spec;
 pub mod yaml;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -222,26 +221,35 @@ fn read_text(file: &Path, display: &str) -> Result<String, Box<Diagnostic>> {
             format!("cannot read `{display}`: {}", io_reason(&error)),
         ))
     };
-    let handle = std::fs::File::open(file).map_err(unreadable)?;
-    let mut bytes = Vec::new();
-    handle
-        .take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(Box::new(
-            Diagnostic::error(
-                "too-large",
-                display,
-                format!(
-                    "file is larger than {} KiB, the limit for a policy file",
-                    MAX_FILE_BYTES / 1024
-                ),
-            )
-            .at(yaml::Span::origin())
-            .hint("is this the right file? a policy is a few dozen lines"),
-        ));
-    }
+    // Only a regular file: a FIFO would wait for a writer forever.
+    let bytes = match crate::bounded::read_file(file, MAX_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(crate::bounded::Error::Io(error)) => return Err(unreadable(error)),
+        Err(error @ crate::bounded::Error::NotRegular { .. }) => {
+            return Err(Box::new(
+                Diagnostic::error(
+                    "unreadable",
+                    display,
+                    format!("cannot read `{display}`: {error}"),
+                )
+                .hint("a policy is a regular file; remove this entry or move it out of the policy folder"),
+            ));
+        }
+        Err(crate::bounded::Error::TooLarge { .. }) => {
+            return Err(Box::new(
+                Diagnostic::error(
+                    "too-large",
+                    display,
+                    format!(
+                        "file is larger than {} KiB, the limit for a policy file",
+                        MAX_FILE_BYTES / 1024
+                    ),
+                )
+                .at(yaml::Span::origin())
+                .hint("is this the right file? a policy is a few dozen lines"),
+            ));
+        }
+    };
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(error) => {
@@ -302,13 +310,16 @@ pub fn load_text(
     (policies, diagnostics)
 }
 
-/// The spans of literal text in secret-bearing fields.
+/// The spans of secret-bearing fields that hold literal text (masked in
+/// snippets, their `${…}` references left visible), also when the field is
+/// a list by mistake (`password: [hunter2]`).
 fn secret_spans(root: &yaml::Node) -> Vec<yaml::Span> {
     let mut spans = Vec::new();
     check::walk_strings(root, &mut |place, node, text| {
         let only_references =
-            secret::Template::parse(text).is_ok_and(|template| template.literal().is_none());
-        if check::field_matches(&check::SECRET_FIELDS, place.pattern) && !only_references {
+            secret::Template::parse(text).is_ok_and(|template| !template.has_literal_text());
+        let field = place.pattern.trim_end_matches("[]");
+        if check::field_matches(&check::SECRET_FIELDS, field) && !only_references {
             spans.push(node.span);
         }
     });

@@ -272,11 +272,8 @@ impl Scratch {
     fn create(policy: &Policy, id: &str) -> Result<Scratch, String> {
         match &policy.source {
             SourceSpec::Sqlite(_) => {
-                super::remove_abandoned(&std::env::temp_dir(), "backup-restore-test-");
-                let folder = tempfile::Builder::new()
-                    .prefix(&super::scratch_prefix("backup-restore-test-"))
-                    .tempdir()
-                    .map_err(|error| format!("cannot create a scratch folder: {error}"))?;
+                let folder = crate::state::scratch_folder("backup-restore-test-")
+                    .map_err(|error| error.to_string())?;
                 let path = folder.path().join(format!("{}-{id}.db", policy.name));
                 Ok(Scratch::Sqlite {
                     _folder: folder,
@@ -392,7 +389,9 @@ pub fn last_passed(state: &Path, policy: &str) -> Option<DateTime<Utc>> {
     entries
         .flatten()
         .filter(|entry| entry.file_name().to_string_lossy().ends_with(".json"))
-        .filter_map(|entry| std::fs::read(entry.path()).ok())
+        .filter_map(|entry| {
+            crate::bounded::read_file(&entry.path(), crate::bounded::RECORD_LIMIT).ok()
+        })
         .filter_map(|bytes| serde_json::from_slice::<Evidence>(&bytes).ok())
         .filter(|evidence| evidence.passed() && evidence.policy == policy)
         .map(|evidence| evidence.started_at)

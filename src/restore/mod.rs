@@ -927,7 +927,7 @@ pub fn append_log(path: &Path, record: &LogRecord) -> std::io::Result<()> {
     file.sync_all()
 }
 
-pub use crate::state::{remove_abandoned, scratch_prefix};
+pub use crate::state::remove_abandoned;
 
 /// A short random hex string (scratch names).
 pub fn random_suffix() -> String {

@@ -136,8 +136,10 @@ impl PostgresTarget {
         })?;
         let exists = size.is_some();
         let space = jobs.and_then(|_| {
-            let folder = std::env::temp_dir();
-            super::available_space(&folder).map(|available| (folder, available))
+            // Measured on the folder the scratch folder is (or will be) in.
+            let scratch = crate::state::scratch_root();
+            let existing = scratch.ancestors().find(|folder| folder.exists())?;
+            super::available_space(existing).map(|available| (scratch.clone(), available))
         });
         let mut info = TargetInfo {
             exists,
@@ -355,14 +357,8 @@ impl PostgresTarget {
         record: &BackupRecord,
         jobs: u32,
     ) -> Result<String, Failed> {
-        super::remove_abandoned(&std::env::temp_dir(), "backup-restore-");
-        let mut temporary = tempfile::Builder::new()
-            .prefix(&super::scratch_prefix("backup-restore-"))
-            .suffix(".pgdump")
-            .tempfile()
-            .map_err(|error| {
-                Failed::untouched(fail(format!("cannot create a temporary file: {error}")))
-            })?;
+        let mut temporary = crate::state::scratch_file("backup-restore-", ".pgdump")
+            .map_err(|error| Failed::untouched(fail(error.to_string())))?;
         {
             let mut writer = BufWriter::with_capacity(1 << 20, temporary.as_file_mut());
             verify::verify_into(destination, record, &mut writer).map_err(|problem| {

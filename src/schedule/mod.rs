@@ -138,6 +138,17 @@ impl Schedule {
         }
     }
 
+    /// Whether a tick comes within `years` years after `from`. A schedule
+    /// whose fields never meet (`0 0 31 2 *`: there is no 31 February) has
+    /// none, and would silently never back anything up.
+    pub fn ticks_within_years(&self, from: DateTime<Utc>, years: u32) -> bool {
+        let Some(until) = from.checked_add_months(chrono::Months::new(years.saturating_mul(12)))
+        else {
+            return self.next_after(from).is_some();
+        };
+        self.next_after(from).is_some_and(|tick| tick <= until)
+    }
+
     /// The last tick at or before `at`, by the same rules as [`Schedule::next_after`].
     pub fn latest_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // Just after the clock went back, wall clock times ahead of `at`'s
@@ -344,6 +355,20 @@ mod tests {
         ] {
             Schedule::parse(expression, "UTC")
                 .unwrap_or_else(|error| panic!("{expression}: {error}"));
+        }
+    }
+
+    #[test]
+    fn schedules_whose_fields_never_meet_have_no_tick() {
+        let now = "2026-11-25T00:00:00Z".parse().unwrap();
+        for expression in ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *"] {
+            let schedule = Schedule::parse(expression, "Europe/Berlin").unwrap();
+            assert!(!schedule.ticks_within_years(now, 5), "{expression}");
+        }
+        // Every four years is within five.
+        for expression in ["0 0 29 2 *", "0 1 * * *", "@yearly"] {
+            let schedule = Schedule::parse(expression, "UTC").unwrap();
+            assert!(schedule.ticks_within_years(now, 5), "{expression}");
         }
     }
 

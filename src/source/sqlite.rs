@@ -3,7 +3,8 @@
 //! The copy is consistent even while other connections write (WAL or
 //! rollback journal), checked with `PRAGMA integrity_check`, switched to a
 //! self-contained rollback journal, then streamed to the sink. The copy lives
-//! in a private temporary folder, removed afterwards; folders left by a
+//! in a private scratch folder (0700, its files 0600, in `<state>/tmp`; see
+//! [`crate::state::scratch_folder`]), removed afterwards; folders left by a
 //! killed run are removed by the next one.
 
 use std::collections::BTreeMap;
@@ -59,12 +60,12 @@ impl Source for Sqlite {
         source
             .busy_timeout(Duration::from_secs(10))
             .map_err(|error| self.fail(error))?;
-        crate::state::remove_abandoned(&std::env::temp_dir(), SCRATCH_PREFIX);
-        let scratch = tempfile::Builder::new()
-            .prefix(&crate::state::scratch_prefix(SCRATCH_PREFIX))
-            .tempdir()
-            .map_err(|error| self.fail(format!("cannot create a temporary folder: {error}")))?;
+        let scratch = crate::state::scratch_folder(SCRATCH_PREFIX)
+            .map_err(|error| self.fail(format!("cannot make the copy: {error}")))?;
         let copy_path = scratch.path().join("copy.db");
+        // 0600 before SQLite opens it: its journal gets the same mode.
+        crate::state::create_private_file(&copy_path)
+            .map_err(|error| self.fail(format!("cannot make the copy: {error}")))?;
         let mut copy = Connection::open(&copy_path).map_err(|error| self.fail(error))?;
         {
             let backup = Backup::new(&source, &mut copy).map_err(|error| self.fail(error))?;

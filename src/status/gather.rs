@@ -40,8 +40,10 @@ pub fn drill(state: &Path, policy: &str) -> Option<Drill> {
                 .is_some_and(|extension| extension == "json")
         })
         .filter_map(|entry| {
-            let value: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(entry.path()).ok()?).ok()?;
+            let value: serde_json::Value = serde_json::from_slice(
+                &crate::bounded::read_file(&entry.path(), crate::bounded::RECORD_LIMIT).ok()?,
+            )
+            .ok()?;
             let started_at: DateTime<Utc> =
                 serde_json::from_value(value.get("started_at")?.clone()).ok()?;
             let text = |key: &str| {

@@ -363,6 +363,7 @@ pub fn evaluate(input: Input) -> PolicyHealth {
     };
     destinations(&input, &mut health);
     freshness(&input, &mut health);
+    schedules(&input, &mut health);
     last_attempt(&input, &mut health);
     integrity(&input, &mut health);
     if input.detailed {
@@ -729,6 +730,37 @@ fn freshness(input: &Input, health: &mut PolicyHealth) {
     };
     freshness.state = severity;
     health.find("freshness", severity, message);
+}
+
+/// A schedule with no tick to come never makes a backup (or a drill) due,
+/// so nothing else would ever notice that none is taken: critical.
+fn schedules(input: &Input, health: &mut PolicyHealth) {
+    let policy = input.policy;
+    if health.freshness.next_tick.is_none() {
+        health.freshness.state = Health::Critical;
+        health.find(
+            "freshness",
+            Health::Critical,
+            format!(
+                "schedule `{}` has no tick after {}: no backup will ever be due",
+                policy.schedule.expression(),
+                crate::plan::local_time(input.now, policy.schedule.timezone())
+            ),
+        );
+    }
+    if let Some(drill) = &policy.restore_test
+        && drill.next_after(input.now).is_none()
+    {
+        health.find(
+            "drill",
+            Health::Critical,
+            format!(
+                "restore-test schedule `{}` has no tick after {}: no drill will ever be due",
+                drill.expression(),
+                crate::plan::local_time(input.now, drill.timezone())
+            ),
+        );
+    }
 }
 
 fn last_attempt(input: &Input, health: &mut PolicyHealth) {

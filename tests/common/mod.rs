@@ -28,13 +28,24 @@ impl From<Output> for Run {
     }
 }
 
-/// A `backup` command in `directory`, with a clean, colourless environment
-/// and its state folder (locks, cron logs) in `directory/.state`.
+/// The temporary folder (`TMPDIR`) of the `backup` runs in `directory`:
+/// `directory/.tmp`, so that a test only ever looks at folders it owns. It
+/// is not made for them (`directory` may be the repository's fixtures):
+/// `backup` keeps its scratch files in the state folder and needs none; a
+/// test that looks at it makes it first.
+pub fn tmpdir(directory: &Path) -> PathBuf {
+    directory.join(".tmp")
+}
+
+/// A `backup` command in `directory`, with a clean, colourless environment,
+/// its state folder (locks, cron logs) in `directory/.state` and its own
+/// temporary folder, [`tmpdir`].
 pub fn backup(directory: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_backup"));
     command
         .current_dir(directory)
         .env("BACKUP_STATE_DIR", directory.join(".state"))
+        .env("TMPDIR", tmpdir(directory))
         // The crontab block depends on the host's time zone; pin it.
         .env("TZ", "UTC")
         .env_remove("BACKUP_POLICIES")
@@ -164,6 +175,7 @@ pub fn on_a_terminal(directory: &Path, args: &str, answer: &str) -> (i32, String
         .args(["-qec", &command, "/dev/null"])
         .current_dir(directory)
         .env("BACKUP_STATE_DIR", directory.join(".state"))
+        .env("TMPDIR", tmpdir(directory))
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
