@@ -274,7 +274,20 @@ pub fn render_plan(prepared: &Prepared) -> String {
                 .unwrap_or_default(),
             if tables == 1 { "" } else { "s" },
             if rows == 1 { "" } else { "s" }
-        ),
+        ) + &prepared
+            .contents
+            .as_ref()
+            .filter(|contents| !contents.without_data.is_empty())
+            .map(|contents| {
+                let names: Vec<&str> = contents.without_data.iter().map(String::as_str).collect();
+                format!(
+                    ", and {} without {} rows: {}",
+                    names.len(),
+                    if names.len() == 1 { "its" } else { "their" },
+                    names.join(", ")
+                )
+            })
+            .unwrap_or_default(),
     );
     let verified = prepared
         .steps
@@ -297,7 +310,97 @@ pub fn render_plan(prepared: &Prepared) -> String {
             }
         ),
     );
-    line("replaces", info.replaces.clone());
+    line(
+        "replaces",
+        match prepared.kept() {
+            Some(_) => format!("{}, but what it keeps (below)", info.replaces),
+            None => info.replaces.clone(),
+        },
+    );
+    if let (Some(contents), Some(tables)) = (&prepared.contents, &info.tables) {
+        let kept: Vec<&String> = prepared
+            .kept()
+            .map_or_else(Vec::new, |kept| kept.tables().collect());
+        let dropped: Vec<&str> = contents
+            .tables
+            .intersection(tables)
+            .filter(|table| !kept.contains(table))
+            .map(String::as_str)
+            .collect();
+        if !dropped.is_empty() {
+            line(
+                "drops",
+                format!(
+                    "{} table{} and recreates {} from the backup: {}",
+                    dropped.len(),
+                    if dropped.len() == 1 { "" } else { "s" },
+                    if dropped.len() == 1 { "it" } else { "them" },
+                    dropped.join(", ")
+                ),
+            );
+        }
+    }
+    if let Some(kept) = prepared.kept() {
+        let rows = |table: &String| {
+            kept.rows_before
+                .get(table)
+                .map_or_else(String::new, |rows| format!(" ({rows} rows)"))
+        };
+        let names = |tables: &[String]| {
+            tables
+                .iter()
+                .map(|table| format!("{table}{}", rows(table)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !kept.keep.tables.is_empty() {
+            line(
+                "keeps",
+                format!(
+                    "{}, as {} with {} rows, indexes, constraints, triggers and sequences: the backup holds {} definition, not {} rows",
+                    names(&kept.keep.tables),
+                    if kept.keep.tables.len() == 1 {
+                        "it is"
+                    } else {
+                        "they are"
+                    },
+                    if kept.keep.tables.len() == 1 {
+                        "its"
+                    } else {
+                        "their"
+                    },
+                    if kept.keep.tables.len() == 1 {
+                        "its"
+                    } else {
+                        "their"
+                    },
+                    if kept.keep.tables.len() == 1 {
+                        "its"
+                    } else {
+                        "their"
+                    },
+                ),
+            );
+        }
+        if !kept.keep.also.is_empty() {
+            line(
+                "keeps",
+                format!(
+                    "also {}, as it is (a partition of a kept table, or needed by one): the backup's rows for it are not restored",
+                    names(&kept.keep.also)
+                ),
+            );
+        }
+        if !kept.keep.schemas.is_empty() {
+            line(
+                "keeps",
+                format!(
+                    "schema {} (not dropped: it holds kept tables or tables the backup does not hold)",
+                    kept.keep.schemas.join(", ")
+                ),
+            );
+        }
+    }
     line(
         "space",
         match &info.space {
@@ -351,10 +454,26 @@ pub fn render_plan(prepared: &Prepared) -> String {
                 "integrity_check, foreign_key_check and row counts of {tables} table{}, before the rename",
                 if tables == 1 { "" } else { "s" }
             ),
-            restore::Target::Postgres(_) => format!(
-                "row counts of {tables} table{}",
-                if tables == 1 { "" } else { "s" }
-            ),
+            restore::Target::Postgres(_) => {
+                let kept: Vec<&String> = prepared
+                    .kept()
+                    .map_or_else(Vec::new, |kept| kept.tables().collect());
+                let counted = metadata
+                    .source
+                    .row_counts
+                    .keys()
+                    .filter(|table| !kept.contains(table))
+                    .count();
+                format!(
+                    "row counts of {counted} table{}{}",
+                    if counted == 1 { "" } else { "s" },
+                    if kept.is_empty() {
+                        ""
+                    } else {
+                        ", and that the kept tables are still there with their rows"
+                    }
+                )
+            }
         },
     );
     line(

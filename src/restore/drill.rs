@@ -142,7 +142,7 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
             &candidate.record,
             &program,
         ) {
-            Ok(()) => {
+            Ok(_) => {
                 chosen = Some(candidate);
                 break;
             }
@@ -193,9 +193,10 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
     let scratch = Scratch::create(policy, &metadata.id)?;
     evidence.scratch_target = Some(scratch.target().describe());
     let started = Instant::now();
-    let restored = scratch
-        .target()
-        .restore(chosen.destination.as_ref(), &chosen.record, None);
+    let restored =
+        scratch
+            .target()
+            .restore(chosen.destination.as_ref(), &chosen.record, None, None);
     let result = match restored {
         Err(failed) => {
             evidence
@@ -208,7 +209,7 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
                 .steps
                 .push((&Step::timed("restore", started, true, detail)).into());
             let started = Instant::now();
-            let checked = scratch.target().check(metadata);
+            let checked = scratch.target().check(metadata, None);
             // Actual counts, also when they do not match.
             let actual = scratch.target().count_rows(metadata);
             for (table, rows) in &mut evidence.row_counts {

@@ -8,6 +8,11 @@
 //! `pg_restore -j N`, which is faster but not one transaction: a failure there
 //! is rolled back from the safety backup. A missing database is created.
 //! Connection settings reach `pg_restore` through its environment only.
+//!
+//! A dump that holds some tables without their rows (`exclude-table-data`)
+//! is restored with `--use-list`, leaving those tables, and what hangs on
+//! them, as they are in the database (see [`crate::source::toc`]), so that
+//! `--clean` never empties them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufWriter, Write as _};
@@ -18,7 +23,8 @@ use crate::destination::Destination;
 use crate::inventory::{BackupMetadata, BackupRecord};
 use crate::policy::secret::Template;
 use crate::policy::spec::{PostgresSpec, SourceSpec};
-use crate::source::postgres::{Postgres, describe, quote};
+use crate::source::postgres::{Postgres, describe, drain, joined, quote};
+use crate::source::toc::{Keep, Toc};
 use crate::verify;
 
 /// The database connected to for creating and dropping databases.
@@ -33,6 +39,45 @@ pub struct PostgresTarget {
 
 fn fail(reason: impl std::fmt::Display) -> Error {
     Error::Target(reason.to_string())
+}
+
+/// What a dump holds, against what the database holds: which tables the
+/// restore replaces, creates, and keeps.
+#[derive(Debug, Clone, Default)]
+pub struct Contents {
+    /// Every table the dump defines.
+    pub tables: BTreeSet<String>,
+    /// The tables it defines without their rows.
+    pub without_data: BTreeSet<String>,
+    /// What the restore leaves as it is in the database, if anything.
+    pub kept: Option<Kept>,
+    /// Objects of the database's that the dump does not hold and that
+    /// depend on a table the restore drops: `pg_restore --clean` would stop
+    /// at them, so the restore is refused.
+    pub blockers: Vec<String>,
+}
+
+/// An object that depends on a table: a foreign key (`name`, of `table`)
+/// or a view (`table`), on `on`.
+struct Dependent {
+    kind: &'static str,
+    table: String,
+    name: String,
+    on: String,
+}
+
+/// What a restore leaves as it is, and the kept tables' rows before it.
+#[derive(Debug, Clone, Default)]
+pub struct Kept {
+    pub keep: Keep,
+    pub rows_before: BTreeMap<String, u64>,
+}
+
+impl Kept {
+    /// Every kept table: those without their rows in the dump, and those kept with them.
+    pub fn tables(&self) -> impl Iterator<Item = &String> {
+        self.keep.tables.iter().chain(&self.keep.also)
+    }
 }
 
 impl PostgresTarget {
@@ -162,6 +207,12 @@ impl PostgresTarget {
 
     /// `schema.table` of every table in the database.
     fn tables(&self) -> Result<BTreeSet<String>, Error> {
+        Ok(self.tables_by_kind()?.into_keys().collect())
+    }
+
+    /// `schema.table` of every table in the database, and whether it is
+    /// partitioned (its rows are its partitions').
+    fn tables_by_kind(&self) -> Result<BTreeMap<String, bool>, Error> {
         let (runtime, client) = self
             .connection
             .connect_blocking(None)
@@ -169,7 +220,7 @@ impl PostgresTarget {
         runtime.block_on(async {
             let rows = client
                 .query(
-                    "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    "SELECT n.nspname, c.relname, c.relkind = 'p' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                        AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'",
                     &[],
@@ -178,7 +229,123 @@ impl PostgresTarget {
                 .map_err(|error| fail(describe(&error)))?;
             Ok(rows
                 .iter()
-                .map(|row| format!("{}.{}", row.get::<_, String>(0), row.get::<_, String>(1)))
+                .map(|row| {
+                    (
+                        format!("{}.{}", row.get::<_, String>(0), row.get::<_, String>(1)),
+                        row.get::<_, bool>(2),
+                    )
+                })
+                .collect())
+        })
+    }
+
+    /// What the dump with table of contents `listing` would replace, create
+    /// and keep here. Kept: the tables it holds without their rows that
+    /// this database has (with their rows), and the schemas that hold
+    /// tables of this database's that the dump does not.
+    pub fn contents(&self, listing: &str, exists: bool) -> Result<Contents, Error> {
+        let toc = Toc::parse(listing);
+        let mut contents = Contents {
+            tables: toc.tables(),
+            without_data: toc.tables_without_data(),
+            kept: None,
+            blockers: Vec::new(),
+        };
+        if !exists {
+            return Ok(contents);
+        }
+        let here = self.tables_by_kind()?;
+        let keep_tables: BTreeSet<String> = contents
+            .without_data
+            .iter()
+            .filter(|table| here.get(*table) == Some(&false))
+            .cloned()
+            .collect();
+        let keep_schemas: BTreeSet<String> = here
+            .keys()
+            .filter(|table| !contents.tables.contains(*table))
+            .filter_map(|table| table.split_once('.').map(|(schema, _)| schema.to_owned()))
+            .collect();
+        if let Some(keep) = toc.keep(&keep_tables, &keep_schemas) {
+            let rows_before = self.count_tables(keep.tables.iter().chain(&keep.also))?;
+            contents.kept = Some(Kept { keep, rows_before });
+        }
+        let kept: BTreeSet<&String> = contents.kept.iter().flat_map(Kept::tables).collect();
+        let dropped: BTreeSet<&String> = contents
+            .tables
+            .iter()
+            .filter(|table| here.contains_key(*table) && !kept.contains(table))
+            .collect();
+        for dependent in self.dependents()? {
+            if !dropped.contains(&dependent.on) {
+                continue;
+            }
+            // Dropped with its table, or dropped and added again by the restore.
+            let restored = match dependent.kind {
+                "foreign key" => {
+                    dropped.contains(&dependent.table)
+                        || toc.has(
+                            "FK CONSTRAINT",
+                            &format!("{} {}", dependent.table, dependent.name),
+                        )
+                }
+                _ => {
+                    toc.has("VIEW", &dependent.table)
+                        || toc.has("MATERIALIZED VIEW", &dependent.table)
+                }
+            };
+            if !restored {
+                contents.blockers.push(match dependent.kind {
+                    "foreign key" => format!(
+                        "foreign key {} of {} references {}",
+                        dependent.name, dependent.table, dependent.on
+                    ),
+                    kind => format!("{kind} {} reads {}", dependent.table, dependent.on),
+                });
+            }
+        }
+        Ok(contents)
+    }
+
+    /// Foreign keys and views of this database, and the tables they depend on.
+    fn dependents(&self) -> Result<Vec<Dependent>, Error> {
+        let (runtime, client) = self
+            .connection
+            .connect_blocking(None)
+            .map_err(|error| fail(error.to_string()))?;
+        runtime.block_on(async {
+            let rows = client
+                .query(
+                    "SELECT 'foreign key', sn.nspname || '.' || sc.relname, con.conname, tn.nspname || '.' || tc.relname
+                       FROM pg_constraint con
+                       JOIN pg_class sc ON sc.oid = con.conrelid JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+                       JOIN pg_class tc ON tc.oid = con.confrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+                      WHERE con.contype = 'f'
+                     UNION
+                     SELECT CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,
+                            vn.nspname || '.' || v.relname, '', tn.nspname || '.' || t.relname
+                       FROM pg_depend d
+                       JOIN pg_rewrite r ON r.oid = d.objid
+                       JOIN pg_class v ON v.oid = r.ev_class JOIN pg_namespace vn ON vn.oid = v.relnamespace
+                       JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+                      WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+                        AND d.deptype = 'n' AND v.oid <> t.oid AND t.relkind IN ('r', 'p')",
+                    &[],
+                )
+                .await
+                .map_err(|error| fail(describe(&error)))?;
+            Ok(rows
+                .iter()
+                .map(|row| Dependent {
+                    kind: match row.get::<_, String>(0).as_str() {
+                        "foreign key" => "foreign key",
+                        "materialized view" => "materialized view",
+                        _ => "view",
+                    },
+                    table: row.get(1),
+                    name: row.get(2),
+                    on: row.get(3),
+                })
                 .collect())
         })
     }
@@ -275,28 +442,45 @@ impl PostgresTarget {
         command
     }
 
+    /// Restores `record` here; with `kept`, leaves what it keeps as it is.
     pub fn restore(
         &self,
         destination: &dyn Destination,
         record: &BackupRecord,
         jobs: Option<u32>,
+        kept: Option<&Kept>,
     ) -> Result<String, Failed> {
         let untouched = Failed::untouched;
         if !self.exists().map_err(untouched)? {
             self.create().map_err(untouched)?;
         }
+        // `pg_restore --use-list`: the table of contents less what is kept.
+        let list = kept
+            .map(|kept| {
+                let mut file = scratch_file(".list")?;
+                file.write_all(kept.keep.list.as_bytes())
+                    .and_then(|()| file.flush())
+                    .map_err(|error| fail(format!("cannot write the restore list: {error}")))?;
+                Ok(file)
+            })
+            .transpose()
+            .map_err(untouched)?;
+        let mut command = self.pg_restore();
+        if let Some(list) = &list {
+            command.arg(format!("--use-list={}", list.path().display()));
+        }
         match jobs {
-            Some(jobs) => self.restore_parallel(destination, record, jobs),
-            None => self.restore_streamed(destination, record),
+            Some(jobs) => self.restore_parallel(command, destination, record, jobs),
+            None => self.restore_streamed(command, destination, record),
         }
     }
 
     fn restore_streamed(
         &self,
+        mut command: Command,
         destination: &dyn Destination,
         record: &BackupRecord,
     ) -> Result<String, Failed> {
-        let mut command = self.pg_restore();
         command
             .arg("--single-transaction")
             .stdin(Stdio::piped())
@@ -318,9 +502,7 @@ impl PostgresTarget {
         // A damaged stream is cut short here, so pg_restore cannot commit it.
         drop(stdin);
         let status = child.wait();
-        let stderr = stderr
-            .and_then(|handle| handle.join().ok())
-            .unwrap_or_default();
+        let stderr = joined(stderr);
         let succeeded = status.as_ref().is_ok_and(std::process::ExitStatus::success);
         if let Err(problem) = streamed {
             let error = super::streaming_error(record, problem, |_| {
@@ -351,18 +533,12 @@ impl PostgresTarget {
 
     fn restore_parallel(
         &self,
+        mut command: Command,
         destination: &dyn Destination,
         record: &BackupRecord,
         jobs: u32,
     ) -> Result<String, Failed> {
-        super::remove_abandoned(&std::env::temp_dir(), "backup-restore-");
-        let mut temporary = tempfile::Builder::new()
-            .prefix(&super::scratch_prefix("backup-restore-"))
-            .suffix(".pgdump")
-            .tempfile()
-            .map_err(|error| {
-                Failed::untouched(fail(format!("cannot create a temporary file: {error}")))
-            })?;
+        let mut temporary = scratch_file(".pgdump").map_err(Failed::untouched)?;
         {
             let mut writer = BufWriter::with_capacity(1 << 20, temporary.as_file_mut());
             verify::verify_into(destination, record, &mut writer).map_err(|problem| {
@@ -374,8 +550,7 @@ impl PostgresTarget {
                 .flush()
                 .map_err(|error| Failed::untouched(fail(error)))?;
         }
-        let output = self
-            .pg_restore()
+        let output = command
             .arg(format!("--jobs={jobs}"))
             .arg(temporary.path())
             .stdin(Stdio::null())
@@ -397,16 +572,46 @@ impl PostgresTarget {
         ))
     }
 
-    /// Row counts of every table the sidecar counts.
-    pub fn check(&self, metadata: &BackupMetadata) -> Result<Checked, Error> {
-        let actual = self.count_rows(metadata)?;
-        super::sqlite::compare_counts(&metadata.source.row_counts, &actual)?;
+    /// Row counts of every table the sidecar counts, but those `kept` (which
+    /// must still be there, and not emptied).
+    pub fn check(&self, metadata: &BackupMetadata, kept: Option<&Kept>) -> Result<Checked, Error> {
+        let mut expected = metadata.source.row_counts.clone();
+        for table in kept.into_iter().flat_map(Kept::tables) {
+            expected.remove(table);
+        }
+        let actual = self
+            .count_tables(expected.keys())
+            .map_err(|error| Error::Check(error.to_string()))?;
+        super::sqlite::compare_counts(&expected, &actual)?;
         let tables = actual.len();
+        let mut detail = format!(
+            "row counts of {tables} table{} match",
+            if tables == 1 { "" } else { "s" }
+        );
+        if let Some(kept) = kept {
+            let now = self
+                .count_tables(kept.rows_before.keys())
+                .map_err(|error| Error::Check(error.to_string()))?;
+            let mut problems = Vec::new();
+            let mut found = Vec::new();
+            for (table, before) in &kept.rows_before {
+                match now.get(table) {
+                    None => problems.push(format!("{table}, which the restore keeps, is gone")),
+                    Some(0) if *before > 0 => problems.push(format!(
+                        "{table}, which the restore keeps, had {before} rows and has none"
+                    )),
+                    Some(rows) => found.push(format!("{table} ({rows} rows)")),
+                }
+            }
+            if !problems.is_empty() {
+                return Err(Error::Check(problems.join("; ")));
+            }
+            if !found.is_empty() {
+                detail.push_str(&format!("; kept as they were: {}", found.join(", ")));
+            }
+        }
         Ok(Checked {
-            detail: format!(
-                "row counts of {tables} table{} match",
-                if tables == 1 { "" } else { "s" }
-            ),
+            detail,
             row_counts: actual,
             warnings: Vec::new(),
         })
@@ -414,13 +619,21 @@ impl PostgresTarget {
 
     /// Rows of every table the sidecar counts that exists here.
     pub fn count_rows(&self, metadata: &BackupMetadata) -> Result<BTreeMap<String, u64>, Error> {
+        self.count_tables(metadata.source.row_counts.keys())
+    }
+
+    /// Rows of each of `tables` (`schema.table`) that exists here.
+    fn count_tables<'a>(
+        &self,
+        tables: impl IntoIterator<Item = &'a String>,
+    ) -> Result<BTreeMap<String, u64>, Error> {
         let (runtime, client) = self
             .connection
             .connect_blocking(None)
-            .map_err(|error| Error::Check(error.to_string()))?;
+            .map_err(|error| fail(error.to_string()))?;
         let mut actual = BTreeMap::new();
         runtime.block_on(async {
-            for table in metadata.source.row_counts.keys() {
+            for table in tables {
                 let Some((schema, name)) = table.split_once('.') else {
                     continue;
                 };
@@ -470,24 +683,23 @@ impl PostgresTarget {
     }
 }
 
+/// A private temporary file for a restore (`<temp>/backup-restore-<pid>-…`,
+/// 0600), removed when dropped; those of killed restores go first.
+fn scratch_file(suffix: &str) -> Result<tempfile::NamedTempFile, Error> {
+    super::remove_abandoned(&std::env::temp_dir(), "backup-restore-");
+    tempfile::Builder::new()
+        .prefix(&super::scratch_prefix("backup-restore-"))
+        .suffix(suffix)
+        .tempfile()
+        .map_err(|error| fail(format!("cannot create a temporary file: {error}")))
+}
+
 /// A libpq connection string naming only a database (no credential).
 fn conninfo_dbname(database: &str) -> String {
     format!(
         "dbname='{}'",
         database.replace('\\', "\\\\").replace('\'', "\\'")
     )
-}
-
-fn drain(
-    stream: Option<impl std::io::Read + Send + 'static>,
-) -> Option<std::thread::JoinHandle<String>> {
-    stream.map(|mut stream| {
-        std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = stream.read_to_end(&mut text);
-            String::from_utf8_lossy(&text).into_owned()
-        })
-    })
 }
 
 fn last_lines(text: &str) -> String {
