@@ -923,6 +923,14 @@ fn postgres_round_trip_into_the_database_a_new_one_and_in_parallel() {
         backup::restore::drill::scratch_database_prefix("app", "app")
     );
     cluster.sql("postgres", &format!("CREATE DATABASE {abandoned}"));
+    // Marked as a drill marks its scratch databases (only marked ones are dropped).
+    cluster.sql(
+        "postgres",
+        &format!(
+            "COMMENT ON DATABASE {abandoned} IS '{}'",
+            backup::restore::drill::scratch_marker("app")
+        ),
+    );
     // Another policy's scratch database on the same server is not this drill's to drop.
     let other = format!(
         "{}deadbeef",

@@ -39,6 +39,33 @@ pub struct RestoreArgs {
     /// (faster; not one transaction, so a failure is rolled back from the safety backup).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: Option<u32>,
+    /// PostgreSQL: how long to wait for a lock another session holds (an open transaction
+    /// that read a table the restore drops) before giving up, changing nothing: `30s`,
+    /// `5m`, `1h`, or `0` to wait for ever. What it waits for is shown while it waits.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
+    pub lock_timeout: std::time::Duration,
+}
+
+/// `30s`, `5m`, `1h`, or a number of seconds.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match text.find(|character: char| !character.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a duration like `30s`, `5m` or `1h`"
+            ));
+        }
+    };
+    let count: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like `30s`, `5m` or `1h`"))?;
+    Ok(std::time::Duration::from_secs(count.saturating_mul(scale)))
 }
 
 pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus> {
@@ -67,6 +94,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
         from: args.from.clone(),
         to: args.to.clone(),
         jobs: args.jobs,
+        lock_timeout: Some(args.lock_timeout),
         dry_run: args.dry_run,
     };
     let mut record = LogRecord {
@@ -476,6 +504,22 @@ pub fn render_plan(prepared: &Prepared) -> String {
             }
         },
     );
+    if let restore::Target::Postgres(target) = &prepared.target
+        && info.exists
+    {
+        line(
+            "locks",
+            if target.lock_timeout().is_zero() {
+                "waits for ever for locks other sessions hold on what it drops (--lock-timeout 0)"
+                    .to_owned()
+            } else {
+                format!(
+                    "waits at most {} (--lock-timeout) for locks other sessions hold on what it drops, then gives up and changes nothing",
+                    restore::locks::describe_timeout(target.lock_timeout())
+                )
+            },
+        );
+    }
     line(
         "on failure",
         if info.exists {

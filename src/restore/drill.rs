@@ -3,8 +3,9 @@
 //! and keep the evidence.
 //!
 //! The scratch target is a temporary SQLite file, or a temporary database
-//! `<db>_restore_test_<random>` on the policy's own server, dropped
-//! afterwards whatever happened. Evidence records are JSON files under
+//! `<db>_restore_test_<random>` on the policy's own server, marked as the
+//! drill's by its comment ([`scratch_marker`]) and dropped afterwards
+//! whatever happened. Only marked databases are taken for abandoned ones. Evidence records are JSON files under
 //! `<state>/restore-tests/<policy>/`, one per drill; `plan` reads the newest
 //! passing one to decide when the next drill is due. Never touches the
 //! policy's own database.
@@ -127,6 +128,7 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
         from: None,
         to: None,
         jobs: None,
+        lock_timeout: None,
         dry_run: false,
     };
     // Pick and verify exactly as a restore does, without touching the real target.
@@ -269,6 +271,18 @@ pub fn scratch_database_prefix(policy: &str, database: &str) -> String {
     format!("{base}_restore_test_{}_", &hash[..6])
 }
 
+/// The comment that marks a scratch database of `policy`'s drills: only
+/// databases named `<prefix>…` that carry it are dropped as abandoned, never
+/// a database of someone else's that happens to match the name.
+pub fn scratch_marker(policy: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let hash = crate::inventory::metadata::hex(&Sha256::digest(policy.as_bytes()));
+    format!(
+        "backup: restore-test scratch database of policy {policy} ({}); dropped by its drill",
+        &hash[..12]
+    )
+}
+
 impl Scratch {
     fn create(policy: &Policy, id: &str) -> Result<Scratch, String> {
         match &policy.source {
@@ -287,12 +301,18 @@ impl Scratch {
             SourceSpec::Postgres(spec) => {
                 let own = PostgresTarget::resolve(spec, None).map_err(|error| error.to_string())?;
                 let prefix = scratch_database_prefix(&policy.name, own.database());
-                for name in own.drop_abandoned(&prefix) {
+                let marker = scratch_marker(&policy.name);
+                for name in own.drop_abandoned(&prefix, &marker) {
                     tracing::warn!(policy = %policy.name, database = %name, "Dropped a scratch database left by a killed drill.");
                 }
                 let name = format!("{prefix}{}", super::random_suffix());
                 let target = own.sibling(&name);
                 target.create().map_err(|error| error.to_string())?;
+                // Only marked databases are ever dropped as abandoned.
+                if let Err(error) = target.mark(&marker) {
+                    let _ = target.remove();
+                    return Err(error.to_string());
+                }
                 Ok(Scratch::Postgres {
                     target: super::Target::Postgres(Box::new(target)),
                     removed: false,

@@ -9,6 +9,7 @@
 //! never prints: the command does.
 
 pub mod drill;
+pub mod locks;
 pub mod postgres;
 pub mod sqlite;
 
@@ -104,6 +105,9 @@ pub struct Request {
     pub to: Option<String>,
     /// PostgreSQL: restore with `pg_restore -j N` from a local decompressed copy.
     pub jobs: Option<u32>,
+    /// PostgreSQL: how long to wait for a lock another session holds (zero:
+    /// no limit); default [`locks::DEFAULT_LOCK_TIMEOUT`].
+    pub lock_timeout: Option<std::time::Duration>,
     /// Only a plan is wanted: verify with every check up front (see [`prepare`]).
     pub dry_run: bool,
 }
@@ -201,17 +205,18 @@ impl Target {
         }
     }
 
-    /// Restores `record` into the target; `kept` (PostgreSQL) is what it leaves as it is.
+    /// Restores `record` into the target; `contents` (PostgreSQL) says what
+    /// it replaces and what it leaves as it is.
     fn restore(
         &self,
         destination: &dyn Destination,
         record: &BackupRecord,
         jobs: Option<u32>,
-        kept: Option<&postgres::Kept>,
+        contents: Option<&postgres::Contents>,
     ) -> Result<String, Failed> {
         match self {
             Target::Sqlite(target) => target.restore(destination, record),
-            Target::Postgres(target) => target.restore(destination, record, jobs, kept),
+            Target::Postgres(target) => target.restore(destination, record, jobs, contents),
         }
     }
 
@@ -542,8 +547,11 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
             checks.join(", ")
         ),
     ));
-    let target =
+    let mut target =
         Target::resolve(policy, request.to.as_deref()).map_err(|error| (error, steps.clone()))?;
+    if let (Target::Postgres(target), Some(timeout)) = (&mut target, request.lock_timeout) {
+        target.set_lock_timeout(timeout);
+    }
     if metadata.source.kind != target.kind() {
         return Err((
             Error::Target(format!(
@@ -813,7 +821,7 @@ pub fn execute(prepared: &Prepared, observe: &mut dyn FnMut(&Step)) -> Outcome {
         prepared.chosen.destination.as_ref(),
         record,
         prepared.jobs,
-        prepared.kept(),
+        prepared.contents.as_ref(),
     );
     let failure = match restored {
         Ok(detail) => {

@@ -17,8 +17,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufWriter, Write as _};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use super::{Checked, Error, Failed, TargetInfo};
+use super::{Checked, Error, Failed, TargetInfo, locks};
 use crate::destination::Destination;
 use crate::inventory::{BackupMetadata, BackupRecord};
 use crate::policy::secret::Template;
@@ -35,6 +36,8 @@ pub struct PostgresTarget {
     spec: PostgresSpec,
     connection: Postgres,
     database: String,
+    /// How long the restore's sessions wait for a lock; zero: no limit.
+    lock_timeout: Duration,
 }
 
 fn fail(reason: impl std::fmt::Display) -> Error {
@@ -109,11 +112,26 @@ impl PostgresTarget {
             .database()
             .ok_or_else(|| fail("no database is named: give one with --to or in the policy"))?
             .to_owned();
-        Ok(PostgresTarget {
+        let mut target = PostgresTarget {
             spec,
             connection,
             database,
-        })
+            lock_timeout: Duration::ZERO,
+        };
+        target.set_lock_timeout(locks::DEFAULT_LOCK_TIMEOUT);
+        Ok(target)
+    }
+
+    /// How long the restore (and the safety backup before it) waits for a
+    /// lock another session holds before it gives up; zero: no limit.
+    pub fn set_lock_timeout(&mut self, timeout: Duration) {
+        self.lock_timeout = timeout;
+        self.spec.pg_dump_options.clear();
+        if !timeout.is_zero() {
+            self.spec
+                .pg_dump_options
+                .push(format!("--lock-wait-timeout={}", timeout.as_millis()));
+        }
     }
 
     /// A database `database` on the same server as `self`.
@@ -124,11 +142,17 @@ impl PostgresTarget {
             spec,
             connection: self.connection.with_database(database),
             database: database.to_owned(),
+            lock_timeout: self.lock_timeout,
         }
     }
 
     pub fn database(&self) -> &str {
         &self.database
+    }
+
+    /// How long the restore waits for a lock; zero: no limit.
+    pub fn lock_timeout(&self) -> Duration {
+        self.lock_timeout
     }
 
     pub fn describe(&self) -> String {
@@ -370,10 +394,33 @@ impl PostgresTarget {
         })
     }
 
-    /// Drops databases `<prefix>…` on this server that no session uses:
-    /// scratch databases left by drills that were killed. (A running drill's
-    /// database is in use, so it stays; drills of a policy hold its lock.)
-    pub fn drop_abandoned(&self, prefix: &str) -> Vec<String> {
+    /// Marks this database as one `backup` made, with `marker` as its comment.
+    pub fn mark(&self, marker: &str) -> Result<(), Error> {
+        let (runtime, client) = self.maintenance()?;
+        runtime.block_on(async {
+            client
+                .batch_execute(&format!(
+                    "COMMENT ON DATABASE {} IS '{}'",
+                    quote(&self.database),
+                    marker.replace('\'', "''")
+                ))
+                .await
+                .map_err(|error| {
+                    fail(format!(
+                        "cannot mark database {}: {}",
+                        self.database,
+                        describe(&error)
+                    ))
+                })
+        })
+    }
+
+    /// Drops databases `<prefix>…` on this server whose comment is `marker`
+    /// and that no session uses: scratch databases left by drills that were
+    /// killed. A database of that name without the marker is someone
+    /// else's, and stays. (A running drill's database is in use, so it
+    /// stays too; drills of a policy hold its lock.)
+    pub fn drop_abandoned(&self, prefix: &str, marker: &str) -> Vec<String> {
         let Ok((runtime, client)) = self.maintenance() else {
             return Vec::new();
         };
@@ -387,8 +434,9 @@ impl PostgresTarget {
             );
             let Ok(rows) = client
                 .query(
-                    "SELECT datname FROM pg_database WHERE datname LIKE $1",
-                    &[&pattern],
+                    "SELECT datname FROM pg_database
+                     WHERE datname LIKE $1 AND shobj_description(oid, 'pg_database') = $2",
+                    &[&pattern, &marker],
                 )
                 .await
             else {
@@ -438,22 +486,25 @@ impl PostgresTarget {
         let mut command = self.connection.command("pg_restore");
         command
             .args(["--clean", "--if-exists", "--no-password", "--exit-on-error"])
-            .arg(format!("--dbname={}", conninfo_dbname(&self.database)));
+            .arg(format!("--dbname={}", conninfo_dbname(&self.database)))
+            .env("PGAPPNAME", locks::application_name());
         command
     }
 
-    /// Restores `record` here; with `kept`, leaves what it keeps as it is.
+    /// Restores `record` here; `contents` says what it replaces, and what it
+    /// leaves as it is.
     pub fn restore(
         &self,
         destination: &dyn Destination,
         record: &BackupRecord,
         jobs: Option<u32>,
-        kept: Option<&Kept>,
+        contents: Option<&Contents>,
     ) -> Result<String, Failed> {
         let untouched = Failed::untouched;
         if !self.exists().map_err(untouched)? {
             self.create().map_err(untouched)?;
         }
+        let kept = contents.and_then(|contents| contents.kept.as_ref());
         // `pg_restore --use-list`: the table of contents less what is kept.
         let list = kept
             .map(|kept| {
@@ -469,10 +520,81 @@ impl PostgresTarget {
         if let Some(list) = &list {
             command.arg(format!("--use-list={}", list.path().display()));
         }
-        match jobs {
-            Some(jobs) => self.restore_parallel(command, destination, record, jobs),
+        let watch = locks::LockWatch::start(
+            self.connection.with_database(&self.database),
+            self.describe(),
+            self.lock_timeout,
+        );
+        let restored = match jobs {
+            // Not one transaction: first make sure no session holds what it drops.
+            Some(jobs) => self
+                .probe_locks(contents)
+                .map_err(Failed::untouched)
+                .and_then(|()| self.restore_parallel(command, destination, record, jobs)),
             None => self.restore_streamed(command, destination, record),
+        };
+        let waited = watch.stop();
+        restored.map_err(|failed| {
+            if !waited.gave_up && !failed.error.to_string().contains("lock timeout") {
+                return failed;
+            }
+            Failed {
+                error: Error::Restore(format!(
+                    "pg_restore gave up waiting for a lock after the lock timeout ({}, --lock-timeout){}{}",
+                    locks::describe_timeout(self.lock_timeout),
+                    waited
+                        .waits
+                        .map_or_else(String::new, |waits| format!(": it waited for {waits}")),
+                    if failed.touched {
+                        ""
+                    } else {
+                        "; its transaction was rolled back"
+                    }
+                )),
+                touched: failed.touched,
+            }
+        })
+    }
+
+    /// Takes, and gives back at once, the locks `pg_restore --clean` needs on
+    /// the tables of `contents` it drops, waiting no longer than the lock
+    /// timeout: a restore that is not one transaction must not stop half way
+    /// for a lock. (Under the restore's application name, so that the lock
+    /// watcher says what it waits for.)
+    fn probe_locks(&self, contents: Option<&Contents>) -> Result<(), Error> {
+        let Some(contents) = contents else {
+            return Ok(());
+        };
+        let here = self.tables()?;
+        let kept: BTreeSet<&String> = contents.kept.iter().flat_map(Kept::tables).collect();
+        let tables: Vec<String> = contents
+            .tables
+            .iter()
+            .filter(|table| here.contains(*table) && !kept.contains(table))
+            .filter_map(|table| table.split_once('.'))
+            .map(|(schema, name)| format!("{}.{}", quote(schema), quote(name)))
+            .collect();
+        if tables.is_empty() {
+            return Ok(());
         }
+        let (runtime, client) = self
+            .connection
+            .connect_blocking(None)
+            .map_err(|error| fail(error.to_string()))?;
+        runtime.block_on(async {
+            let probed = client
+                .batch_execute(&format!(
+                    "BEGIN; SET LOCAL application_name = '{}'; SET LOCAL lock_timeout = {};
+                     LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+                    locks::application_name(),
+                    self.lock_timeout.as_millis(),
+                    tables.join(", ")
+                ))
+                .await
+                .map_err(|error| fail(describe(&error)));
+            let _ = client.batch_execute("ROLLBACK").await;
+            probed
+        })
     }
 
     fn restore_streamed(
@@ -676,7 +798,11 @@ impl PostgresTarget {
             .collect();
         runtime.block_on(async {
             client
-                .batch_execute(&format!("BEGIN; {}; COMMIT", statements.join("; ")))
+                .batch_execute(&format!(
+                    "BEGIN; SET LOCAL lock_timeout = {}; {}; COMMIT",
+                    self.lock_timeout.as_millis(),
+                    statements.join("; ")
+                ))
                 .await
                 .map_err(|error| fail(describe(&error)))
         })

@@ -127,8 +127,13 @@ fn a_restore_keeps_the_rows_of_tables_whose_data_the_backup_excludes() {
         assert!(dry.stdout.contains(expected), "{expected}:\n{}", dry.stdout);
     }
     // Never again "not in the backup … left as they are" for a table the restore would empty.
-    assert!(!dry.stdout.contains("s.b\n"), "{}", dry.stdout);
     assert!(!dry.stdout.contains("not in the backup"), "{}", dry.stdout);
+    assert!(
+        dry.stdout
+            .contains("2 tables with 6 rows, and 1 without its rows: s.b\n"),
+        "{}",
+        dry.stdout
+    );
 
     let restored = ok(work.path(), &["restore", "app", "--yes"]);
     assert!(
@@ -299,4 +304,138 @@ fn a_restore_that_would_stop_at_an_object_outside_the_backup_is_refused_before_a
     // No safety backup was taken: only the policy's own backup is there.
     let sidecars = super::common::sidecars(&work.path().join("store/app"));
     assert_eq!(sidecars.len(), 1, "{sidecars:?}");
+}
+
+#[test]
+fn a_drill_drops_only_the_scratch_databases_it_marked_never_a_users_database_of_that_name() {
+    create_spread("drilled");
+    let work = policy("drilled", "");
+    ok(work.path(), &["run", "app"]);
+    let prefix = backup::restore::drill::scratch_database_prefix("app", "drilled");
+    // The user's own database, idle, whose name happens to match the pattern.
+    let users = format!("{prefix}0a1b2c3d");
+    cluster().sql("postgres", &format!("CREATE DATABASE {users}"));
+    cluster().sql(
+        &users,
+        "CREATE TABLE mine (v text); INSERT INTO mine VALUES ('keep me')",
+    );
+    // One a killed drill left behind: marked as the drill marks its own.
+    let abandoned = format!("{prefix}deadbeef");
+    cluster().sql("postgres", &format!("CREATE DATABASE {abandoned}"));
+    cluster().sql(
+        "postgres",
+        &format!(
+            "COMMENT ON DATABASE {abandoned} IS '{}'",
+            backup::restore::drill::scratch_marker("app")
+        ),
+    );
+    let drill = ok(work.path(), &["verify", "--restore-test"]);
+    assert!(drill.stdout.contains("scratch removed"), "{drill:?}");
+    let left = cluster().sql(
+        "postgres",
+        &format!("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datname LIKE '{prefix}%'"),
+    );
+    assert_eq!(left, users, "only the user's database is left");
+    assert_eq!(cluster().sql(&users, "SELECT v FROM mine"), "keep me");
+    cluster().sql("postgres", &format!("DROP DATABASE {users}"));
+}
+
+#[test]
+fn a_restore_blocked_by_a_lock_says_who_holds_it_and_gives_up_without_changing_anything() {
+    create_spread("locked");
+    let work = policy("locked", "");
+    ok(work.path(), &["run", "app"]);
+    cluster().sql("locked", "INSERT INTO a (v) VALUES ('late')");
+    let before = contents("locked");
+    // Another session with an open transaction that read `a`.
+    let cluster = cluster();
+    let mut holder = cluster
+        .command("psql")
+        .args(["-X", "-q", "-h"])
+        .arg(cluster.socket_dir())
+        .args([
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "locked",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = holder.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, b"BEGIN; SELECT count(*) FROM a;\n").unwrap();
+    let mut pid = String::new();
+    for _ in 0..200 {
+        pid = cluster.sql(
+            "postgres",
+            "SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity
+             WHERE datname = 'locked' AND application_name = 'psql' AND state = 'idle in transaction'",
+        );
+        if !pid.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!pid.is_empty(), "the holder's transaction is open");
+
+    let blocked = run(
+        work.path(),
+        &["restore", "app", "--yes", "--lock-timeout", "2s"],
+    );
+    assert_eq!(blocked.code, 1, "{blocked:?}");
+    for expected in [
+        format!("The restore waits for AccessExclusiveLock on public.a, held by session {pid} (user postgres, application psql, idle in transaction, transaction open since "),
+        "pg_restore gave up waiting for a lock after the lock timeout (2s, --lock-timeout): it waited for AccessExclusiveLock on public.a".to_owned(),
+        "The target was not changed.".to_owned(),
+    ] {
+        assert!(blocked.stderr.contains(&expected), "{expected}:\n{}", blocked.stderr);
+    }
+    assert_eq!(contents("locked"), before);
+    // In parallel (not one transaction): refused before pg_restore starts.
+    let parallel = run(
+        work.path(),
+        &[
+            "restore",
+            "app",
+            "--yes",
+            "--jobs",
+            "2",
+            "--lock-timeout",
+            "2s",
+        ],
+    );
+    assert_eq!(parallel.code, 1, "{parallel:?}");
+    for expected in [
+        "pg_restore gave up waiting for a lock after the lock timeout (2s, --lock-timeout)",
+        "The target was not changed.",
+    ] {
+        assert!(
+            parallel.stderr.contains(expected),
+            "{expected}:\n{}",
+            parallel.stderr
+        );
+    }
+    assert_eq!(contents("locked"), before);
+    let dry = ok(
+        work.path(),
+        &["restore", "app", "--dry-run", "--lock-timeout", "5m"],
+    );
+    assert!(
+        dry.stdout.contains("locks         waits at most 300s (--lock-timeout) for locks other sessions hold on what it drops, then gives up and changes nothing"),
+        "{}",
+        dry.stdout
+    );
+
+    // Once the other transaction ends, the same restore goes through.
+    std::io::Write::write_all(&mut input, b"COMMIT;\n").unwrap();
+    drop(input);
+    holder.wait().unwrap();
+    ok(
+        work.path(),
+        &["restore", "app", "--yes", "--lock-timeout", "2s"],
+    );
+    assert_eq!(count("locked", "a"), "4");
 }
