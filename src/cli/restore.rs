@@ -11,6 +11,7 @@ use clap::Args;
 use super::{GlobalArgs, human_bytes, load_policies};
 use crate::exit::ExitStatus;
 use crate::restore::{self, Choice, Ending, LogRecord, Prepared, Request, Step};
+use crate::runlog::{RunKind, RunRecord};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -88,6 +89,10 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
             return Ok(error.exit_status());
         }
     };
+    if !args.dry_run {
+        crate::runlog::start_log(&state, "restore", Some(&policy.name));
+        tracing::info!(policy = %policy.name, backup = %args.backup, "Restore started.");
+    }
     let clock = Instant::now();
     let request = Request {
         backup: Choice::parse(&args.backup),
@@ -121,7 +126,8 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
             record.steps = steps;
             record.seconds = clock.elapsed().as_secs_f64();
             if !args.dry_run {
-                log(&state, &record);
+                tracing::error!(policy = %policy.name, "Restore refused: {error}");
+                log(&state, &record, None);
                 notify_failure(&policy, format!("restore refused: {error}"), &record);
             }
             return Ok(if error.is_verification() {
@@ -184,6 +190,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
                 "refused"
             };
             record.error = Some(error.to_string());
+            tracing::error!(policy = %policy.name, target = %prepared.target.describe(), result = record.result, "Restore failed: {error}");
             eprintln!("error: restore failed: {error}");
             match rollback {
                 Some(detail) => {
@@ -224,7 +231,11 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
     if let Some(safety) = &outcome.safety_backup {
         println!("Safety backup: {safety} (tagged pre-restore; `backup list` shows it).");
     }
-    log(&state, &record);
+    log(
+        &state,
+        &record,
+        Some(prepared.chosen.record.metadata.artifact.size),
+    );
     if status != ExitStatus::Success {
         let error = format!(
             "restore into {} {}: {}",
@@ -245,7 +256,9 @@ fn notify_failure(policy: &crate::policy::Policy, error: String, record: &LogRec
     }
 }
 
-fn log(state: &crate::state::StateDir, record: &LogRecord) {
+/// Appends `record` to the restore log, and a run record (kind `restore`,
+/// `bytes` the backup's stored size) to the policy's run records.
+fn log(state: &crate::state::StateDir, record: &LogRecord, bytes: Option<u64>) {
     let written = state
         .ensure("logs")
         .map_err(|error| error.to_string())
@@ -255,6 +268,20 @@ fn log(state: &crate::state::StateDir, record: &LogRecord) {
         });
     if let Err(error) = written {
         eprintln!("warning: cannot append to the restore log: {error}");
+    }
+    let mut run = RunRecord::new(&record.policy, RunKind::Restore, record.at);
+    run.backup = record.backup.clone();
+    run.bytes = bytes;
+    if record.result != "restored" {
+        run = run.failed(
+            record
+                .error
+                .clone()
+                .unwrap_or_else(|| record.result.to_owned()),
+        );
+    }
+    if let Err(error) = crate::runlog::record(state, &run) {
+        eprintln!("warning: run record not written: {error}");
     }
 }
 

@@ -7,8 +7,9 @@
 //! drill's by its comment ([`scratch_marker`]) and dropped afterwards
 //! whatever happened. Only marked databases are taken for abandoned ones. Evidence records are JSON files under
 //! `<state>/restore-tests/<policy>/`, one per drill; `plan` reads the newest
-//! passing one to decide when the next drill is due. Never touches the
-//! policy's own database.
+//! passing one to decide when the next drill is due; each drill also
+//! appends a run record of kind `drill` to `<state>/runs/<policy>.jsonl`.
+//! Never touches the policy's own database.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ use super::{Choice, Request, Step};
 use crate::inventory::base_id;
 use crate::policy::Policy;
 use crate::policy::spec::SourceSpec;
+use crate::runlog::{RunKind, RunRecord};
+use crate::state::StateDir;
 
 /// Version of the evidence record format.
 pub const EVIDENCE_VERSION: u32 = 1;
@@ -405,6 +408,41 @@ pub fn publish(policy: &Policy, evidence: &Evidence) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The run record of a drill (kind `drill`): it never counts toward, nor
+/// ends, the policy's backup failures (see [`crate::runlog::RunKind::is_backup`]).
+pub fn run_record(evidence: &Evidence) -> RunRecord {
+    let mut record = RunRecord::new(&evidence.policy, RunKind::Drill, evidence.started_at);
+    record.finished_at = evidence.finished_at;
+    record.duration_seconds = evidence.seconds;
+    record.backup = evidence.backup.clone();
+    record.bytes = evidence.artifact.as_ref().map(|artifact| artifact.size);
+    match &evidence.error {
+        Some(error) if !evidence.passed() => record.failed(error.clone()),
+        None if !evidence.passed() => record.failed("failed"),
+        _ => record,
+    }
+}
+
+/// Keeps what a finished drill found: its evidence record in the state
+/// folder (the path returned), beside the backups when it passed, and its
+/// run record. What could not be kept beside the backups or in the run
+/// records comes back as problems, one a line: they never fail a drill.
+pub fn keep(
+    state: &StateDir,
+    policy: &Policy,
+    evidence: &Evidence,
+) -> (std::io::Result<PathBuf>, Vec<String>) {
+    let written = write_evidence(state.path(), evidence);
+    let mut problems: Vec<String> = publish(policy, evidence)
+        .into_iter()
+        .map(|problem| format!("drill evidence not put beside the backups on {problem}"))
+        .collect();
+    if let Err(error) = crate::runlog::record(state, &run_record(evidence)) {
+        problems.push(format!("run record not written: {error}"));
+    }
+    (written, problems)
 }
 
 /// When the newest passing drill of `policy` started, from its evidence records.

@@ -439,3 +439,104 @@ fn a_restore_blocked_by_a_lock_says_who_holds_it_and_gives_up_without_changing_a
     );
     assert_eq!(count("locked", "a"), "4");
 }
+
+/// The run records of policy `app` in `dir`'s state folder: (kind, result, log).
+fn run_records(dir: &Path) -> Vec<(String, String, Option<String>)> {
+    std::fs::read_to_string(dir.join(".state/runs/app.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                record["kind"].as_str().unwrap().to_owned(),
+                record["result"].as_str().unwrap().to_owned(),
+                record["log"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn restores_and_drills_write_run_records_and_logs_but_never_end_a_backup_failure_streak() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let database = dir.join("app.db");
+    super::common::sqlite3(
+        &database,
+        "CREATE TABLE t (x); INSERT INTO t VALUES (1), (2);",
+    );
+    let policy = write_policy(
+        dir,
+        "app",
+        "    sqlite:\n      path: app.db",
+        &dir.join("store"),
+    );
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str("  verify:\n    restore-test: daily\n");
+    std::fs::write(&policy, text).unwrap();
+    let sqlite = |args: &[&str]| {
+        let mut all = vec!["-p", "app.yaml"];
+        all.extend_from_slice(args);
+        super::common::run(dir, &all)
+    };
+    assert_eq!(sqlite(&["run", "app"]).code, 0);
+    // The source breaks: the next backup fails.
+    std::fs::rename(&database, dir.join("saved.db")).unwrap();
+    std::fs::create_dir(&database).unwrap();
+    assert_eq!(sqlite(&["run", "app"]).code, 1);
+
+    // apply has only a drill to do: it records a drill, no apply.
+    let crontab = dir.join("crontab");
+    let crontab = crontab.to_str().unwrap();
+    let applied = sqlite(&["apply", "--auto-approve", "--crontab-file", crontab]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    assert!(applied.stdout.contains("restore-test"), "{applied:?}");
+    let drilled = sqlite(&["verify", "--restore-test"]);
+    assert_eq!(drilled.code, 0, "{drilled:?}");
+    let restored = sqlite(&["restore", "app", "--to", "restored.db", "--yes"]);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    // A dry run leaves no record.
+    assert_eq!(
+        sqlite(&["restore", "app", "--to", "restored.db", "--dry-run"]).code,
+        0
+    );
+    // A refused restore is a failed one.
+    let refused = sqlite(&["restore", "app", "--backup", "20000101T000000Z", "--yes"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+
+    let records = run_records(dir);
+    let kinds: Vec<(&str, &str)> = records
+        .iter()
+        .map(|(kind, result, _)| (kind.as_str(), result.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("run", "ok"),
+            ("run", "failed"),
+            ("drill", "ok"),
+            ("drill", "ok"),
+            ("restore", "ok"),
+            ("restore", "failed"),
+        ]
+    );
+    // Each restore and drill has its per-run log, under <state>/logs/runs/.
+    for (kind, _, log) in &records[2..] {
+        let log = log.as_deref().unwrap_or_else(|| panic!("{kind}: no log"));
+        assert!(
+            Path::new(log).starts_with(dir.join(".state/logs/runs")),
+            "{log}"
+        );
+        assert!(Path::new(log).is_file(), "{log}");
+    }
+    let restore_log = std::fs::read_to_string(records[4].2.as_deref().unwrap()).unwrap();
+    assert!(restore_log.contains("Restore started."), "{restore_log}");
+    assert!(restore_log.contains("Restore finished."), "{restore_log}");
+    // The backup failure streak is the backups' alone.
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".state/.backup_status")).unwrap()).unwrap();
+    let app = &status["policies"]["app"];
+    assert_eq!(app["consecutive_failures"], 1, "{app}");
+    assert_eq!(app["last_attempt"]["kind"], "run", "{app}");
+    assert_eq!(app["last_attempt"]["result"], "failed", "{app}");
+}
