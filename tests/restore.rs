@@ -363,6 +363,7 @@ fn a_thousand_bit_flips_and_truncations_are_refused_before_the_target_is_touched
         from: None,
         to: None,
         jobs: None,
+        lock_timeout: None,
         // What a restore checks before it writes: the stored bytes only.
         dry_run: false,
     };
@@ -764,21 +765,7 @@ fn a_failing_rename_leaves_the_sqlite_target_as_it_was() {
 
 /// Every user table of `database` and its full contents, sorted.
 fn pg_contents(cluster: &Cluster, database: &str) -> BTreeMap<String, String> {
-    let tables = cluster.sql(
-        database,
-        "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables
-         WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
-    );
-    tables
-        .lines()
-        .map(|table| {
-            let rows = cluster.sql(
-                database,
-                &format!("SELECT coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '') FROM {table} r"),
-            );
-            (table.to_owned(), rows)
-        })
-        .collect()
+    cluster.contents(database)
 }
 
 fn pg_setup(cluster: &Cluster, database: &str) {

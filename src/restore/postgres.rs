@@ -163,6 +163,13 @@ impl PostgresTarget {
         )
     }
 
+    /// A session on this database.
+    fn session(&self) -> Result<(tokio::runtime::Runtime, tokio_postgres::Client), Error> {
+        self.connection
+            .connect_blocking(None)
+            .map_err(|error| fail(error.to_string()))
+    }
+
     fn maintenance(&self) -> Result<(tokio::runtime::Runtime, tokio_postgres::Client), Error> {
         // `template1` when the role may not connect to `postgres`.
         self.connection
@@ -237,10 +244,7 @@ impl PostgresTarget {
     /// `schema.table` of every table in the database, and whether it is
     /// partitioned (its rows are its partitions').
     fn tables_by_kind(&self) -> Result<BTreeMap<String, bool>, Error> {
-        let (runtime, client) = self
-            .connection
-            .connect_blocking(None)
-            .map_err(|error| fail(error.to_string()))?;
+        let (runtime, client) = self.session()?;
         runtime.block_on(async {
             let rows = client
                 .query(
@@ -333,10 +337,7 @@ impl PostgresTarget {
 
     /// Foreign keys and views of this database, and the tables they depend on.
     fn dependents(&self) -> Result<Vec<Dependent>, Error> {
-        let (runtime, client) = self
-            .connection
-            .connect_blocking(None)
-            .map_err(|error| fail(error.to_string()))?;
+        let (runtime, client) = self.session()?;
         runtime.block_on(async {
             let rows = client
                 .query(
@@ -577,10 +578,7 @@ impl PostgresTarget {
         if tables.is_empty() {
             return Ok(());
         }
-        let (runtime, client) = self
-            .connection
-            .connect_blocking(None)
-            .map_err(|error| fail(error.to_string()))?;
+        let (runtime, client) = self.session()?;
         runtime.block_on(async {
             let probed = client
                 .batch_execute(&format!(
@@ -749,10 +747,7 @@ impl PostgresTarget {
         &self,
         tables: impl IntoIterator<Item = &'a String>,
     ) -> Result<BTreeMap<String, u64>, Error> {
-        let (runtime, client) = self
-            .connection
-            .connect_blocking(None)
-            .map_err(|error| fail(error.to_string()))?;
+        let (runtime, client) = self.session()?;
         let mut actual = BTreeMap::new();
         runtime.block_on(async {
             for table in tables {
@@ -781,10 +776,7 @@ impl PostgresTarget {
         if added.is_empty() {
             return Ok(());
         }
-        let (runtime, client) = self
-            .connection
-            .connect_blocking(None)
-            .map_err(|error| fail(error.to_string()))?;
+        let (runtime, client) = self.session()?;
         let statements: Vec<String> = added
             .iter()
             .filter_map(|table| table.split_once('.'))

@@ -57,24 +57,7 @@ fn ok(dir: &Path, args: &[&str]) -> Run {
 
 /// Every user table of `database` and its rows, sorted.
 fn contents(database: &str) -> BTreeMap<String, String> {
-    let cluster = cluster();
-    let tables = cluster.sql(
-        database,
-        "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables
-         WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
-    );
-    tables
-        .lines()
-        .map(|table| {
-            let rows = cluster.sql(
-                database,
-                &format!(
-                    "SELECT coalesce(string_agg(r::text, ',' ORDER BY r::text), '') FROM {table} r"
-                ),
-            );
-            (table.to_owned(), rows)
-        })
-        .collect()
+    cluster().contents(database)
 }
 
 fn count(database: &str, table: &str) -> String {
