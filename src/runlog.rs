@@ -63,6 +63,14 @@ impl RunKind {
             RunKind::Drill => "drill",
         }
     }
+
+    /// Whether this is a backup's attempt (`run`, `apply`). Only those set
+    /// the policy's last attempt, last success, last failure and failure
+    /// streak in `.backup_status` (which `recovery` notifications and
+    /// `status` follow); restores and drills are kept in the records only.
+    pub fn is_backup(self) -> bool {
+        matches!(self, RunKind::Run | RunKind::Apply)
+    }
 }
 
 /// How an attempt ended.
@@ -166,8 +174,9 @@ impl Default for Summary {
     }
 }
 
-/// Appends `record` to its policy's records and updates `.backup_status`.
-/// Returns the policy's summary as it was before (to tell a recovery).
+/// Appends `record` to its policy's records and, for a backup's attempt
+/// ([`RunKind::is_backup`]), updates `.backup_status`. Returns the policy's
+/// summary as it was before (to tell a recovery).
 pub fn record(state: &StateDir, record: &RunRecord) -> Result<PolicySummary, Error> {
     let folder = state.ensure("runs")?;
     let path = folder.join(format!("{}.jsonl", record.policy));
@@ -191,6 +200,12 @@ pub fn record(state: &StateDir, record: &RunRecord) -> Result<PolicySummary, Err
     file.write_all(&line)
         .and_then(|()| file.sync_data())
         .map_err(io_error("cannot append to", &path))?;
+    if !record.kind.is_backup() {
+        return Ok(summary(state)
+            .policies
+            .remove(&record.policy)
+            .unwrap_or_default());
+    }
     update(state, |summary| {
         let entry = summary.policies.entry(record.policy.clone()).or_default();
         let previous = entry.clone();
@@ -393,6 +408,41 @@ mod tests {
             let mode = fs::metadata(&file).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{}", file.display());
         }
+    }
+
+    #[test]
+    fn restores_and_drills_are_recorded_but_never_end_or_extend_a_backup_failure_streak() {
+        let folder = tempfile::tempdir().unwrap();
+        let state = StateDir::new(folder.path());
+        let started = Utc::now();
+        record(
+            &state,
+            &RunRecord::new("app", RunKind::Run, started).failed("down"),
+        )
+        .unwrap();
+        record(&state, &RunRecord::new("app", RunKind::Restore, started)).unwrap();
+        record(
+            &state,
+            &RunRecord::new("app", RunKind::Drill, started).failed("bad"),
+        )
+        .unwrap();
+        let before = record(&state, &RunRecord::new("app", RunKind::Drill, started)).unwrap();
+        // The backup failed last: a later success is still a recovery.
+        assert_eq!(before.consecutive_failures, 1);
+        assert_eq!(before.last_attempt.unwrap().kind, RunKind::Run);
+        let kinds: Vec<RunKind> = recent(&state, "app", 10)
+            .into_iter()
+            .map(|record| record.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                RunKind::Run,
+                RunKind::Restore,
+                RunKind::Drill,
+                RunKind::Drill
+            ]
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 use crate::destination::Destination;
 use crate::inventory::metadata::{self, hex};
 use crate::inventory::{BackupMetadata, BackupRecord, RecordState};
+use crate::source::postgres::{drain, joined};
 
 /// Size of the chunks data is streamed in.
 const CHUNK: usize = 256 * 1024;
@@ -138,47 +139,17 @@ pub fn check_sidecar(
 
 /// Full verification before a restore: the sidecar, the data, and that the
 /// decoded data is readable by its tool. `pg_restore` is the program used
-/// for PostgreSQL dumps.
+/// for PostgreSQL dumps; for those, returns the dump's table of contents
+/// as `pg_restore --list --verbose` printed it.
 pub fn verify_restorable(
     destination: &dyn Destination,
     record: &BackupRecord,
     pg_restore: &Path,
-) -> Result<(), Problem> {
+) -> Result<Option<String>, Problem> {
     check_sidecar(destination, &record.metadata)?;
     match record.metadata.source.kind.as_str() {
         "postgres" => {
-            let mut list = Command::new(pg_restore)
-                .arg("--list")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|error| {
-                    Problem::Write(format!("cannot run `{}`: {error}", pg_restore.display()))
-                })?;
-            let stderr = list.stderr.take().map(|mut stderr| {
-                std::thread::spawn(move || {
-                    let mut text = String::new();
-                    let _ = stderr.read_to_string(&mut text);
-                    text
-                })
-            });
-            let mut sink = Tolerant(list.stdin.take());
-            let streamed = verify_into(destination, record, &mut sink);
-            drop(sink);
-            let status = list.wait();
-            let stderr = stderr
-                .and_then(|handle| handle.join().ok())
-                .unwrap_or_default();
-            streamed?;
-            let status = status.map_err(|error| Problem::Write(error.to_string()))?;
-            if !status.success() {
-                return Err(Problem::Unrestorable(format!(
-                    "pg_restore --list cannot read it ({status}): {}",
-                    stderr.trim()
-                )));
-            }
-            Ok(())
+            list_contents(pg_restore, |sink| verify_into(destination, record, sink)).map(Some)
         }
         "sqlite" => {
             let mut header = Header(Vec::with_capacity(16));
@@ -188,12 +159,73 @@ pub fn verify_restorable(
                     "it does not start with the SQLite header".to_owned(),
                 ));
             }
-            Ok(())
+            Ok(None)
         }
         other => Err(Problem::Unrestorable(format!(
             "unknown source kind `{other}`"
         ))),
     }
+}
+
+/// The table of contents of a PostgreSQL dump, as `pg_restore --list
+/// --verbose` prints it, from the head of its data only: a custom-format
+/// dump starts with it, and `pg_restore` stops reading there. Checks
+/// nothing else ([`verify_stored`] and the restore's own stream do).
+pub fn read_listing(
+    destination: &dyn Destination,
+    record: &BackupRecord,
+    pg_restore: &Path,
+) -> Result<String, Problem> {
+    let reader = open_data(destination, record)?;
+    list_contents(pg_restore, |sink| {
+        let mut decoder = GzDecoder::new(reader);
+        let mut buffer = vec![0_u8; CHUNK];
+        while !sink.closed() {
+            match decoder.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(count) => sink
+                    .write_all(&buffer[..count])
+                    .map_err(|error| Problem::Write(error.to_string()))?,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(Problem::Read(error.to_string())),
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `pg_restore --list --verbose`, has `feed` write the decoded dump
+/// into it, and returns what it printed.
+fn list_contents(
+    pg_restore: &Path,
+    feed: impl FnOnce(&mut Tolerant<std::process::ChildStdin>) -> Result<(), Problem>,
+) -> Result<String, Problem> {
+    let mut list = Command::new(pg_restore)
+        .args(["--list", "--verbose"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| {
+            Problem::Write(format!("cannot run `{}`: {error}", pg_restore.display()))
+        })?;
+    let stdout = drain(list.stdout.take());
+    let stderr = drain(list.stderr.take());
+    let mut sink = Tolerant(list.stdin.take());
+    let streamed = feed(&mut sink);
+    drop(sink);
+    let status = list.wait();
+    let stdout = joined(stdout);
+    let stderr = joined(stderr);
+    streamed?;
+    let status = status.map_err(|error| Problem::Write(error.to_string()))?;
+    if !status.success() {
+        return Err(Problem::Unrestorable(format!(
+            "pg_restore --list cannot read it ({status}): {}",
+            stderr.trim()
+        )));
+    }
+    Ok(stdout)
 }
 
 /// Streams `record`'s data from `destination`, decompressed, into `sink`,
@@ -287,6 +319,13 @@ impl<R: Read> Read for Hashing<R> {
 /// once it has the table of contents); its exit status tells whether it
 /// could read the data.
 struct Tolerant<W>(Option<W>);
+
+impl<W> Tolerant<W> {
+    /// Whether the child stopped reading.
+    fn closed(&self) -> bool {
+        self.0.is_none()
+    }
+}
 
 impl<W: Write> Write for Tolerant<W> {
     fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {

@@ -364,6 +364,7 @@ fn a_thousand_bit_flips_and_truncations_are_refused_before_the_target_is_touched
         from: None,
         to: None,
         jobs: None,
+        lock_timeout: None,
         // What a restore checks before it writes: the stored bytes only.
         dry_run: false,
     };
@@ -769,21 +770,7 @@ fn a_failing_rename_leaves_the_sqlite_target_as_it_was() {
 
 /// Every user table of `database` and its full contents, sorted.
 fn pg_contents(cluster: &Cluster, database: &str) -> BTreeMap<String, String> {
-    let tables = cluster.sql(
-        database,
-        "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables
-         WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
-    );
-    tables
-        .lines()
-        .map(|table| {
-            let rows = cluster.sql(
-                database,
-                &format!("SELECT coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '') FROM {table} r"),
-            );
-            (table.to_owned(), rows)
-        })
-        .collect()
+    cluster.contents(database)
 }
 
 fn pg_setup(cluster: &Cluster, database: &str) {
@@ -928,6 +915,14 @@ fn postgres_round_trip_into_the_database_a_new_one_and_in_parallel() {
         backup::restore::drill::scratch_database_prefix("app", "app")
     );
     cluster.sql("postgres", &format!("CREATE DATABASE {abandoned}"));
+    // Marked as a drill marks its scratch databases (only marked ones are dropped).
+    cluster.sql(
+        "postgres",
+        &format!(
+            "COMMENT ON DATABASE {abandoned} IS '{}'",
+            backup::restore::drill::scratch_marker("app")
+        ),
+    );
     // Another policy's scratch database on the same server is not this drill's to drop.
     let other = format!(
         "{}deadbeef",

@@ -542,11 +542,12 @@ fn restore_test(policy: &Policy, options: &Options) -> Result<String, String> {
         .as_deref()
         .ok_or_else(|| "no state folder to keep the evidence in".to_owned())?;
     let evidence = crate::restore::drill::run(policy, None);
-    let path = crate::restore::drill::write_evidence(state, &evidence)
-        .map_err(|error| format!("cannot write the evidence record: {error}"))?;
-    for problem in crate::restore::drill::publish(policy, &evidence) {
-        tracing::warn!(policy = %policy.name, "Drill evidence not put beside the backups: {problem}");
+    let (written, problems) =
+        crate::restore::drill::keep(&crate::state::StateDir::new(state), policy, &evidence);
+    for problem in problems {
+        tracing::warn!(policy = %policy.name, "{problem}");
     }
+    let path = written.map_err(|error| format!("cannot write the evidence record: {error}"))?;
     let backup = evidence.backup.as_deref().unwrap_or("-");
     if evidence.passed() {
         tracing::info!(policy = %policy.name, backup, "Restore drill passed.");

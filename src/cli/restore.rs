@@ -12,6 +12,7 @@ use clap::Args;
 use super::{GlobalArgs, human_bytes, load_policies};
 use crate::exit::ExitStatus;
 use crate::restore::{self, Choice, Ending, LogRecord, Prepared, Request, Step};
+use crate::runlog::{RunKind, RunRecord};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -40,6 +41,33 @@ pub struct RestoreArgs {
     /// (faster; not one transaction, so a failure is rolled back from the safety backup).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: Option<u32>,
+    /// PostgreSQL: how long to wait for a lock another session holds (an open transaction
+    /// that read a table the restore drops) before giving up, changing nothing: `30s`,
+    /// `5m`, `1h`, or `0` to wait for ever. What it waits for is shown while it waits.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
+    pub lock_timeout: std::time::Duration,
+}
+
+/// `30s`, `5m`, `1h`, or a number of seconds.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match text.find(|character: char| !character.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a duration like `30s`, `5m` or `1h`"
+            ));
+        }
+    };
+    let count: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like `30s`, `5m` or `1h`"))?;
+    Ok(std::time::Duration::from_secs(count.saturating_mul(scale)))
 }
 
 /// Refuses an empty (or blank) value up front, as a usage error: `--to ''`
@@ -72,12 +100,17 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
             return Ok(error.exit_status());
         }
     };
+    if !args.dry_run {
+        crate::runlog::start_log(&state, "restore", Some(&policy.name));
+        tracing::info!(policy = %policy.name, backup = %args.backup, "Restore started.");
+    }
     let clock = Instant::now();
     let request = Request {
         backup: Choice::parse(&args.backup),
         from: args.from.clone(),
         to: args.to.clone(),
         jobs: args.jobs,
+        lock_timeout: Some(args.lock_timeout),
         dry_run: args.dry_run,
     };
     let mut record = LogRecord {
@@ -104,7 +137,8 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
             record.steps = steps;
             record.seconds = clock.elapsed().as_secs_f64();
             if !args.dry_run {
-                log(&state, &record);
+                tracing::error!(policy = %policy.name, "Restore refused: {error}");
+                log(&state, &record, None);
                 notify_failure(&policy, format!("restore refused: {error}"), &record);
             }
             return Ok(if error.is_verification() {
@@ -169,6 +203,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
                 "refused"
             };
             record.error = Some(error.to_string());
+            tracing::error!(policy = %policy.name, target = %prepared.target.describe(), result = record.result, "Restore failed: {error}");
             stderrln!("error: restore failed: {error}");
             match rollback {
                 Some(detail) => {
@@ -209,7 +244,11 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
     if let Some(safety) = &outcome.safety_backup {
         stdoutln!("Safety backup: {safety} (tagged pre-restore; `backup list` shows it).");
     }
-    log(&state, &record);
+    log(
+        &state,
+        &record,
+        Some(prepared.chosen.record.metadata.artifact.size),
+    );
     if status != ExitStatus::Success {
         let error = format!(
             "restore into {} {}: {}",
@@ -230,7 +269,9 @@ fn notify_failure(policy: &crate::policy::Policy, error: String, record: &LogRec
     }
 }
 
-fn log(state: &crate::state::StateDir, record: &LogRecord) {
+/// Appends `record` to the restore log, and a run record (kind `restore`,
+/// `bytes` the backup's stored size) to the policy's run records.
+fn log(state: &crate::state::StateDir, record: &LogRecord, bytes: Option<u64>) {
     let written = state
         .ensure("logs")
         .map_err(|error| error.to_string())
@@ -240,6 +281,20 @@ fn log(state: &crate::state::StateDir, record: &LogRecord) {
         });
     if let Err(error) = written {
         stderrln!("warning: cannot append to the restore log: {error}");
+    }
+    let mut run = RunRecord::new(&record.policy, RunKind::Restore, record.at);
+    run.backup = record.backup.clone();
+    run.bytes = bytes;
+    if record.result != "restored" {
+        run = run.failed(
+            record
+                .error
+                .clone()
+                .unwrap_or_else(|| record.result.to_owned()),
+        );
+    }
+    if let Err(error) = crate::runlog::record(state, &run) {
+        stderrln!("warning: run record not written: {error}");
     }
 }
 
@@ -287,7 +342,20 @@ pub fn render_plan(prepared: &Prepared) -> String {
                 .unwrap_or_default(),
             if tables == 1 { "" } else { "s" },
             if rows == 1 { "" } else { "s" }
-        ),
+        ) + &prepared
+            .contents
+            .as_ref()
+            .filter(|contents| !contents.without_data.is_empty())
+            .map(|contents| {
+                let names: Vec<&str> = contents.without_data.iter().map(String::as_str).collect();
+                format!(
+                    ", and {} without {} rows: {}",
+                    names.len(),
+                    if names.len() == 1 { "its" } else { "their" },
+                    names.join(", ")
+                )
+            })
+            .unwrap_or_default(),
     );
     let verified = prepared
         .steps
@@ -310,7 +378,97 @@ pub fn render_plan(prepared: &Prepared) -> String {
             }
         ),
     );
-    line("replaces", info.replaces.clone());
+    line(
+        "replaces",
+        match prepared.kept() {
+            Some(_) => format!("{}, but what it keeps (below)", info.replaces),
+            None => info.replaces.clone(),
+        },
+    );
+    if let (Some(contents), Some(tables)) = (&prepared.contents, &info.tables) {
+        let kept: Vec<&String> = prepared
+            .kept()
+            .map_or_else(Vec::new, |kept| kept.tables().collect());
+        let dropped: Vec<&str> = contents
+            .tables
+            .intersection(tables)
+            .filter(|table| !kept.contains(table))
+            .map(String::as_str)
+            .collect();
+        if !dropped.is_empty() {
+            line(
+                "drops",
+                format!(
+                    "{} table{} and recreates {} from the backup: {}",
+                    dropped.len(),
+                    if dropped.len() == 1 { "" } else { "s" },
+                    if dropped.len() == 1 { "it" } else { "them" },
+                    dropped.join(", ")
+                ),
+            );
+        }
+    }
+    if let Some(kept) = prepared.kept() {
+        let rows = |table: &String| {
+            kept.rows_before
+                .get(table)
+                .map_or_else(String::new, |rows| format!(" ({rows} rows)"))
+        };
+        let names = |tables: &[String]| {
+            tables
+                .iter()
+                .map(|table| format!("{table}{}", rows(table)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !kept.keep.tables.is_empty() {
+            line(
+                "keeps",
+                format!(
+                    "{}, as {} with {} rows, indexes, constraints, triggers and sequences: the backup holds {} definition, not {} rows",
+                    names(&kept.keep.tables),
+                    if kept.keep.tables.len() == 1 {
+                        "it is"
+                    } else {
+                        "they are"
+                    },
+                    if kept.keep.tables.len() == 1 {
+                        "its"
+                    } else {
+                        "their"
+                    },
+                    if kept.keep.tables.len() == 1 {
+                        "its"
+                    } else {
+                        "their"
+                    },
+                    if kept.keep.tables.len() == 1 {
+                        "its"
+                    } else {
+                        "their"
+                    },
+                ),
+            );
+        }
+        if !kept.keep.also.is_empty() {
+            line(
+                "keeps",
+                format!(
+                    "also {}, as it is (a partition of a kept table, or needed by one): the backup's rows for it are not restored",
+                    names(&kept.keep.also)
+                ),
+            );
+        }
+        if !kept.keep.schemas.is_empty() {
+            line(
+                "keeps",
+                format!(
+                    "schema {} (not dropped: it holds kept tables or tables the backup does not hold)",
+                    kept.keep.schemas.join(", ")
+                ),
+            );
+        }
+    }
     line(
         "space",
         match &info.space {
@@ -364,12 +522,44 @@ pub fn render_plan(prepared: &Prepared) -> String {
                 "integrity_check, foreign_key_check and row counts of {tables} table{}, before the rename",
                 if tables == 1 { "" } else { "s" }
             ),
-            restore::Target::Postgres(_) => format!(
-                "row counts of {tables} table{}",
-                if tables == 1 { "" } else { "s" }
-            ),
+            restore::Target::Postgres(_) => {
+                let kept: Vec<&String> = prepared
+                    .kept()
+                    .map_or_else(Vec::new, |kept| kept.tables().collect());
+                let counted = metadata
+                    .source
+                    .row_counts
+                    .keys()
+                    .filter(|table| !kept.contains(table))
+                    .count();
+                format!(
+                    "row counts of {counted} table{}{}",
+                    if counted == 1 { "" } else { "s" },
+                    if kept.is_empty() {
+                        ""
+                    } else {
+                        ", and that the kept tables are still there with their rows"
+                    }
+                )
+            }
         },
     );
+    if let restore::Target::Postgres(target) = &prepared.target
+        && info.exists
+    {
+        line(
+            "locks",
+            if target.lock_timeout().is_zero() {
+                "waits for ever for locks other sessions hold on what it drops (--lock-timeout 0)"
+                    .to_owned()
+            } else {
+                format!(
+                    "waits at most {} (--lock-timeout) for locks other sessions hold on what it drops, then gives up and changes nothing",
+                    restore::locks::describe_timeout(target.lock_timeout())
+                )
+            },
+        );
+    }
     line(
         "on failure",
         if info.exists {

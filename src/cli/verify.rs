@@ -123,6 +123,7 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
         Err(status) => return Ok(status),
     };
     let state = global.state();
+    crate::runlog::start_log(&state, "verify", args.policy.as_deref());
     let mut failed = 0;
     let mut errors = 0;
     let mut locked = 0;
@@ -141,9 +142,9 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
             }
         };
         let evidence = crate::restore::drill::run(policy, args.backup.as_deref());
-        let written = crate::restore::drill::write_evidence(state.path(), &evidence);
-        for problem in crate::restore::drill::publish(policy, &evidence) {
-            stderrln!("warning: drill evidence not put beside the backups on {problem}");
+        let (written, problems) = crate::restore::drill::keep(&state, policy, &evidence);
+        for problem in problems {
+            stderrln!("warning: {problem}");
         }
         let backup = evidence.backup.as_deref().unwrap_or("-");
         if evidence.passed() {

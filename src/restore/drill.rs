@@ -3,11 +3,13 @@
 //! and keep the evidence.
 //!
 //! The scratch target is a temporary SQLite file, or a temporary database
-//! `<db>_restore_test_<random>` on the policy's own server, dropped
-//! afterwards whatever happened. Evidence records are JSON files under
+//! `<db>_restore_test_<random>` on the policy's own server, marked as the
+//! drill's by its comment ([`scratch_marker`]) and dropped afterwards
+//! whatever happened. Only marked databases are taken for abandoned ones. Evidence records are JSON files under
 //! `<state>/restore-tests/<policy>/`, one per drill; `plan` reads the newest
-//! passing one to decide when the next drill is due. Never touches the
-//! policy's own database.
+//! passing one to decide when the next drill is due; each drill also
+//! appends a run record of kind `drill` to `<state>/runs/<policy>.jsonl`.
+//! Never touches the policy's own database.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ use super::{Choice, Request, Step};
 use crate::inventory::base_id;
 use crate::policy::Policy;
 use crate::policy::spec::SourceSpec;
+use crate::runlog::{RunKind, RunRecord};
+use crate::state::StateDir;
 
 /// Version of the evidence record format.
 pub const EVIDENCE_VERSION: u32 = 1;
@@ -127,6 +131,7 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
         from: None,
         to: None,
         jobs: None,
+        lock_timeout: None,
         dry_run: false,
     };
     // Pick and verify exactly as a restore does, without touching the real target.
@@ -142,7 +147,7 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
             &candidate.record,
             &program,
         ) {
-            Ok(()) => {
+            Ok(_) => {
                 chosen = Some(candidate);
                 break;
             }
@@ -193,9 +198,10 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
     let scratch = Scratch::create(policy, &metadata.id)?;
     evidence.scratch_target = Some(scratch.target().describe());
     let started = Instant::now();
-    let restored = scratch
-        .target()
-        .restore(chosen.destination.as_ref(), &chosen.record, None);
+    let restored =
+        scratch
+            .target()
+            .restore(chosen.destination.as_ref(), &chosen.record, None, None);
     let result = match restored {
         Err(failed) => {
             evidence
@@ -208,7 +214,7 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
                 .steps
                 .push((&Step::timed("restore", started, true, detail)).into());
             let started = Instant::now();
-            let checked = scratch.target().check(metadata);
+            let checked = scratch.target().check(metadata, None);
             // Actual counts, also when they do not match.
             let actual = scratch.target().count_rows(metadata);
             for (table, rows) in &mut evidence.row_counts {
@@ -268,6 +274,18 @@ pub fn scratch_database_prefix(policy: &str, database: &str) -> String {
     format!("{base}_restore_test_{}_", &hash[..6])
 }
 
+/// The comment that marks a scratch database of `policy`'s drills: only
+/// databases named `<prefix>…` that carry it are dropped as abandoned, never
+/// a database of someone else's that happens to match the name.
+pub fn scratch_marker(policy: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let hash = crate::inventory::metadata::hex(&Sha256::digest(policy.as_bytes()));
+    format!(
+        "backup: restore-test scratch database of policy {policy} ({}); dropped by its drill",
+        &hash[..12]
+    )
+}
+
 impl Scratch {
     fn create(policy: &Policy, id: &str) -> Result<Scratch, String> {
         match &policy.source {
@@ -283,12 +301,18 @@ impl Scratch {
             SourceSpec::Postgres(spec) => {
                 let own = PostgresTarget::resolve(spec, None).map_err(|error| error.to_string())?;
                 let prefix = scratch_database_prefix(&policy.name, own.database());
-                for name in own.drop_abandoned(&prefix) {
+                let marker = scratch_marker(&policy.name);
+                for name in own.drop_abandoned(&prefix, &marker) {
                     tracing::warn!(policy = %policy.name, database = %name, "Dropped a scratch database left by a killed drill.");
                 }
                 let name = format!("{prefix}{}", super::random_suffix());
                 let target = own.sibling(&name);
                 target.create().map_err(|error| error.to_string())?;
+                // Only marked databases are ever dropped as abandoned.
+                if let Err(error) = target.mark(&marker) {
+                    let _ = target.remove();
+                    return Err(error.to_string());
+                }
                 Ok(Scratch::Postgres {
                     target: super::Target::Postgres(Box::new(target)),
                     removed: false,
@@ -381,6 +405,41 @@ pub fn publish(policy: &Policy, evidence: &Evidence) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The run record of a drill (kind `drill`): it never counts toward, nor
+/// ends, the policy's backup failures (see [`crate::runlog::RunKind::is_backup`]).
+pub fn run_record(evidence: &Evidence) -> RunRecord {
+    let mut record = RunRecord::new(&evidence.policy, RunKind::Drill, evidence.started_at);
+    record.finished_at = evidence.finished_at;
+    record.duration_seconds = evidence.seconds;
+    record.backup = evidence.backup.clone();
+    record.bytes = evidence.artifact.as_ref().map(|artifact| artifact.size);
+    match &evidence.error {
+        Some(error) if !evidence.passed() => record.failed(error.clone()),
+        None if !evidence.passed() => record.failed("failed"),
+        _ => record,
+    }
+}
+
+/// Keeps what a finished drill found: its evidence record in the state
+/// folder (the path returned), beside the backups when it passed, and its
+/// run record. What could not be kept beside the backups or in the run
+/// records comes back as problems, one a line: they never fail a drill.
+pub fn keep(
+    state: &StateDir,
+    policy: &Policy,
+    evidence: &Evidence,
+) -> (std::io::Result<PathBuf>, Vec<String>) {
+    let written = write_evidence(state.path(), evidence);
+    let mut problems: Vec<String> = publish(policy, evidence)
+        .into_iter()
+        .map(|problem| format!("drill evidence not put beside the backups on {problem}"))
+        .collect();
+    if let Err(error) = crate::runlog::record(state, &run_record(evidence)) {
+        problems.push(format!("run record not written: {error}"));
+    }
+    (written, problems)
 }
 
 /// When the newest passing drill of `policy` started, from its evidence records.

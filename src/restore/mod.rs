@@ -9,6 +9,7 @@
 //! never prints: the command does.
 
 pub mod drill;
+pub mod locks;
 pub mod postgres;
 pub mod sqlite;
 
@@ -104,6 +105,9 @@ pub struct Request {
     pub to: Option<String>,
     /// PostgreSQL: restore with `pg_restore -j N` from a local decompressed copy.
     pub jobs: Option<u32>,
+    /// PostgreSQL: how long to wait for a lock another session holds (zero:
+    /// no limit); default [`locks::DEFAULT_LOCK_TIMEOUT`].
+    pub lock_timeout: Option<std::time::Duration>,
     /// Only a plan is wanted: verify with every check up front (see [`prepare`]).
     pub dry_run: bool,
 }
@@ -201,22 +205,30 @@ impl Target {
         }
     }
 
+    /// Restores `record` into the target; `contents` (PostgreSQL) says what
+    /// it replaces and what it leaves as it is.
     fn restore(
         &self,
         destination: &dyn Destination,
         record: &BackupRecord,
         jobs: Option<u32>,
+        contents: Option<&postgres::Contents>,
     ) -> Result<String, Failed> {
         match self {
             Target::Sqlite(target) => target.restore(destination, record),
-            Target::Postgres(target) => target.restore(destination, record, jobs),
+            Target::Postgres(target) => target.restore(destination, record, jobs, contents),
         }
     }
 
-    pub fn check(&self, metadata: &BackupMetadata) -> Result<Checked, Error> {
+    /// Checks the target against `metadata`, and that what was `kept` still is.
+    pub fn check(
+        &self,
+        metadata: &BackupMetadata,
+        kept: Option<&postgres::Kept>,
+    ) -> Result<Checked, Error> {
         match self {
             Target::Sqlite(target) => target.check(metadata),
-            Target::Postgres(target) => target.check(metadata),
+            Target::Postgres(target) => target.check(metadata, kept),
         }
     }
 
@@ -259,6 +271,8 @@ pub struct Prepared {
     pub chosen: Chosen,
     pub target: Target,
     pub info: TargetInfo,
+    /// PostgreSQL: what the dump holds against what the target holds.
+    pub contents: Option<postgres::Contents>,
     pub jobs: Option<u32>,
     /// Where the safety backup goes (the policy's first destination), if one is needed.
     pub safety_destination: Option<String>,
@@ -275,6 +289,13 @@ impl Prepared {
             0 => artifact.size.saturating_mul(10),
             size => size,
         }
+    }
+
+    /// What the restore leaves as it is in the target (PostgreSQL).
+    pub fn kept(&self) -> Option<&postgres::Kept> {
+        self.contents
+            .as_ref()
+            .and_then(|contents| contents.kept.as_ref())
     }
 }
 
@@ -447,14 +468,27 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
     let mut only_unreadable = true;
     let mut verified = None;
     let program = pg_restore(policy);
+    // The dump's table of contents (PostgreSQL): what the restore drops and creates.
+    let mut listing = None;
     for candidate in candidates {
         let checked = if request.dry_run {
             verify::verify_restorable(candidate.destination.as_ref(), &candidate.record, &program)
         } else {
-            verify::verify_stored(candidate.destination.as_ref(), &candidate.record)
+            verify::verify_stored(candidate.destination.as_ref(), &candidate.record).and_then(
+                |()| match candidate.record.metadata.source.kind.as_str() {
+                    "postgres" => verify::read_listing(
+                        candidate.destination.as_ref(),
+                        &candidate.record,
+                        &program,
+                    )
+                    .map(Some),
+                    _ => Ok(None),
+                },
+            )
         };
         match checked {
-            Ok(()) => {
+            Ok(toc) => {
+                listing = toc;
                 verified = Some(candidate);
                 break;
             }
@@ -513,8 +547,11 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
             checks.join(", ")
         ),
     ));
-    let target =
+    let mut target =
         Target::resolve(policy, request.to.as_deref()).map_err(|error| (error, steps.clone()))?;
+    if let (Target::Postgres(target), Some(timeout)) = (&mut target, request.lock_timeout) {
+        target.set_lock_timeout(timeout);
+    }
     if metadata.source.kind != target.kind() {
         return Err((
             Error::Target(format!(
@@ -536,6 +573,25 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
     let info = target
         .inspect(request.jobs)
         .map_err(|error| (error, steps.clone()))?;
+    let contents = match (&target, &listing) {
+        (Target::Postgres(target), Some(listing)) => Some(
+            target
+                .contents(listing, info.exists)
+                .map_err(|error| (error, steps.clone()))?,
+        ),
+        _ => None,
+    };
+    if let Some(contents) = &contents
+        && !contents.blockers.is_empty()
+    {
+        return Err((
+            Error::Target(format!(
+                "the backup does not hold everything that depends on the tables it replaces, so pg_restore --clean could not drop them: {}. Drop those objects first, or restore into another database with --to",
+                contents.blockers.join("; ")
+            )),
+            steps,
+        ));
+    }
     steps.push(Step::timed("inspect", inspected, true, target.describe()));
     let safety_destination = info
         .exists
@@ -546,6 +602,7 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
         chosen,
         target,
         info,
+        contents,
         jobs: request.jobs,
         safety_destination,
         steps,
@@ -601,7 +658,11 @@ pub fn plan_warnings(prepared: &Prepared) -> Vec<String> {
     if let Some(tables) = &info.tables
         && info.exists
     {
-        let backup: BTreeSet<String> = metadata.source.row_counts.keys().cloned().collect();
+        // The dump's own table of contents when known; else the tables the sidecar counts.
+        let backup: BTreeSet<String> = match &prepared.contents {
+            Some(contents) => contents.tables.clone(),
+            None => metadata.source.row_counts.keys().cloned().collect(),
+        };
         let only_target: Vec<&String> = tables.difference(&backup).collect();
         let only_backup: Vec<&String> = backup.difference(tables).collect();
         if !only_target.is_empty() {
@@ -614,10 +675,23 @@ pub fn plan_warnings(prepared: &Prepared) -> Vec<String> {
                 join(&only_target)
             ));
         }
-        if !only_backup.is_empty() {
+        let without_data = prepared
+            .contents
+            .as_ref()
+            .map(|contents| &contents.without_data);
+        let (empty, created): (Vec<&String>, Vec<&String>) = only_backup
+            .into_iter()
+            .partition(|table| without_data.is_some_and(|tables| tables.contains(*table)));
+        if !created.is_empty() {
             warnings.push(format!(
                 "tables in the backup but not in the target (created): {}",
-                join(&only_backup)
+                join(&created)
+            ));
+        }
+        if !empty.is_empty() {
+            warnings.push(format!(
+                "tables in the backup without their rows and not in the target (created empty): {}",
+                join(&empty)
             ));
         }
     }
@@ -743,15 +817,17 @@ pub fn execute(prepared: &Prepared, observe: &mut dyn FnMut(&Step)) -> Outcome {
     }
 
     let started = Instant::now();
-    let restored =
-        prepared
-            .target
-            .restore(prepared.chosen.destination.as_ref(), record, prepared.jobs);
+    let restored = prepared.target.restore(
+        prepared.chosen.destination.as_ref(),
+        record,
+        prepared.jobs,
+        prepared.contents.as_ref(),
+    );
     let failure = match restored {
         Ok(detail) => {
             push(&mut outcome, Step::timed("restore", started, true, detail));
             let started = Instant::now();
-            match prepared.target.check(metadata) {
+            match prepared.target.check(metadata, prepared.kept()) {
                 Ok(checked) => {
                     push(
                         &mut outcome,
@@ -840,9 +916,9 @@ fn rollback(
         .remove_added(prepared.info.tables.as_ref())?;
     prepared
         .target
-        .restore(destination, safety, None)
+        .restore(destination, safety, None, None)
         .map_err(|failed| failed.error)?;
-    prepared.target.check(&safety.metadata)?;
+    prepared.target.check(&safety.metadata, None)?;
     Ok(format!(
         "restored the safety backup {} and checked it",
         safety.metadata.id
@@ -1019,6 +1095,7 @@ mod tests {
             },
             target,
             info,
+            contents: None,
             jobs: None,
             safety_destination: None,
             steps: Vec::new(),

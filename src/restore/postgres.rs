@@ -8,17 +8,24 @@
 //! `pg_restore -j N`, which is faster but not one transaction: a failure there
 //! is rolled back from the safety backup. A missing database is created.
 //! Connection settings reach `pg_restore` through its environment only.
+//!
+//! A dump that holds some tables without their rows (`exclude-table-data`)
+//! is restored with `--use-list`, leaving those tables, and what hangs on
+//! them, as they are in the database (see [`crate::source::toc`]), so that
+//! `--clean` never empties them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufWriter, Write as _};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use super::{Checked, Error, Failed, TargetInfo};
+use super::{Checked, Error, Failed, TargetInfo, locks};
 use crate::destination::Destination;
 use crate::inventory::{BackupMetadata, BackupRecord};
 use crate::policy::secret::Template;
 use crate::policy::spec::{PostgresSpec, SourceSpec};
-use crate::source::postgres::{Postgres, describe, quote};
+use crate::source::postgres::{Postgres, describe, drain, joined, quote};
+use crate::source::toc::{Keep, Toc};
 use crate::verify;
 
 /// The database connected to for creating and dropping databases.
@@ -29,10 +36,51 @@ pub struct PostgresTarget {
     spec: PostgresSpec,
     connection: Postgres,
     database: String,
+    /// How long the restore's sessions wait for a lock; zero: no limit.
+    lock_timeout: Duration,
 }
 
 fn fail(reason: impl std::fmt::Display) -> Error {
     Error::Target(reason.to_string())
+}
+
+/// What a dump holds, against what the database holds: which tables the
+/// restore replaces, creates, and keeps.
+#[derive(Debug, Clone, Default)]
+pub struct Contents {
+    /// Every table the dump defines.
+    pub tables: BTreeSet<String>,
+    /// The tables it defines without their rows.
+    pub without_data: BTreeSet<String>,
+    /// What the restore leaves as it is in the database, if anything.
+    pub kept: Option<Kept>,
+    /// Objects of the database's that the dump does not hold and that
+    /// depend on a table the restore drops: `pg_restore --clean` would stop
+    /// at them, so the restore is refused.
+    pub blockers: Vec<String>,
+}
+
+/// An object that depends on a table: a foreign key (`name`, of `table`)
+/// or a view (`table`), on `on`.
+struct Dependent {
+    kind: &'static str,
+    table: String,
+    name: String,
+    on: String,
+}
+
+/// What a restore leaves as it is, and the kept tables' rows before it.
+#[derive(Debug, Clone, Default)]
+pub struct Kept {
+    pub keep: Keep,
+    pub rows_before: BTreeMap<String, u64>,
+}
+
+impl Kept {
+    /// Every kept table: those without their rows in the dump, and those kept with them.
+    pub fn tables(&self) -> impl Iterator<Item = &String> {
+        self.keep.tables.iter().chain(&self.keep.also)
+    }
 }
 
 impl PostgresTarget {
@@ -64,11 +112,26 @@ impl PostgresTarget {
             .database()
             .ok_or_else(|| fail("no database is named: give one with --to or in the policy"))?
             .to_owned();
-        Ok(PostgresTarget {
+        let mut target = PostgresTarget {
             spec,
             connection,
             database,
-        })
+            lock_timeout: Duration::ZERO,
+        };
+        target.set_lock_timeout(locks::DEFAULT_LOCK_TIMEOUT);
+        Ok(target)
+    }
+
+    /// How long the restore (and the safety backup before it) waits for a
+    /// lock another session holds before it gives up; zero: no limit.
+    pub fn set_lock_timeout(&mut self, timeout: Duration) {
+        self.lock_timeout = timeout;
+        self.spec.pg_dump_options.clear();
+        if !timeout.is_zero() {
+            self.spec
+                .pg_dump_options
+                .push(format!("--lock-wait-timeout={}", timeout.as_millis()));
+        }
     }
 
     /// A database `database` on the same server as `self`.
@@ -79,11 +142,17 @@ impl PostgresTarget {
             spec,
             connection: self.connection.with_database(database),
             database: database.to_owned(),
+            lock_timeout: self.lock_timeout,
         }
     }
 
     pub fn database(&self) -> &str {
         &self.database
+    }
+
+    /// How long the restore waits for a lock; zero: no limit.
+    pub fn lock_timeout(&self) -> Duration {
+        self.lock_timeout
     }
 
     pub fn describe(&self) -> String {
@@ -92,6 +161,13 @@ impl PostgresTarget {
             self.database,
             self.connection.server()
         )
+    }
+
+    /// A session on this database.
+    fn session(&self) -> Result<(tokio::runtime::Runtime, tokio_postgres::Client), Error> {
+        self.connection
+            .connect_blocking(None)
+            .map_err(|error| fail(error.to_string()))
     }
 
     fn maintenance(&self) -> Result<(tokio::runtime::Runtime, tokio_postgres::Client), Error> {
@@ -164,14 +240,17 @@ impl PostgresTarget {
 
     /// `schema.table` of every table in the database.
     fn tables(&self) -> Result<BTreeSet<String>, Error> {
-        let (runtime, client) = self
-            .connection
-            .connect_blocking(None)
-            .map_err(|error| fail(error.to_string()))?;
+        Ok(self.tables_by_kind()?.into_keys().collect())
+    }
+
+    /// `schema.table` of every table in the database, and whether it is
+    /// partitioned (its rows are its partitions').
+    fn tables_by_kind(&self) -> Result<BTreeMap<String, bool>, Error> {
+        let (runtime, client) = self.session()?;
         runtime.block_on(async {
             let rows = client
                 .query(
-                    "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    "SELECT n.nspname, c.relname, c.relkind = 'p' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                        AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'",
                     &[],
@@ -180,7 +259,120 @@ impl PostgresTarget {
                 .map_err(|error| fail(describe(&error)))?;
             Ok(rows
                 .iter()
-                .map(|row| format!("{}.{}", row.get::<_, String>(0), row.get::<_, String>(1)))
+                .map(|row| {
+                    (
+                        format!("{}.{}", row.get::<_, String>(0), row.get::<_, String>(1)),
+                        row.get::<_, bool>(2),
+                    )
+                })
+                .collect())
+        })
+    }
+
+    /// What the dump with table of contents `listing` would replace, create
+    /// and keep here. Kept: the tables it holds without their rows that
+    /// this database has (with their rows), and the schemas that hold
+    /// tables of this database's that the dump does not.
+    pub fn contents(&self, listing: &str, exists: bool) -> Result<Contents, Error> {
+        let toc = Toc::parse(listing);
+        let mut contents = Contents {
+            tables: toc.tables(),
+            without_data: toc.tables_without_data(),
+            kept: None,
+            blockers: Vec::new(),
+        };
+        if !exists {
+            return Ok(contents);
+        }
+        let here = self.tables_by_kind()?;
+        let keep_tables: BTreeSet<String> = contents
+            .without_data
+            .iter()
+            .filter(|table| here.get(*table) == Some(&false))
+            .cloned()
+            .collect();
+        let keep_schemas: BTreeSet<String> = here
+            .keys()
+            .filter(|table| !contents.tables.contains(*table))
+            .filter_map(|table| table.split_once('.').map(|(schema, _)| schema.to_owned()))
+            .collect();
+        if let Some(keep) = toc.keep(&keep_tables, &keep_schemas) {
+            let rows_before = self.count_tables(keep.tables.iter().chain(&keep.also))?;
+            contents.kept = Some(Kept { keep, rows_before });
+        }
+        let kept: BTreeSet<&String> = contents.kept.iter().flat_map(Kept::tables).collect();
+        let dropped: BTreeSet<&String> = contents
+            .tables
+            .iter()
+            .filter(|table| here.contains_key(*table) && !kept.contains(table))
+            .collect();
+        for dependent in self.dependents()? {
+            if !dropped.contains(&dependent.on) {
+                continue;
+            }
+            // Dropped with its table, or dropped and added again by the restore.
+            let restored = match dependent.kind {
+                "foreign key" => {
+                    dropped.contains(&dependent.table)
+                        || toc.has(
+                            "FK CONSTRAINT",
+                            &format!("{} {}", dependent.table, dependent.name),
+                        )
+                }
+                _ => {
+                    toc.has("VIEW", &dependent.table)
+                        || toc.has("MATERIALIZED VIEW", &dependent.table)
+                }
+            };
+            if !restored {
+                contents.blockers.push(match dependent.kind {
+                    "foreign key" => format!(
+                        "foreign key {} of {} references {}",
+                        dependent.name, dependent.table, dependent.on
+                    ),
+                    kind => format!("{kind} {} reads {}", dependent.table, dependent.on),
+                });
+            }
+        }
+        Ok(contents)
+    }
+
+    /// Foreign keys and views of this database, and the tables they depend on.
+    fn dependents(&self) -> Result<Vec<Dependent>, Error> {
+        let (runtime, client) = self.session()?;
+        runtime.block_on(async {
+            let rows = client
+                .query(
+                    "SELECT 'foreign key', sn.nspname || '.' || sc.relname, con.conname, tn.nspname || '.' || tc.relname
+                       FROM pg_constraint con
+                       JOIN pg_class sc ON sc.oid = con.conrelid JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+                       JOIN pg_class tc ON tc.oid = con.confrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+                      WHERE con.contype = 'f'
+                     UNION
+                     SELECT CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,
+                            vn.nspname || '.' || v.relname, '', tn.nspname || '.' || t.relname
+                       FROM pg_depend d
+                       JOIN pg_rewrite r ON r.oid = d.objid
+                       JOIN pg_class v ON v.oid = r.ev_class JOIN pg_namespace vn ON vn.oid = v.relnamespace
+                       JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+                      WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+                        AND d.deptype = 'n' AND v.oid <> t.oid AND t.relkind IN ('r', 'p')",
+                    &[],
+                )
+                .await
+                .map_err(|error| fail(describe(&error)))?;
+            Ok(rows
+                .iter()
+                .map(|row| Dependent {
+                    kind: match row.get::<_, String>(0).as_str() {
+                        "foreign key" => "foreign key",
+                        "materialized view" => "materialized view",
+                        _ => "view",
+                    },
+                    table: row.get(1),
+                    name: row.get(2),
+                    on: row.get(3),
+                })
                 .collect())
         })
     }
@@ -205,10 +397,33 @@ impl PostgresTarget {
         })
     }
 
-    /// Drops databases `<prefix>…` on this server that no session uses:
-    /// scratch databases left by drills that were killed. (A running drill's
-    /// database is in use, so it stays; drills of a policy hold its lock.)
-    pub fn drop_abandoned(&self, prefix: &str) -> Vec<String> {
+    /// Marks this database as one `backup` made, with `marker` as its comment.
+    pub fn mark(&self, marker: &str) -> Result<(), Error> {
+        let (runtime, client) = self.maintenance()?;
+        runtime.block_on(async {
+            client
+                .batch_execute(&format!(
+                    "COMMENT ON DATABASE {} IS '{}'",
+                    quote(&self.database),
+                    marker.replace('\'', "''")
+                ))
+                .await
+                .map_err(|error| {
+                    fail(format!(
+                        "cannot mark database {}: {}",
+                        self.database,
+                        describe(&error)
+                    ))
+                })
+        })
+    }
+
+    /// Drops databases `<prefix>…` on this server whose comment is `marker`
+    /// and that no session uses: scratch databases left by drills that were
+    /// killed. A database of that name without the marker is someone
+    /// else's, and stays. (A running drill's database is in use, so it
+    /// stays too; drills of a policy hold its lock.)
+    pub fn drop_abandoned(&self, prefix: &str, marker: &str) -> Vec<String> {
         let Ok((runtime, client)) = self.maintenance() else {
             return Vec::new();
         };
@@ -222,8 +437,9 @@ impl PostgresTarget {
             );
             let Ok(rows) = client
                 .query(
-                    "SELECT datname FROM pg_database WHERE datname LIKE $1",
-                    &[&pattern],
+                    "SELECT datname FROM pg_database
+                     WHERE datname LIKE $1 AND shobj_description(oid, 'pg_database') = $2",
+                    &[&pattern, &marker],
                 )
                 .await
             else {
@@ -273,32 +489,120 @@ impl PostgresTarget {
         let mut command = self.connection.command("pg_restore");
         command
             .args(["--clean", "--if-exists", "--no-password", "--exit-on-error"])
-            .arg(format!("--dbname={}", conninfo_dbname(&self.database)));
+            .arg(format!("--dbname={}", conninfo_dbname(&self.database)))
+            .env("PGAPPNAME", locks::application_name());
         command
     }
 
+    /// Restores `record` here; `contents` says what it replaces, and what it
+    /// leaves as it is.
     pub fn restore(
         &self,
         destination: &dyn Destination,
         record: &BackupRecord,
         jobs: Option<u32>,
+        contents: Option<&Contents>,
     ) -> Result<String, Failed> {
         let untouched = Failed::untouched;
         if !self.exists().map_err(untouched)? {
             self.create().map_err(untouched)?;
         }
-        match jobs {
-            Some(jobs) => self.restore_parallel(destination, record, jobs),
-            None => self.restore_streamed(destination, record),
+        let kept = contents.and_then(|contents| contents.kept.as_ref());
+        // `pg_restore --use-list`: the table of contents less what is kept.
+        let list = kept
+            .map(|kept| {
+                let mut file = scratch_file(".list")?;
+                file.write_all(kept.keep.list.as_bytes())
+                    .and_then(|()| file.flush())
+                    .map_err(|error| fail(format!("cannot write the restore list: {error}")))?;
+                Ok(file)
+            })
+            .transpose()
+            .map_err(untouched)?;
+        let mut command = self.pg_restore();
+        if let Some(list) = &list {
+            command.arg(format!("--use-list={}", list.path().display()));
         }
+        let watch = locks::LockWatch::start(
+            self.connection.with_database(&self.database),
+            self.describe(),
+            self.lock_timeout,
+        );
+        let restored = match jobs {
+            // Not one transaction: first make sure no session holds what it drops.
+            Some(jobs) => self
+                .probe_locks(contents)
+                .map_err(Failed::untouched)
+                .and_then(|()| self.restore_parallel(command, destination, record, jobs)),
+            None => self.restore_streamed(command, destination, record),
+        };
+        let waited = watch.stop();
+        restored.map_err(|failed| {
+            if !waited.gave_up && !failed.error.to_string().contains("lock timeout") {
+                return failed;
+            }
+            Failed {
+                error: Error::Restore(format!(
+                    "pg_restore gave up waiting for a lock after the lock timeout ({}, --lock-timeout){}{}",
+                    locks::describe_timeout(self.lock_timeout),
+                    waited
+                        .waits
+                        .map_or_else(String::new, |waits| format!(": it waited for {waits}")),
+                    if failed.touched {
+                        ""
+                    } else {
+                        "; its transaction was rolled back"
+                    }
+                )),
+                touched: failed.touched,
+            }
+        })
+    }
+
+    /// Takes, and gives back at once, the locks `pg_restore --clean` needs on
+    /// the tables of `contents` it drops, waiting no longer than the lock
+    /// timeout: a restore that is not one transaction must not stop half way
+    /// for a lock. (Under the restore's application name, so that the lock
+    /// watcher says what it waits for.)
+    fn probe_locks(&self, contents: Option<&Contents>) -> Result<(), Error> {
+        let Some(contents) = contents else {
+            return Ok(());
+        };
+        let here = self.tables()?;
+        let kept: BTreeSet<&String> = contents.kept.iter().flat_map(Kept::tables).collect();
+        let tables: Vec<String> = contents
+            .tables
+            .iter()
+            .filter(|table| here.contains(*table) && !kept.contains(table))
+            .filter_map(|table| table.split_once('.'))
+            .map(|(schema, name)| format!("{}.{}", quote(schema), quote(name)))
+            .collect();
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let (runtime, client) = self.session()?;
+        runtime.block_on(async {
+            let probed = client
+                .batch_execute(&format!(
+                    "BEGIN; SET LOCAL application_name = '{}'; SET LOCAL lock_timeout = {};
+                     LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+                    locks::application_name(),
+                    self.lock_timeout.as_millis(),
+                    tables.join(", ")
+                ))
+                .await
+                .map_err(|error| fail(describe(&error)));
+            let _ = client.batch_execute("ROLLBACK").await;
+            probed
+        })
     }
 
     fn restore_streamed(
         &self,
+        mut command: Command,
         destination: &dyn Destination,
         record: &BackupRecord,
     ) -> Result<String, Failed> {
-        let mut command = self.pg_restore();
         command
             .arg("--single-transaction")
             .stdin(Stdio::piped())
@@ -320,9 +624,7 @@ impl PostgresTarget {
         // A damaged stream is cut short here, so pg_restore cannot commit it.
         drop(stdin);
         let status = child.wait();
-        let stderr = stderr
-            .and_then(|handle| handle.join().ok())
-            .unwrap_or_default();
+        let stderr = joined(stderr);
         let succeeded = status.as_ref().is_ok_and(std::process::ExitStatus::success);
         if let Err(problem) = streamed {
             let error = super::streaming_error(record, problem, |_| {
@@ -353,12 +655,12 @@ impl PostgresTarget {
 
     fn restore_parallel(
         &self,
+        mut command: Command,
         destination: &dyn Destination,
         record: &BackupRecord,
         jobs: u32,
     ) -> Result<String, Failed> {
-        let mut temporary = crate::state::scratch_file("backup-restore-", ".pgdump")
-            .map_err(|error| Failed::untouched(fail(error.to_string())))?;
+        let mut temporary = scratch_file(".pgdump").map_err(Failed::untouched)?;
         {
             let mut writer = BufWriter::with_capacity(1 << 20, temporary.as_file_mut());
             verify::verify_into(destination, record, &mut writer).map_err(|problem| {
@@ -370,8 +672,7 @@ impl PostgresTarget {
                 .flush()
                 .map_err(|error| Failed::untouched(fail(error)))?;
         }
-        let output = self
-            .pg_restore()
+        let output = command
             .arg(format!("--jobs={jobs}"))
             .arg(temporary.path())
             .stdin(Stdio::null())
@@ -393,16 +694,46 @@ impl PostgresTarget {
         ))
     }
 
-    /// Row counts of every table the sidecar counts.
-    pub fn check(&self, metadata: &BackupMetadata) -> Result<Checked, Error> {
-        let actual = self.count_rows(metadata)?;
-        super::sqlite::compare_counts(&metadata.source.row_counts, &actual)?;
+    /// Row counts of every table the sidecar counts, but those `kept` (which
+    /// must still be there, and not emptied).
+    pub fn check(&self, metadata: &BackupMetadata, kept: Option<&Kept>) -> Result<Checked, Error> {
+        let mut expected = metadata.source.row_counts.clone();
+        for table in kept.into_iter().flat_map(Kept::tables) {
+            expected.remove(table);
+        }
+        let actual = self
+            .count_tables(expected.keys())
+            .map_err(|error| Error::Check(error.to_string()))?;
+        super::sqlite::compare_counts(&expected, &actual)?;
         let tables = actual.len();
+        let mut detail = format!(
+            "row counts of {tables} table{} match",
+            if tables == 1 { "" } else { "s" }
+        );
+        if let Some(kept) = kept {
+            let now = self
+                .count_tables(kept.rows_before.keys())
+                .map_err(|error| Error::Check(error.to_string()))?;
+            let mut problems = Vec::new();
+            let mut found = Vec::new();
+            for (table, before) in &kept.rows_before {
+                match now.get(table) {
+                    None => problems.push(format!("{table}, which the restore keeps, is gone")),
+                    Some(0) if *before > 0 => problems.push(format!(
+                        "{table}, which the restore keeps, had {before} rows and has none"
+                    )),
+                    Some(rows) => found.push(format!("{table} ({rows} rows)")),
+                }
+            }
+            if !problems.is_empty() {
+                return Err(Error::Check(problems.join("; ")));
+            }
+            if !found.is_empty() {
+                detail.push_str(&format!("; kept as they were: {}", found.join(", ")));
+            }
+        }
         Ok(Checked {
-            detail: format!(
-                "row counts of {tables} table{} match",
-                if tables == 1 { "" } else { "s" }
-            ),
+            detail,
             row_counts: actual,
             warnings: Vec::new(),
         })
@@ -410,13 +741,18 @@ impl PostgresTarget {
 
     /// Rows of every table the sidecar counts that exists here.
     pub fn count_rows(&self, metadata: &BackupMetadata) -> Result<BTreeMap<String, u64>, Error> {
-        let (runtime, client) = self
-            .connection
-            .connect_blocking(None)
-            .map_err(|error| Error::Check(error.to_string()))?;
+        self.count_tables(metadata.source.row_counts.keys())
+    }
+
+    /// Rows of each of `tables` (`schema.table`) that exists here.
+    fn count_tables<'a>(
+        &self,
+        tables: impl IntoIterator<Item = &'a String>,
+    ) -> Result<BTreeMap<String, u64>, Error> {
+        let (runtime, client) = self.session()?;
         let mut actual = BTreeMap::new();
         runtime.block_on(async {
-            for table in metadata.source.row_counts.keys() {
+            for table in tables {
                 let Some((schema, name)) = table.split_once('.') else {
                     continue;
                 };
@@ -442,10 +778,7 @@ impl PostgresTarget {
         if added.is_empty() {
             return Ok(());
         }
-        let (runtime, client) = self
-            .connection
-            .connect_blocking(None)
-            .map_err(|error| fail(error.to_string()))?;
+        let (runtime, client) = self.session()?;
         let statements: Vec<String> = added
             .iter()
             .filter_map(|table| table.split_once('.'))
@@ -459,11 +792,21 @@ impl PostgresTarget {
             .collect();
         runtime.block_on(async {
             client
-                .batch_execute(&format!("BEGIN; {}; COMMIT", statements.join("; ")))
+                .batch_execute(&format!(
+                    "BEGIN; SET LOCAL lock_timeout = {}; {}; COMMIT",
+                    self.lock_timeout.as_millis(),
+                    statements.join("; ")
+                ))
                 .await
                 .map_err(|error| fail(describe(&error)))
         })
     }
+}
+
+/// A private scratch file for a restore (`<state>/tmp/backup-restore-<pid>-…`,
+/// 0600), removed when dropped; those of killed restores go first.
+fn scratch_file(suffix: &str) -> Result<tempfile::NamedTempFile, Error> {
+    crate::state::scratch_file("backup-restore-", suffix).map_err(|error| fail(error.to_string()))
 }
 
 /// A libpq connection string naming only a database (no credential).
@@ -472,18 +815,6 @@ fn conninfo_dbname(database: &str) -> String {
         "dbname='{}'",
         database.replace('\\', "\\\\").replace('\'', "\\'")
     )
-}
-
-fn drain(
-    stream: Option<impl std::io::Read + Send + 'static>,
-) -> Option<std::thread::JoinHandle<String>> {
-    stream.map(|mut stream| {
-        std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = stream.read_to_end(&mut text);
-            String::from_utf8_lossy(&text).into_owned()
-        })
-    })
 }
 
 fn last_lines(text: &str) -> String {

@@ -9,6 +9,7 @@
 pub mod postgres;
 pub mod sqlite;
 pub mod tls;
+pub mod toc;
 
 use std::collections::BTreeMap;
 use std::io::Write;

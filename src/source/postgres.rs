@@ -472,7 +472,8 @@ fn pump(
     }
 }
 
-fn drain(stream: Option<impl Read + Send + 'static>) -> Option<JoinHandle<String>> {
+/// Reads a child's output stream to the end, on a thread of its own.
+pub(crate) fn drain(stream: Option<impl Read + Send + 'static>) -> Option<JoinHandle<String>> {
     stream.map(|mut stream| {
         std::thread::spawn(move || {
             let mut text = Vec::new();
@@ -482,7 +483,8 @@ fn drain(stream: Option<impl Read + Send + 'static>) -> Option<JoinHandle<String
     })
 }
 
-fn joined(handle: Option<JoinHandle<String>>) -> String {
+/// What [`drain`] read (empty if the thread failed).
+pub(crate) fn joined(handle: Option<JoinHandle<String>>) -> String {
     handle
         .and_then(|handle| handle.join().ok())
         .unwrap_or_default()
@@ -504,21 +506,7 @@ fn last_lines(text: &str) -> String {
 
 /// The `(schema, table)` pairs whose rows a `pg_restore --list` says the dump holds.
 pub fn tables_with_data(listing: &str) -> Vec<(String, String)> {
-    listing
-        .lines()
-        .filter(|line| !line.starts_with(';'))
-        .filter_map(|line| {
-            let (_, rest) = line.split_once("TABLE DATA ")?;
-            let words: Vec<&str> = rest.split(' ').collect();
-            // `<schema> <table name, may hold spaces> <owner>`
-            if words.len() < 3 {
-                return None;
-            }
-            let schema = words[0].to_owned();
-            let table = words[1..words.len() - 1].join(" ");
-            Some((schema, table))
-        })
-        .collect()
+    super::toc::Toc::parse(listing).tables_with_data()
 }
 
 /// An SQL identifier, quoted.

@@ -181,6 +181,25 @@ impl Cluster {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
+    /// Every user table of `database` and its full contents, sorted.
+    pub fn contents(&self, database: &str) -> std::collections::BTreeMap<String, String> {
+        let tables = self.sql(
+            database,
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+        );
+        tables
+            .lines()
+            .map(|table| {
+                let rows = self.sql(
+                    database,
+                    &format!("SELECT coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '') FROM {table} r"),
+                );
+                (table.to_owned(), rows)
+            })
+            .collect()
+    }
+
     /// Turns TLS on with a fresh CA and server certificate (valid for
     /// `127.0.0.1` and `db.test`, not `localhost`) and rejects TCP
     /// connections without TLS. Returns the CA's PEM file.

@@ -1,5 +1,9 @@
 //! What `apply` leaves behind per policy: a run record, notifications and
-//! dead-man pings (see [`crate::notify::finished`]).
+//! dead-man pings (see [`crate::notify::finished`]). A restore drill keeps
+//! a run record of its own (kind `drill`, see [`crate::restore::drill::keep`]):
+//! its failure is notified as such, and neither fails nor ends the policy's
+//! backup streak; a policy whose only action was a drill gets no `apply`
+//! record.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +24,8 @@ pub(super) struct Records {
     backing_up: Vec<String>,
     spans: BTreeMap<String, (DateTime<Utc>, DateTime<Utc>)>,
     failures: BTreeMap<String, Vec<String>>,
+    /// Failed restore drills, per policy: notified on their own.
+    drills: BTreeMap<String, Vec<String>>,
     last: DateTime<Utc>,
 }
 
@@ -27,7 +33,9 @@ impl Records {
     pub(super) fn new(plan: &Plan) -> Records {
         let mut policies: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for action in &plan.actions {
-            if let Some(policy) = &action.policy {
+            if let Some(policy) = &action.policy
+                && action.kind != ActionKind::RestoreTest
+            {
                 policies.entry(policy.clone()).or_default();
             }
         }
@@ -50,6 +58,7 @@ impl Records {
             backing_up,
             spans: BTreeMap::new(),
             failures: BTreeMap::new(),
+            drills: BTreeMap::new(),
             last: Utc::now(),
         }
     }
@@ -81,7 +90,12 @@ impl Records {
                 }
                 Outcome::Failed(error) => {
                     tracing::error!(policy = %policy, "{headline}: {error}");
-                    self.failures
+                    let failures = if result.action.kind == ActionKind::RestoreTest {
+                        &mut self.drills
+                    } else {
+                        &mut self.failures
+                    };
+                    failures
                         .entry(policy.clone())
                         .or_default()
                         .push(format!("{headline}: {error}"));
@@ -111,6 +125,12 @@ impl Records {
         report: &ApplyReport,
     ) -> Vec<String> {
         let mut problems = Vec::new();
+        for (name, errors) in &self.drills {
+            if let Some(policy) = policies.iter().find(|policy| &policy.name == name) {
+                let error = format!("restore drill failed: {}", errors.join("; "));
+                problems.extend(notify::other_failed(policy, error, None));
+            }
+        }
         for (name, plan_errors) in &self.policies {
             let Some(policy) = policies.iter().find(|policy| &policy.name == name) else {
                 continue;
