@@ -2,68 +2,39 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{Run, backup, files_under, run, sqlite3};
+use common::sqlite_site::SqliteSite;
+use common::{Run, backup, files_under, sqlite3};
 
 /// A folder with an SQLite database `app.db` and a policy `app` backing it up
-/// to `store/` (and any other destinations given).
-struct Site {
-    work: tempfile::TempDir,
+/// to `store/` (and any other local folders given): [`SqliteSite`], with
+/// destinations named by folder.
+struct Site(SqliteSite);
+
+impl std::ops::Deref for Site {
+    type Target = SqliteSite;
+
+    fn deref(&self) -> &SqliteSite {
+        &self.0
+    }
 }
 
 impl Site {
     fn new(retention: &str) -> Site {
-        let site = Site {
-            work: tempfile::tempdir().unwrap(),
-        };
-        sqlite3(
-            &site.path().join("app.db"),
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t (v) VALUES ('a'), ('b');",
-        );
-        site.policy(retention, &["store"]);
-        site
-    }
-
-    fn path(&self) -> &Path {
-        self.work.path()
-    }
-
-    fn store(&self) -> PathBuf {
-        self.path().join("store/app")
+        Site(SqliteSite::new(retention))
     }
 
     /// (Re)writes the policy: daily at 01:00 UTC, `retention` (YAML lines),
     /// local destinations (folders of the site).
     fn policy(&self, retention: &str, destinations: &[&str]) {
-        let destinations: String = destinations
+        let destinations: Vec<String> = destinations
             .iter()
             .map(|path| format!("    - local:\n        path: ../{path}\n"))
             .collect();
-        let retention: String = retention
-            .lines()
-            .map(|line| format!("    {}\n", line.trim()))
-            .collect();
-        std::fs::create_dir_all(self.path().join("policies")).unwrap();
-        std::fs::write(
-            self.path().join("policies/app.yaml"),
-            format!(
-                "apiVersion: backup/v1\nkind: BackupPolicy\nmetadata:\n  name: app\nspec:\n  source:\n    sqlite:\n      path: ../app.db\n  schedule:\n    cron: \"0 1 * * *\"\n  retention:\n{retention}  destinations:\n{destinations}"
-            ),
-        )
-        .unwrap();
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        run(self.path(), args)
-    }
-
-    /// `apply --auto-approve --no-crontab` at `now` (plus `extra`).
-    fn apply_at(&self, now: &str, extra: &[&str]) -> Run {
-        let mut args = vec!["apply", "--auto-approve", "--no-crontab", "--now", now];
-        args.extend_from_slice(extra);
-        self.run(&args)
+        let destinations: Vec<&str> = destinations.iter().map(String::as_str).collect();
+        self.0.policy(retention, &destinations);
     }
 
     fn plan_at(&self, now: &str) -> Run {
@@ -553,18 +524,7 @@ fn an_apply_killed_at_any_point_leaves_a_consistent_inventory() {
         now,
     ];
     // Every kill hits a fresh copy of this site.
-    let fresh = || {
-        let copy = Site {
-            work: tempfile::tempdir().unwrap(),
-        };
-        let status = Command::new("cp")
-            .args(["-a", &format!("{}/.", site.path().display())])
-            .arg(copy.path())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        copy
-    };
+    let fresh = || Site(site.copy());
     // How long a whole apply takes here (the fastest of three).
     let full = (0..3)
         .map(|_| {

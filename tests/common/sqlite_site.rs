@@ -26,6 +26,20 @@ impl SqliteSite {
         site
     }
 
+    /// A new site holding a copy of everything in this one (`cp -a`).
+    pub fn copy(&self) -> SqliteSite {
+        let copy = SqliteSite {
+            work: tempfile::tempdir().unwrap(),
+        };
+        let status = Command::new("cp")
+            .args(["-a", &format!("{}/.", self.path().display())])
+            .arg(copy.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        copy
+    }
+
     pub fn path(&self) -> &Path {
         self.work.path()
     }
