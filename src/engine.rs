@@ -20,18 +20,18 @@ use gzp::par::compress::{ParCompress, ParCompressBuilder};
 use gzp::{Compression, ZWriter as _};
 use sha2::{Digest as _, Sha256};
 
+use crate::database::{self, Database, Dump, DumpError};
 use crate::destination::{self, Destination, Upload};
 use crate::inventory::metadata::{Artifact, BackupMetadata, FORMAT_VERSION, SourceInfo, hex};
 use crate::inventory::{self, base_id};
 use crate::policy::Policy;
 use crate::policy::spec::CompressionSpec;
-use crate::source;
 
 /// Why a backup failed as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
-    Source(#[from] source::Error),
+    Source(#[from] DumpError),
     #[error("compression failed: {0}")]
     Compression(String),
     #[error("no destination could be written: {0}")]
@@ -96,7 +96,8 @@ pub fn backup_tagged(
     tags: &[String],
 ) -> Result<Outcome, Error> {
     let clock = Instant::now();
-    let mut source = source::open(&policy.source)?;
+    let database = database::open(&policy.source);
+    let mut dump = database.dump()?;
     let claim = claim_id(policy, destinations, started);
     let written = match targets {
         Targets::All => destinations.len(),
@@ -106,7 +107,8 @@ pub fn backup_tagged(
         policy,
         &destinations[..written],
         &claim,
-        source.as_mut(),
+        database.as_ref(),
+        dump.as_mut(),
         progress,
         tags,
     );
@@ -125,12 +127,13 @@ fn take(
     policy: &Policy,
     destinations: &[Box<dyn Destination>],
     claim: &Claim,
-    source: &mut dyn source::Source,
+    database: &dyn Database,
+    dump: &mut dyn Dump,
     progress: Option<&mut dyn Progress>,
     tags: &[String],
 ) -> Result<(BackupMetadata, Vec<Stored>), Error> {
     let id = claim.id.clone();
-    let name = format!("{id}.{}.gz", source.artifact_kind());
+    let name = format!("{id}.{}.gz", database.format());
 
     let mut failed = Vec::new();
     let mut uploads = Vec::new();
@@ -179,7 +182,7 @@ fn take(
         last_report: Instant::now(),
         broken: false,
     };
-    let dumped = source.dump(&mut input);
+    let dumped = dump.dump(&mut input);
     let read = input.read;
     // After a failed write the compressor has already shut down; finishing it again would panic.
     let finished = if input.broken {
@@ -225,7 +228,7 @@ fn take(
             uncompressed_size: read,
         },
         source: SourceInfo {
-            kind: source.kind().to_owned(),
+            kind: database.kind().to_owned(),
             server_version: report.server_version,
             database: report.database,
             row_counts: report.row_counts,

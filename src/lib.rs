@@ -1,7 +1,7 @@
 //! `backup`: a declarative, GitOps-style database backup runner.
 //!
 //! Desired state lives in [`policy`], actual state in [`inventory`] (read from
-//! the [`destination`]s); [`engine`] takes a backup from a [`source`] onto
+//! the [`destination`]s); [`engine`] takes a backup of a [`database`] onto
 //! destinations and [`verify`] checks one; schedules and retention are pure
 //! logic in [`schedule`] and [`retention`]; [`plan`] compares desired and
 //! actual state and [`apply`] carries the plan out, under the locks of
@@ -12,6 +12,7 @@
 pub mod apply;
 pub mod bounded;
 pub mod cli;
+pub mod database;
 pub mod destination;
 pub mod engine;
 pub mod exit;
@@ -24,7 +25,6 @@ pub mod restore;
 pub mod retention;
 pub mod runlog;
 pub mod schedule;
-pub mod source;
 pub mod state;
 pub mod status;
 pub mod verify;

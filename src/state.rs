@@ -303,6 +303,31 @@ pub fn scratch_prefix(prefix: &str) -> String {
     format!("{prefix}{}-", std::process::id())
 }
 
+/// A short random hex string (scratch names).
+pub fn random_suffix() -> String {
+    use sha2::{Digest as _, Sha256};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |duration| duration.as_nanos());
+    let seed = format!("{nanos} {} {:p}", std::process::id(), &nanos);
+    crate::inventory::metadata::hex(&Sha256::digest(seed.as_bytes()))[..8].to_owned()
+}
+
+/// Bytes available to unprivileged writers in the file system holding `path`.
+pub fn available_space(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let text = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `text` is a valid C string and `stats` a buffer of the right type.
+    let result = unsafe { libc::statvfs(text.as_ptr(), stats.as_mut_ptr()) };
+    if result != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled `stats`.
+    let stats = unsafe { stats.assume_init() };
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,23 +1,21 @@
 //! Checking a stored backup against its sidecar: the sidecar's own digest,
 //! size, SHA-256, and the gzip stream decoded end to end (its CRC-32 and
 //! length), in one streamed read; for a restore, also that the decoded data
-//! is what its tool can read (`pg_restore --list`, the SQLite header).
+//! is what its kind's tool can read (the [`Database`] says how).
 //!
 //! The decoded bytes can be handed to a sink as they are checked, which is
 //! how a restore streams a backup into its target while it re-checks it.
 //! Reads only; never repairs or deletes.
 
 use std::io::{self, Read, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
 
 use flate2::read::GzDecoder;
 use sha2::{Digest as _, Sha256};
 
+use crate::database::Database;
 use crate::destination::Destination;
 use crate::inventory::metadata::{self, hex};
 use crate::inventory::{BackupMetadata, BackupRecord, RecordState};
-use crate::source::postgres::{drain, joined};
 
 /// Size of the chunks data is streamed in.
 const CHUNK: usize = 256 * 1024;
@@ -138,94 +136,24 @@ pub fn check_sidecar(
 }
 
 /// Full verification before a restore: the sidecar, the data, and that the
-/// decoded data is readable by its tool. `pg_restore` is the program used
-/// for PostgreSQL dumps; for those, returns the dump's table of contents
-/// as `pg_restore --list --verbose` printed it.
+/// decoded data is readable by its kind's own tool ([`Database::check_restorable`]);
+/// returns the backup's table of contents where the kind has one.
 pub fn verify_restorable(
     destination: &dyn Destination,
     record: &BackupRecord,
-    pg_restore: &Path,
+    database: &dyn Database,
 ) -> Result<Option<String>, Problem> {
     check_sidecar(destination, &record.metadata)?;
-    match record.metadata.source.kind.as_str() {
-        "postgres" => {
-            list_contents(pg_restore, |sink| verify_into(destination, record, sink)).map(Some)
-        }
-        "sqlite" => {
-            let mut header = Header(Vec::with_capacity(16));
-            verify_into(destination, record, &mut header)?;
-            if header.0 != b"SQLite format 3\0" {
-                return Err(Problem::Unrestorable(
-                    "it does not start with the SQLite header".to_owned(),
-                ));
-            }
-            Ok(None)
-        }
-        other => Err(Problem::Unrestorable(format!(
-            "unknown source kind `{other}`"
-        ))),
-    }
+    database.check_restorable(destination, record)
 }
 
-/// The table of contents of a PostgreSQL dump, as `pg_restore --list
-/// --verbose` prints it, from the head of its data only: a custom-format
-/// dump starts with it, and `pg_restore` stops reading there. Checks
-/// nothing else ([`verify_stored`] and the restore's own stream do).
-pub fn read_listing(
+/// `record`'s data from `destination`, decompressed, unchecked (for reading
+/// its head only; [`verify_into`] checks the whole stream).
+pub fn open_decoded(
     destination: &dyn Destination,
     record: &BackupRecord,
-    pg_restore: &Path,
-) -> Result<String, Problem> {
-    let reader = open_data(destination, record)?;
-    list_contents(pg_restore, |sink| {
-        let mut decoder = GzDecoder::new(reader);
-        let mut buffer = vec![0_u8; CHUNK];
-        while !sink.closed() {
-            match decoder.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(count) => sink
-                    .write_all(&buffer[..count])
-                    .map_err(|error| Problem::Write(error.to_string()))?,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(Problem::Read(error.to_string())),
-            }
-        }
-        Ok(())
-    })
-}
-
-/// Runs `pg_restore --list --verbose`, has `feed` write the decoded dump
-/// into it, and returns what it printed.
-fn list_contents(
-    pg_restore: &Path,
-    feed: impl FnOnce(&mut Tolerant<std::process::ChildStdin>) -> Result<(), Problem>,
-) -> Result<String, Problem> {
-    let mut list = Command::new(pg_restore)
-        .args(["--list", "--verbose"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|error| {
-            Problem::Write(format!("cannot run `{}`: {error}", pg_restore.display()))
-        })?;
-    let stdout = drain(list.stdout.take());
-    let stderr = drain(list.stderr.take());
-    let mut sink = Tolerant(list.stdin.take());
-    let streamed = feed(&mut sink);
-    drop(sink);
-    let status = list.wait();
-    let stdout = joined(stdout);
-    let stderr = joined(stderr);
-    streamed?;
-    let status = status.map_err(|error| Problem::Write(error.to_string()))?;
-    if !status.success() {
-        return Err(Problem::Unrestorable(format!(
-            "pg_restore --list cannot read it ({status}): {}",
-            stderr.trim()
-        )));
-    }
-    Ok(stdout)
+) -> Result<impl Read, Problem> {
+    Ok(GzDecoder::new(open_data(destination, record)?))
 }
 
 /// Streams `record`'s data from `destination`, decompressed, into `sink`,
@@ -312,47 +240,5 @@ impl<R: Read> Read for Hashing<R> {
         self.hasher.update(&buffer[..count]);
         self.bytes += count as u64;
         Ok(count)
-    }
-}
-
-/// A child's stdin that may close early (`pg_restore --list` stops reading
-/// once it has the table of contents); its exit status tells whether it
-/// could read the data.
-struct Tolerant<W>(Option<W>);
-
-impl<W> Tolerant<W> {
-    /// Whether the child stopped reading.
-    fn closed(&self) -> bool {
-        self.0.is_none()
-    }
-}
-
-impl<W: Write> Write for Tolerant<W> {
-    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
-        if let Some(inner) = self.0.as_mut()
-            && inner.write_all(buffer).is_err()
-        {
-            self.0 = None;
-        }
-        Ok(buffer.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Keeps the first 16 bytes written.
-struct Header(Vec<u8>);
-
-impl Write for Header {
-    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
-        let wanted = 16usize.saturating_sub(self.0.len()).min(buffer.len());
-        self.0.extend_from_slice(&buffer[..wanted]);
-        Ok(buffer.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

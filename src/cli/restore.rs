@@ -302,6 +302,7 @@ fn log(state: &crate::state::StateDir, record: &LogRecord, bytes: Option<u64>) {
 pub fn render_plan(prepared: &Prepared) -> String {
     let metadata = &prepared.chosen.record.metadata;
     let info = &prepared.info;
+    let plan = prepared.target.plan(metadata, info);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -327,7 +328,7 @@ pub fn render_plan(prepared: &Prepared) -> String {
     line(
         "source",
         format!(
-            "{} {}{}, {tables} table{} with {rows} row{}",
+            "{} {}{}, {tables} table{} with {rows} row{}{}",
             metadata.source.kind,
             metadata
                 .source
@@ -341,21 +342,9 @@ pub fn render_plan(prepared: &Prepared) -> String {
                 .map(|database| format!(" database {database}"))
                 .unwrap_or_default(),
             if tables == 1 { "" } else { "s" },
-            if rows == 1 { "" } else { "s" }
-        ) + &prepared
-            .contents
-            .as_ref()
-            .filter(|contents| !contents.without_data.is_empty())
-            .map(|contents| {
-                let names: Vec<&str> = contents.without_data.iter().map(String::as_str).collect();
-                format!(
-                    ", and {} without {} rows: {}",
-                    names.len(),
-                    if names.len() == 1 { "its" } else { "their" },
-                    names.join(", ")
-                )
-            })
-            .unwrap_or_default(),
+            if rows == 1 { "" } else { "s" },
+            plan.source
+        ),
     );
     let verified = prepared
         .steps
@@ -378,96 +367,9 @@ pub fn render_plan(prepared: &Prepared) -> String {
             }
         ),
     );
-    line(
-        "replaces",
-        match prepared.kept() {
-            Some(_) => format!("{}, but what it keeps (below)", info.replaces),
-            None => info.replaces.clone(),
-        },
-    );
-    if let (Some(contents), Some(tables)) = (&prepared.contents, &info.tables) {
-        let kept: Vec<&String> = prepared
-            .kept()
-            .map_or_else(Vec::new, |kept| kept.tables().collect());
-        let dropped: Vec<&str> = contents
-            .tables
-            .intersection(tables)
-            .filter(|table| !kept.contains(table))
-            .map(String::as_str)
-            .collect();
-        if !dropped.is_empty() {
-            line(
-                "drops",
-                format!(
-                    "{} table{} and recreates {} from the backup: {}",
-                    dropped.len(),
-                    if dropped.len() == 1 { "" } else { "s" },
-                    if dropped.len() == 1 { "it" } else { "them" },
-                    dropped.join(", ")
-                ),
-            );
-        }
-    }
-    if let Some(kept) = prepared.kept() {
-        let rows = |table: &String| {
-            kept.rows_before
-                .get(table)
-                .map_or_else(String::new, |rows| format!(" ({rows} rows)"))
-        };
-        let names = |tables: &[String]| {
-            tables
-                .iter()
-                .map(|table| format!("{table}{}", rows(table)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        if !kept.keep.tables.is_empty() {
-            line(
-                "keeps",
-                format!(
-                    "{}, as {} with {} rows, indexes, constraints, triggers and sequences: the backup holds {} definition, not {} rows",
-                    names(&kept.keep.tables),
-                    if kept.keep.tables.len() == 1 {
-                        "it is"
-                    } else {
-                        "they are"
-                    },
-                    if kept.keep.tables.len() == 1 {
-                        "its"
-                    } else {
-                        "their"
-                    },
-                    if kept.keep.tables.len() == 1 {
-                        "its"
-                    } else {
-                        "their"
-                    },
-                    if kept.keep.tables.len() == 1 {
-                        "its"
-                    } else {
-                        "their"
-                    },
-                ),
-            );
-        }
-        if !kept.keep.also.is_empty() {
-            line(
-                "keeps",
-                format!(
-                    "also {}, as it is (a partition of a kept table, or needed by one): the backup's rows for it are not restored",
-                    names(&kept.keep.also)
-                ),
-            );
-        }
-        if !kept.keep.schemas.is_empty() {
-            line(
-                "keeps",
-                format!(
-                    "schema {} (not dropped: it holds kept tables or tables the backup does not hold)",
-                    kept.keep.schemas.join(", ")
-                ),
-            );
-        }
+    line("replaces", info.replaces.clone());
+    for (label, text) in plan.contents {
+        line(label, text);
     }
     line(
         "space",
@@ -481,29 +383,14 @@ pub fn render_plan(prepared: &Prepared) -> String {
             None => "streamed to the server; no local space needed".to_owned(),
         },
     );
-    let compatibility = match (
-        &prepared.target,
-        &metadata.source.server_version,
-        &info.version,
-    ) {
-        (restore::Target::Sqlite(_), _, _) => "compatible (SQLite 3 files)".to_owned(),
-        (restore::Target::Postgres(_), Some(backup), Some(target))
-            if restore::major(backup) == restore::major(target) =>
-        {
-            "compatible (same major version)".to_owned()
-        }
-        (restore::Target::Postgres(_), Some(_), Some(_)) => {
-            "major versions differ (see the warning)".to_owned()
-        }
-        _ => "unknown".to_owned(),
-    };
     line(
         "versions",
         format!(
-            "backup from {} {}, target {}: {compatibility}",
+            "backup from {} {}, target {}: {}",
             metadata.source.kind,
             metadata.source.server_version.as_deref().unwrap_or("?"),
-            info.version.as_deref().unwrap_or("?")
+            info.version.as_deref().unwrap_or("?"),
+            plan.compatibility
         ),
     );
     line(
@@ -515,50 +402,9 @@ pub fn render_plan(prepared: &Prepared) -> String {
             None => "none: the target does not exist yet".to_owned(),
         },
     );
-    line(
-        "checks after",
-        match prepared.target {
-            restore::Target::Sqlite(_) => format!(
-                "integrity_check, foreign_key_check and row counts of {tables} table{}, before the rename",
-                if tables == 1 { "" } else { "s" }
-            ),
-            restore::Target::Postgres(_) => {
-                let kept: Vec<&String> = prepared
-                    .kept()
-                    .map_or_else(Vec::new, |kept| kept.tables().collect());
-                let counted = metadata
-                    .source
-                    .row_counts
-                    .keys()
-                    .filter(|table| !kept.contains(table))
-                    .count();
-                format!(
-                    "row counts of {counted} table{}{}",
-                    if counted == 1 { "" } else { "s" },
-                    if kept.is_empty() {
-                        ""
-                    } else {
-                        ", and that the kept tables are still there with their rows"
-                    }
-                )
-            }
-        },
-    );
-    if let restore::Target::Postgres(target) = &prepared.target
-        && info.exists
-    {
-        line(
-            "locks",
-            if target.lock_timeout().is_zero() {
-                "waits for ever for locks other sessions hold on what it drops (--lock-timeout 0)"
-                    .to_owned()
-            } else {
-                format!(
-                    "waits at most {} (--lock-timeout) for locks other sessions hold on what it drops, then gives up and changes nothing",
-                    restore::locks::describe_timeout(target.lock_timeout())
-                )
-            },
-        );
+    line("checks after", plan.checks_after);
+    for (label, text) in plan.more {
+        line(label, text);
     }
     line(
         "on failure",

@@ -18,12 +18,9 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::postgres::PostgresTarget;
-use super::sqlite::SqliteTarget;
 use super::{Choice, Request, Step};
 use crate::inventory::base_id;
 use crate::policy::Policy;
-use crate::policy::spec::SourceSpec;
 use crate::runlog::{RunKind, RunRecord};
 use crate::state::StateDir;
 
@@ -137,7 +134,7 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
     // Pick and verify exactly as a restore does, without touching the real target.
     let started = Instant::now();
     let candidates = super::select(policy, &request).map_err(|error| error.to_string())?;
-    let program = super::pg_restore(policy);
+    let database = crate::database::open(&policy.source);
     let mut problems = Vec::new();
     let mut chosen = None;
     for candidate in candidates {
@@ -145,7 +142,7 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
         match crate::verify::verify_restorable(
             candidate.destination.as_ref(),
             &candidate.record,
-            &program,
+            database.as_ref(),
         ) {
             Ok(_) => {
                 chosen = Some(candidate);
@@ -195,13 +192,14 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
             .into(),
     );
 
-    let scratch = Scratch::create(policy, &metadata.id)?;
+    let scratch = database
+        .scratch(&policy.name, &metadata.id)
+        .map_err(|error| error.to_string())?;
     evidence.scratch_target = Some(scratch.target().describe());
     let started = Instant::now();
-    let restored =
-        scratch
-            .target()
-            .restore(chosen.destination.as_ref(), &chosen.record, None, None);
+    let restored = scratch
+        .target()
+        .restore(chosen.destination.as_ref(), &chosen.record, false);
     let result = match restored {
         Err(failed) => {
             evidence
@@ -214,7 +212,7 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
                 .steps
                 .push((&Step::timed("restore", started, true, detail)).into());
             let started = Instant::now();
-            let checked = scratch.target().check(metadata, None);
+            let checked = scratch.target().check(metadata, false);
             // Actual counts, also when they do not match.
             let actual = scratch.target().count_rows(metadata);
             for (table, rows) in &mut evidence.row_counts {
@@ -237,7 +235,7 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
         }
     };
     let started = Instant::now();
-    let removed = scratch.remove();
+    let removed = scratch.remove().map_err(|error| error.to_string());
     evidence.steps.push(
         (&Step::timed(
             "drop scratch",
@@ -251,102 +249,7 @@ fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Resu
     removed.map_err(|error| format!("the scratch target could not be removed: {error}"))
 }
 
-/// A scratch target, removed on drop if not before.
-enum Scratch {
-    Sqlite {
-        _folder: tempfile::TempDir,
-        target: super::Target,
-    },
-    Postgres {
-        target: super::Target,
-        removed: bool,
-    },
-}
-
-/// The names of a policy's scratch databases start with this:
-/// `<database>_restore_test_<policy hash>_`. Drills of other policies on the
-/// same database (other locks) never take them for abandoned ones; the name
-/// stays within PostgreSQL's 63 characters with the 8-character suffix.
-pub fn scratch_database_prefix(policy: &str, database: &str) -> String {
-    use sha2::{Digest as _, Sha256};
-    let base: String = database.chars().take(32).collect();
-    let hash = crate::inventory::metadata::hex(&Sha256::digest(policy.as_bytes()));
-    format!("{base}_restore_test_{}_", &hash[..6])
-}
-
-/// The comment that marks a scratch database of `policy`'s drills: only
-/// databases named `<prefix>…` that carry it are dropped as abandoned, never
-/// a database of someone else's that happens to match the name.
-pub fn scratch_marker(policy: &str) -> String {
-    use sha2::{Digest as _, Sha256};
-    let hash = crate::inventory::metadata::hex(&Sha256::digest(policy.as_bytes()));
-    format!(
-        "backup: restore-test scratch database of policy {policy} ({}); dropped by its drill",
-        &hash[..12]
-    )
-}
-
-impl Scratch {
-    fn create(policy: &Policy, id: &str) -> Result<Scratch, String> {
-        match &policy.source {
-            SourceSpec::Sqlite(_) => {
-                let folder = crate::state::scratch_folder("backup-restore-test-")
-                    .map_err(|error| error.to_string())?;
-                let path = folder.path().join(format!("{}-{id}.db", policy.name));
-                Ok(Scratch::Sqlite {
-                    _folder: folder,
-                    target: super::Target::Sqlite(SqliteTarget::new(path)),
-                })
-            }
-            SourceSpec::Postgres(spec) => {
-                let own = PostgresTarget::resolve(spec, None).map_err(|error| error.to_string())?;
-                let prefix = scratch_database_prefix(&policy.name, own.database());
-                let marker = scratch_marker(&policy.name);
-                for name in own.drop_abandoned(&prefix, &marker) {
-                    tracing::warn!(policy = %policy.name, database = %name, "Dropped a scratch database left by a killed drill.");
-                }
-                let name = format!("{prefix}{}", super::random_suffix());
-                let target = own.sibling(&name);
-                target.create().map_err(|error| error.to_string())?;
-                // Only marked databases are ever dropped as abandoned.
-                if let Err(error) = target.mark(&marker) {
-                    let _ = target.remove();
-                    return Err(error.to_string());
-                }
-                Ok(Scratch::Postgres {
-                    target: super::Target::Postgres(Box::new(target)),
-                    removed: false,
-                })
-            }
-        }
-    }
-
-    fn target(&self) -> &super::Target {
-        match self {
-            Scratch::Sqlite { target, .. } | Scratch::Postgres { target, .. } => target,
-        }
-    }
-
-    fn remove(mut self) -> Result<(), String> {
-        let result = self.target().remove().map_err(|error| error.to_string());
-        if let Scratch::Postgres { removed, .. } = &mut self {
-            *removed = result.is_ok();
-        }
-        result
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Scratch::Postgres {
-            target,
-            removed: false,
-        } = self
-        {
-            let _ = target.remove();
-        }
-    }
-}
+pub use crate::database::postgres::{scratch_database_prefix, scratch_marker};
 
 /// Writes `evidence` as `<dir>/<started id>.json` (0600, atomically).
 pub fn write_evidence(state: &Path, evidence: &Evidence) -> std::io::Result<PathBuf> {

@@ -9,13 +9,11 @@
 //! never prints: the command does.
 
 pub mod drill;
-pub mod locks;
-pub mod postgres;
-pub mod sqlite;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(test)]
+use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -23,58 +21,18 @@ use serde::Serialize;
 
 use crate::destination::{self, Destination};
 use crate::engine;
+#[cfg(test)]
+use crate::inventory::BackupMetadata;
 use crate::inventory::metadata::PRE_RESTORE_TAG;
-use crate::inventory::{self, BackupMetadata, BackupRecord, RecordState};
+use crate::inventory::{self, BackupRecord, RecordState};
 use crate::policy::Policy;
-use crate::policy::spec::{DestinationSpec, SourceSpec};
+use crate::policy::spec::DestinationSpec;
+#[cfg(test)]
+use crate::policy::spec::SourceSpec;
 use crate::verify::{self, Problem};
 
-/// Why a restore could not go ahead or did not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Select(String),
-    #[error("backup {id} failed verification: {problems}")]
-    Verification { id: String, problems: String },
-    #[error("{0}")]
-    Target(String),
-    #[error("not enough space in {path}: {needed} bytes needed, {available} available")]
-    Space {
-        path: String,
-        needed: u64,
-        available: u64,
-    },
-    #[error(
-        "the safety backup failed, so nothing was restored: {0}. If the target is too damaged to back up, keep a copy of it yourself and move it out of the way (SQLite: the file and its -wal; PostgreSQL: ALTER DATABASE … RENAME), then restore again: a target that does not exist needs no safety backup"
-    )]
-    SafetyBackup(String),
-    #[error("{0}")]
-    Restore(String),
-    #[error("the restored data does not match the backup's metadata: {0}")]
-    Check(String),
-}
-
-impl Error {
-    pub fn is_verification(&self) -> bool {
-        matches!(self, Error::Verification { .. })
-    }
-}
-
-/// A failure while restoring, and whether the target was changed by then.
-#[derive(Debug)]
-pub struct Failed {
-    pub error: Error,
-    pub touched: bool,
-}
-
-impl Failed {
-    fn untouched(error: Error) -> Failed {
-        Failed {
-            error,
-            touched: false,
-        }
-    }
-}
+use crate::database::RestoreOptions;
+pub use crate::database::{Checked, Error, Failed, Target, TargetInfo, major};
 
 /// Which backup to restore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,133 +90,6 @@ impl Step {
     }
 }
 
-/// Where a restore writes, and what it would replace.
-pub enum Target {
-    Sqlite(sqlite::SqliteTarget),
-    Postgres(Box<postgres::PostgresTarget>),
-}
-
-/// What a target looks like before the restore.
-#[derive(Debug, Clone, Default)]
-pub struct TargetInfo {
-    pub exists: bool,
-    /// Server version (PostgreSQL) or SQLite library version.
-    pub version: Option<String>,
-    pub size: Option<u64>,
-    /// Tables, named as the sidecar's row counts name them.
-    pub tables: Option<BTreeSet<String>>,
-    /// What the restore replaces, for people.
-    pub replaces: String,
-    /// Local space the restore needs, where: (folder, available bytes).
-    pub space: Option<(PathBuf, u64)>,
-}
-
-/// The result of checking a restored target against a sidecar.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Checked {
-    /// Rows per table found in the target, for every table the sidecar counts.
-    pub row_counts: BTreeMap<String, u64>,
-    /// Findings that do not fail the restore (e.g. foreign key violations).
-    pub warnings: Vec<String>,
-    pub detail: String,
-}
-
-impl Target {
-    /// The target of `policy`, or `to`.
-    pub fn resolve(policy: &Policy, to: Option<&str>) -> Result<Target, Error> {
-        match &policy.source {
-            SourceSpec::Sqlite(spec) => Ok(Target::Sqlite(sqlite::SqliteTarget::new(
-                to.map_or_else(|| spec.path.clone(), PathBuf::from),
-            ))),
-            SourceSpec::Postgres(spec) => Ok(Target::Postgres(Box::new(
-                postgres::PostgresTarget::resolve(spec, to)?,
-            ))),
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Target::Sqlite(_) => "sqlite",
-            Target::Postgres(_) => "postgres",
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Target::Sqlite(target) => target.describe(),
-            Target::Postgres(target) => target.describe(),
-        }
-    }
-
-    pub fn inspect(&self, jobs: Option<u32>) -> Result<TargetInfo, Error> {
-        match self {
-            Target::Sqlite(target) => target.inspect(),
-            Target::Postgres(target) => target.inspect(jobs),
-        }
-    }
-
-    /// The source a safety backup of this target reads.
-    fn source_spec(&self) -> SourceSpec {
-        match self {
-            Target::Sqlite(target) => target.source_spec(),
-            Target::Postgres(target) => target.source_spec(),
-        }
-    }
-
-    /// Restores `record` into the target; `contents` (PostgreSQL) says what
-    /// it replaces and what it leaves as it is.
-    fn restore(
-        &self,
-        destination: &dyn Destination,
-        record: &BackupRecord,
-        jobs: Option<u32>,
-        contents: Option<&postgres::Contents>,
-    ) -> Result<String, Failed> {
-        match self {
-            Target::Sqlite(target) => target.restore(destination, record),
-            Target::Postgres(target) => target.restore(destination, record, jobs, contents),
-        }
-    }
-
-    /// Checks the target against `metadata`, and that what was `kept` still is.
-    pub fn check(
-        &self,
-        metadata: &BackupMetadata,
-        kept: Option<&postgres::Kept>,
-    ) -> Result<Checked, Error> {
-        match self {
-            Target::Sqlite(target) => target.check(metadata),
-            Target::Postgres(target) => target.check(metadata, kept),
-        }
-    }
-
-    /// Rows of every table the sidecar counts, as found (for evidence).
-    pub fn count_rows(&self, metadata: &BackupMetadata) -> BTreeMap<String, u64> {
-        match self {
-            Target::Sqlite(target) => target.count_rows(metadata),
-            Target::Postgres(target) => target.count_rows(metadata).unwrap_or_default(),
-        }
-    }
-
-    /// Undoes a restore into a target that did not exist before.
-    fn remove(&self) -> Result<(), Error> {
-        match self {
-            Target::Sqlite(target) => target.remove(),
-            Target::Postgres(target) => target.remove(),
-        }
-    }
-
-    /// After a rollback: removes what the failed restore added that the
-    /// safety backup does not hold (PostgreSQL tables; nothing for SQLite,
-    /// whose file is replaced whole).
-    fn remove_added(&self, before: Option<&BTreeSet<String>>) -> Result<(), Error> {
-        match (self, before) {
-            (Target::Postgres(target), Some(before)) => target.drop_tables_not_in(before),
-            _ => Ok(()),
-        }
-    }
-}
-
 /// A backup to restore, on the destination it is read from.
 pub struct Chosen {
     pub record: BackupRecord,
@@ -269,11 +100,8 @@ pub struct Chosen {
 pub struct Prepared {
     pub policy: Policy,
     pub chosen: Chosen,
-    pub target: Target,
+    pub target: Box<dyn Target>,
     pub info: TargetInfo,
-    /// PostgreSQL: what the dump holds against what the target holds.
-    pub contents: Option<postgres::Contents>,
-    pub jobs: Option<u32>,
     /// Where the safety backup goes (the policy's first destination), if one is needed.
     pub safety_destination: Option<String>,
     pub steps: Vec<Step>,
@@ -289,13 +117,6 @@ impl Prepared {
             0 => artifact.size.saturating_mul(10),
             size => size,
         }
-    }
-
-    /// What the restore leaves as it is in the target (PostgreSQL).
-    pub fn kept(&self) -> Option<&postgres::Kept> {
-        self.contents
-            .as_ref()
-            .and_then(|contents| contents.kept.as_ref())
     }
 }
 
@@ -438,15 +259,6 @@ pub fn select(policy: &Policy, request: &Request) -> Result<Vec<Chosen>, Error> 
     Ok(chosen)
 }
 
-/// The `pg_restore` a policy uses.
-fn pg_restore(policy: &Policy) -> PathBuf {
-    let bin_dir = match &policy.source {
-        SourceSpec::Postgres(spec) => spec.bin_dir.as_deref(),
-        SourceSpec::Sqlite(_) => None,
-    };
-    crate::source::postgres::program_path(bin_dir, "pg_restore")
-}
-
 /// Picks and verifies the backup, and inspects the target. Changes nothing.
 ///
 /// A dry run decodes the data and has its tool read it (gzip stream,
@@ -467,24 +279,17 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
     // error is no verdict on the backup).
     let mut only_unreadable = true;
     let mut verified = None;
-    let program = pg_restore(policy);
-    // The dump's table of contents (PostgreSQL): what the restore drops and creates.
+    let database = crate::database::open(&policy.source);
+    // The backup's table of contents, where its kind has one: what the
+    // restore drops, creates and keeps.
     let mut listing = None;
     for candidate in candidates {
+        let (destination, record) = (candidate.destination.as_ref(), &candidate.record);
         let checked = if request.dry_run {
-            verify::verify_restorable(candidate.destination.as_ref(), &candidate.record, &program)
+            verify::verify_restorable(destination, record, database.as_ref())
         } else {
-            verify::verify_stored(candidate.destination.as_ref(), &candidate.record).and_then(
-                |()| match candidate.record.metadata.source.kind.as_str() {
-                    "postgres" => verify::read_listing(
-                        candidate.destination.as_ref(),
-                        &candidate.record,
-                        &program,
-                    )
-                    .map(Some),
-                    _ => Ok(None),
-                },
-            )
+            verify::verify_stored(destination, record)
+                .and_then(|()| database.read_contents(destination, record))
         };
         match checked {
             Ok(toc) => {
@@ -530,11 +335,7 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
     let mut checks = vec!["sidecar digest", "size", "SHA-256"];
     if request.dry_run {
         checks.push("gzip stream");
-        checks.push(if metadata.source.kind == "postgres" {
-            "pg_restore --list"
-        } else {
-            "SQLite header"
-        });
+        checks.push(database.restorable_check());
     }
     steps.push(Step::timed(
         "verify",
@@ -547,51 +348,28 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
             checks.join(", ")
         ),
     ));
-    let mut target =
-        Target::resolve(policy, request.to.as_deref()).map_err(|error| (error, steps.clone()))?;
-    if let (Target::Postgres(target), Some(timeout)) = (&mut target, request.lock_timeout) {
-        target.set_lock_timeout(timeout);
-    }
-    if metadata.source.kind != target.kind() {
+    if crate::database::format_of(metadata) != database.format() {
         return Err((
             Error::Target(format!(
-                "backup {} is of a {} database; the target is {}",
+                "backup {} is of a {} database; the policy's is {}",
                 metadata.id,
                 metadata.source.kind,
-                target.describe()
+                database.kind()
             )),
             steps,
         ));
     }
-    if request.jobs.is_some() && target.kind() != "postgres" {
-        return Err((
-            Error::Target("--jobs applies to PostgreSQL restores only".to_owned()),
-            steps,
-        ));
-    }
+    let options = RestoreOptions {
+        jobs: request.jobs,
+        lock_timeout: request.lock_timeout,
+    };
+    let mut target = database
+        .target(request.to.as_deref(), &options)
+        .map_err(|error| (error, steps.clone()))?;
     let inspected = Instant::now();
     let info = target
-        .inspect(request.jobs)
+        .inspect(listing.as_deref())
         .map_err(|error| (error, steps.clone()))?;
-    let contents = match (&target, &listing) {
-        (Target::Postgres(target), Some(listing)) => Some(
-            target
-                .contents(listing, info.exists)
-                .map_err(|error| (error, steps.clone()))?,
-        ),
-        _ => None,
-    };
-    if let Some(contents) = &contents
-        && !contents.blockers.is_empty()
-    {
-        return Err((
-            Error::Target(format!(
-                "the backup does not hold everything that depends on the tables it replaces, so pg_restore --clean could not drop them: {}. Drop those objects first, or restore into another database with --to",
-                contents.blockers.join("; ")
-            )),
-            steps,
-        ));
-    }
     steps.push(Step::timed("inspect", inspected, true, target.describe()));
     let safety_destination = info
         .exists
@@ -602,99 +380,19 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
         chosen,
         target,
         info,
-        contents,
-        jobs: request.jobs,
         safety_destination,
         steps,
         warnings,
     })
 }
 
-/// The error for a problem met while streaming a backup into a restore:
-/// `write` names what could not be written; reading and damage are the
-/// backup's side.
-pub(crate) fn streaming_error(
-    record: &BackupRecord,
-    problem: verify::Problem,
-    write: impl FnOnce(String) -> Error,
-) -> Error {
-    match problem {
-        verify::Problem::Write(reason) => write(reason),
-        verify::Problem::Read(reason) => {
-            Error::Restore(format!("cannot read the backup: {reason}"))
-        }
-        problem => Error::Verification {
-            id: record.metadata.id.clone(),
-            problems: problem.to_string(),
-        },
-    }
-}
-
-/// The warnings of a restore plan: versions, schema differences, space.
+/// The warnings of a restore plan: what verification found, the target's
+/// own (versions, schema differences), space.
 pub fn plan_warnings(prepared: &Prepared) -> Vec<String> {
     let mut warnings = prepared.warnings.clone();
     let metadata = &prepared.chosen.record.metadata;
     let info = &prepared.info;
-    if let (Some(backup), Some(target)) = (&metadata.source.server_version, &info.version)
-        && prepared.target.kind() == "postgres"
-        && major(backup) != major(target)
-    {
-        warnings.push(format!(
-            "the backup comes from PostgreSQL {backup}, the target runs {target}: major versions differ"
-        ));
-    }
-    // A safety backup of another database (taken before a `--to` restore)
-    // put back into this one would be that database's data.
-    if let (Target::Postgres(target), Some(database)) =
-        (&prepared.target, &metadata.source.database)
-        && metadata.is_pre_restore()
-        && target.database() != database
-    {
-        warnings.push(format!(
-            "this is a safety backup of database `{database}`, not of the target `{}`: to undo a restore with `--to`, restore it with the same `--to`",
-            target.database()
-        ));
-    }
-    if let Some(tables) = &info.tables
-        && info.exists
-    {
-        // The dump's own table of contents when known; else the tables the sidecar counts.
-        let backup: BTreeSet<String> = match &prepared.contents {
-            Some(contents) => contents.tables.clone(),
-            None => metadata.source.row_counts.keys().cloned().collect(),
-        };
-        let only_target: Vec<&String> = tables.difference(&backup).collect();
-        let only_backup: Vec<&String> = backup.difference(tables).collect();
-        if !only_target.is_empty() {
-            let fate = match prepared.target {
-                Target::Sqlite(_) => "the restore removes them with the old file",
-                Target::Postgres(_) => "pg_restore --clean leaves them as they are",
-            };
-            warnings.push(format!(
-                "tables in the target but not in the backup ({fate}): {}",
-                join(&only_target)
-            ));
-        }
-        let without_data = prepared
-            .contents
-            .as_ref()
-            .map(|contents| &contents.without_data);
-        let (empty, created): (Vec<&String>, Vec<&String>) = only_backup
-            .into_iter()
-            .partition(|table| without_data.is_some_and(|tables| tables.contains(*table)));
-        if !created.is_empty() {
-            warnings.push(format!(
-                "tables in the backup but not in the target (created): {}",
-                join(&created)
-            ));
-        }
-        if !empty.is_empty() {
-            warnings.push(format!(
-                "tables in the backup without their rows and not in the target (created empty): {}",
-                join(&empty)
-            ));
-        }
-    }
+    warnings.extend(prepared.target.plan(metadata, info).warnings);
     if let Some((folder, available)) = &info.space
         && *available < prepared.needed()
     {
@@ -706,23 +404,6 @@ pub fn plan_warnings(prepared: &Prepared) -> Vec<String> {
         ));
     }
     warnings
-}
-
-fn join(names: &[&String]) -> String {
-    names
-        .iter()
-        .map(|name| name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `15.4` → `15`; `9.6.24` → `9.6`.
-pub fn major(version: &str) -> String {
-    let parts: Vec<&str> = version.split('.').collect();
-    match parts.first().and_then(|first| first.parse::<u32>().ok()) {
-        Some(first) if first < 10 && parts.len() > 1 => format!("{first}.{}", parts[1]),
-        _ => parts.first().copied().unwrap_or_default().to_owned(),
-    }
 }
 
 /// How a restore ended.
@@ -817,17 +498,14 @@ pub fn execute(prepared: &Prepared, observe: &mut dyn FnMut(&Step)) -> Outcome {
     }
 
     let started = Instant::now();
-    let restored = prepared.target.restore(
-        prepared.chosen.destination.as_ref(),
-        record,
-        prepared.jobs,
-        prepared.contents.as_ref(),
-    );
+    let restored = prepared
+        .target
+        .restore(prepared.chosen.destination.as_ref(), record, false);
     let failure = match restored {
         Ok(detail) => {
             push(&mut outcome, Step::timed("restore", started, true, detail));
             let started = Instant::now();
-            match prepared.target.check(metadata, prepared.kept()) {
+            match prepared.target.check(metadata, false) {
                 Ok(checked) => {
                     push(
                         &mut outcome,
@@ -916,9 +594,9 @@ fn rollback(
         .remove_added(prepared.info.tables.as_ref())?;
     prepared
         .target
-        .restore(destination, safety, None, None)
+        .restore(destination, safety, true)
         .map_err(|failed| failed.error)?;
-    prepared.target.check(&safety.metadata, None)?;
+    prepared.target.check(&safety.metadata, true)?;
     Ok(format!(
         "restored the safety backup {} and checked it",
         safety.metadata.id
@@ -1005,30 +683,7 @@ pub fn append_log(path: &Path, record: &LogRecord) -> std::io::Result<()> {
 
 pub use crate::state::remove_abandoned;
 
-/// A short random hex string (scratch names).
-pub fn random_suffix() -> String {
-    use sha2::{Digest as _, Sha256};
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |duration| duration.as_nanos());
-    let seed = format!("{nanos} {} {:p}", std::process::id(), &nanos);
-    crate::inventory::metadata::hex(&Sha256::digest(seed.as_bytes()))[..8].to_owned()
-}
-
-/// Bytes available to unprivileged writers in the file system holding `path`.
-pub fn available_space(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let text = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `text` is a valid C string and `stats` a buffer of the right type.
-    let result = unsafe { libc::statvfs(text.as_ptr(), stats.as_mut_ptr()) };
-    if result != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it filled `stats`.
-    let stats = unsafe { stats.assume_init() };
-    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
-}
+pub use crate::state::{available_space, random_suffix};
 
 #[cfg(test)]
 mod tests {
@@ -1036,20 +691,19 @@ mod tests {
 
     fn prepared(kind: &str, backup_version: &str, info: TargetInfo) -> Prepared {
         use crate::inventory::metadata::{Artifact, SourceInfo};
-        use crate::policy::spec::PostgresSpec;
-        let target = match kind {
-            "postgres" => Target::Postgres(Box::new(
-                postgres::PostgresTarget::resolve(
-                    &PostgresSpec {
-                        url: Some("postgresql://app@db1/app".to_owned()),
-                        ..PostgresSpec::default()
-                    },
-                    None,
-                )
-                .unwrap(),
-            )),
-            _ => Target::Sqlite(sqlite::SqliteTarget::new(PathBuf::from("/srv/app.db"))),
+        use crate::policy::spec::{PostgresSpec, SqliteSpec};
+        let source = match kind {
+            "postgres" => SourceSpec::Postgres(PostgresSpec {
+                url: Some("postgresql://app@db1/app".to_owned()),
+                ..PostgresSpec::default()
+            }),
+            _ => SourceSpec::Sqlite(SqliteSpec {
+                path: PathBuf::from("/srv/app.db"),
+            }),
         };
+        let target = crate::database::open(&source)
+            .target(None, &RestoreOptions::default())
+            .unwrap();
         let created_at = chrono::DateTime::parse_from_rfc3339("2026-11-25T01:00:00Z")
             .unwrap()
             .to_utc();
@@ -1095,8 +749,6 @@ mod tests {
             },
             target,
             info,
-            contents: None,
-            jobs: None,
             safety_destination: None,
             steps: Vec::new(),
             warnings: Vec::new(),

@@ -14,7 +14,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::source::postgres::Postgres;
+use super::dump::Server;
 
 /// How long a restore waits for a lock unless told otherwise.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,7 +55,7 @@ impl LockWatch {
     /// Watches the sessions named [`application_name`] on `connection`'s
     /// server, warns once for every new set of locks they wait for, and
     /// cancels their wait once it has lasted `timeout` (zero: never).
-    pub fn start(connection: Postgres, what: String, timeout: Duration) -> LockWatch {
+    pub fn start(connection: Server, what: String, timeout: Duration) -> LockWatch {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let name = application_name();

@@ -15,38 +15,31 @@ use std::time::Duration;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
-use super::{Error, Report, Source};
+use crate::database::{Dump, DumpError as Error, Report};
 
 /// How long a copy waits for writers holding locks before it gives up.
 const BUSY_RETRIES: u32 = 300;
 const BUSY_PAUSE: Duration = Duration::from_millis(100);
 
-pub struct Sqlite {
+/// A consistent copy of one SQLite file.
+pub struct SqliteDump {
     path: PathBuf,
 }
 
-impl Sqlite {
+impl SqliteDump {
     pub fn new(path: PathBuf) -> Self {
-        Sqlite { path }
+        SqliteDump { path }
     }
 
     fn fail(&self, reason: impl std::fmt::Display) -> Error {
-        Error::Sqlite {
-            path: self.path.display().to_string(),
-            reason: reason.to_string(),
-        }
+        Error::Failed(format!(
+            "SQLite database `{}`: {reason}",
+            self.path.display()
+        ))
     }
 }
 
-impl Source for Sqlite {
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-
-    fn artifact_kind(&self) -> &'static str {
-        "sqlite"
-    }
-
+impl Dump for SqliteDump {
     fn dump(&mut self, sink: &mut dyn Write) -> Result<Report, Error> {
         if !self.path.is_file() {
             return Err(self.fail("no such file"));
@@ -97,7 +90,10 @@ impl Source for Sqlite {
             })
             .map_err(|error| self.fail(error))?;
         if integrity != ["ok"] {
-            return Err(Error::Integrity(integrity.join("; ")));
+            return Err(Error::Failed(format!(
+                "SQLite copy failed its integrity check: {}",
+                integrity.join("; ")
+            )));
         }
         copy.pragma_update(None, "journal_mode", "DELETE")
             .map_err(|error| self.fail(error))?;

@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::{Checked, Error, Failed, TargetInfo};
+use super::dump::count_rows;
+use crate::database::{Checked, Error, Failed, Target, TargetInfo, TargetPlan};
 use crate::destination::Destination;
 use crate::inventory::{BackupMetadata, BackupRecord};
 use crate::policy::spec::{SourceSpec, SqliteSpec};
-use crate::source::sqlite::count_rows;
 use crate::verify;
 
 /// The files beside a database that belong to it.
@@ -58,22 +58,64 @@ impl SqliteTarget {
         &self.path
     }
 
-    pub fn describe(&self) -> String {
-        format!("SQLite file {}", self.path.display())
-    }
-
     fn folder(&self) -> PathBuf {
         self.path
             .parent()
             .map_or_else(|| PathBuf::from("."), Path::to_owned)
     }
 
-    pub fn inspect(&self) -> Result<TargetInfo, Error> {
+    /// Checkpoints the target's WAL into it; whether every frame got there.
+    fn checkpoint(&self) -> Result<bool, Error> {
+        let connection = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|error| fail(&self.path, error))?;
+        connection
+            .busy_timeout(Duration::from_secs(30))
+            .map_err(|error| fail(&self.path, error))?;
+        if journal_mode(&connection, &self.path)? == "wal" {
+            let busy: i64 = connection
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+                .map_err(|error| fail(&self.path, format!("cannot checkpoint its WAL: {error}")))?;
+            if busy != 0 {
+                tracing::warn!(path = %self.path.display(), "Readers kept the WAL busy; its stale frames are removed with it.");
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn remove_companions(&self) -> Result<(), Error> {
+        for suffix in COMPANIONS {
+            let path = companion(&self.path, suffix);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    return Err(fail(
+                        &self.path,
+                        format!("cannot remove {}: {error}", path.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Target for SqliteTarget {
+    fn describe(&self) -> String {
+        format!("SQLite file {}", self.path.display())
+    }
+
+    fn inspect(&mut self, _contents: Option<&str>) -> Result<TargetInfo, Error> {
         let folder = self.folder();
         if !folder.is_dir() {
             return Err(fail(&self.path, "its folder does not exist"));
         }
-        let space = super::available_space(&folder).map(|available| (folder.clone(), available));
+        let space =
+            crate::state::available_space(&folder).map(|available| (folder.clone(), available));
         let mut info = TargetInfo {
             exists: self.path.exists(),
             version: Some(rusqlite::version().to_owned()),
@@ -113,7 +155,7 @@ impl SqliteTarget {
         Ok(info)
     }
 
-    pub fn source_spec(&self) -> SourceSpec {
+    fn source_spec(&self) -> SourceSpec {
         SourceSpec::Sqlite(SqliteSpec {
             path: self.path.clone(),
         })
@@ -121,10 +163,11 @@ impl SqliteTarget {
 
     /// Decompresses, checks, and swaps the file in. The target is touched
     /// only by the final rename.
-    pub fn restore(
+    fn restore(
         &self,
         destination: &dyn Destination,
         record: &BackupRecord,
+        _rollback: bool,
     ) -> Result<String, Failed> {
         let untouched = |error: Error| Failed::untouched(error);
         let folder = self.folder();
@@ -134,7 +177,7 @@ impl SqliteTarget {
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
         let prefix = format!(".{name}.restore-");
-        super::remove_abandoned(&folder, &prefix);
+        crate::state::remove_abandoned(&folder, &prefix);
         let mut temporary = tempfile::Builder::new()
             .prefix(&format!("{prefix}{}-", std::process::id()))
             .tempfile_in(&folder)
@@ -147,12 +190,16 @@ impl SqliteTarget {
         {
             let mut writer = BufWriter::with_capacity(1 << 20, temporary.as_file_mut());
             verify::verify_into(destination, record, &mut writer).map_err(|problem| {
-                untouched(super::streaming_error(record, problem, |reason| {
-                    fail(
-                        &self.path,
-                        format!("cannot write the temporary file: {reason}"),
-                    )
-                }))
+                untouched(crate::database::streaming_error(
+                    record,
+                    problem,
+                    |reason| {
+                        fail(
+                            &self.path,
+                            format!("cannot write the temporary file: {reason}"),
+                        )
+                    },
+                ))
             })?;
             writer
                 .flush()
@@ -243,50 +290,11 @@ impl SqliteTarget {
         ))
     }
 
-    /// Checkpoints the target's WAL into it; whether every frame got there.
-    fn checkpoint(&self) -> Result<bool, Error> {
-        let connection = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|error| fail(&self.path, error))?;
-        connection
-            .busy_timeout(Duration::from_secs(30))
-            .map_err(|error| fail(&self.path, error))?;
-        if journal_mode(&connection, &self.path)? == "wal" {
-            let busy: i64 = connection
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
-                .map_err(|error| fail(&self.path, format!("cannot checkpoint its WAL: {error}")))?;
-            if busy != 0 {
-                tracing::warn!(path = %self.path.display(), "Readers kept the WAL busy; its stale frames are removed with it.");
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    fn remove_companions(&self) -> Result<(), Error> {
-        for suffix in COMPANIONS {
-            let path = companion(&self.path, suffix);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => {
-                    return Err(fail(
-                        &self.path,
-                        format!("cannot remove {}: {error}", path.display()),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    pub fn check(&self, metadata: &BackupMetadata) -> Result<Checked, Error> {
+    fn check(&self, metadata: &BackupMetadata, _rollback: bool) -> Result<Checked, Error> {
         check_file(&self.path, metadata, false)
     }
 
-    pub fn count_rows(&self, metadata: &BackupMetadata) -> BTreeMap<String, u64> {
+    fn count_rows(&self, metadata: &BackupMetadata) -> BTreeMap<String, u64> {
         open_read_only(&self.path)
             .ok()
             .and_then(|connection| count_rows(&connection).ok())
@@ -296,13 +304,33 @@ impl SqliteTarget {
             .collect()
     }
 
-    pub fn remove(&self) -> Result<(), Error> {
+    fn remove(&self) -> Result<(), Error> {
         match fs::remove_file(&self.path) {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(fail(&self.path, format!("cannot remove it: {error}"))),
         }
         self.remove_companions()
+    }
+
+    fn plan(&self, metadata: &BackupMetadata, info: &TargetInfo) -> TargetPlan {
+        let tables = metadata.source.row_counts.len();
+        let backup: BTreeSet<String> = metadata.source.row_counts.keys().cloned().collect();
+        let (mut warnings, created) = crate::database::table_differences(
+            info,
+            &backup,
+            "the restore removes them with the old file",
+        );
+        warnings.extend(crate::database::created_tables(&created));
+        TargetPlan {
+            compatibility: "compatible (SQLite 3 files)".to_owned(),
+            checks_after: format!(
+                "integrity_check, foreign_key_check and row counts of {tables} table{}, before the rename",
+                if tables == 1 { "" } else { "s" }
+            ),
+            warnings,
+            ..TargetPlan::default()
+        }
     }
 }
 
@@ -365,7 +393,7 @@ pub fn check_file(path: &Path, metadata: &BackupMetadata, full: bool) -> Result<
         })
         .map_err(|error| Error::Check(format!("foreign_key_check failed: {error}")))?;
     let counts = count_rows(&connection).map_err(|error| Error::Check(error.to_string()))?;
-    compare_counts(&metadata.source.row_counts, &counts)?;
+    crate::database::compare_counts(&metadata.source.row_counts, &counts)?;
     let mut warnings = Vec::new();
     if !violations.is_empty() {
         warnings.push(format!(
@@ -397,24 +425,4 @@ pub fn check_file(path: &Path, metadata: &BackupMetadata, full: bool) -> Result<
             .collect(),
         warnings,
     })
-}
-
-/// Every table the sidecar counts must hold exactly that many rows.
-pub fn compare_counts(
-    expected: &BTreeMap<String, u64>,
-    actual: &BTreeMap<String, u64>,
-) -> Result<(), Error> {
-    let mismatches: Vec<String> = expected
-        .iter()
-        .filter_map(|(table, rows)| match actual.get(table) {
-            Some(found) if found == rows => None,
-            Some(found) => Some(format!("{table}: {found} rows, expected {rows}")),
-            None => Some(format!("{table}: missing, expected {rows} rows")),
-        })
-        .collect();
-    if mismatches.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Check(mismatches.join("; ")))
-    }
 }

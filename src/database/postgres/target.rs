@@ -11,7 +11,7 @@
 //!
 //! A dump that holds some tables without their rows (`exclude-table-data`)
 //! is restored with `--use-list`, leaving those tables, and what hangs on
-//! them, as they are in the database (see [`crate::source::toc`]), so that
+//! them, as they are in the database (see [`super::toc`]), so that
 //! `--clean` never empties them.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,13 +19,14 @@ use std::io::{BufWriter, Write as _};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{Checked, Error, Failed, TargetInfo, locks};
+use super::dump::{Server, describe, drain, joined, quote};
+use super::locks;
+use super::toc::{Keep, Toc};
+use crate::database::{Checked, Error, Failed, Target, TargetInfo, TargetPlan};
 use crate::destination::Destination;
 use crate::inventory::{BackupMetadata, BackupRecord};
 use crate::policy::secret::Template;
 use crate::policy::spec::{PostgresSpec, SourceSpec};
-use crate::source::postgres::{Postgres, describe, drain, joined, quote};
-use crate::source::toc::{Keep, Toc};
 use crate::verify;
 
 /// The database connected to for creating and dropping databases.
@@ -34,10 +35,15 @@ const MAINTENANCE_DATABASE: &str = "postgres";
 /// A PostgreSQL database to restore into.
 pub struct PostgresTarget {
     spec: PostgresSpec,
-    connection: Postgres,
+    connection: Server,
     database: String,
     /// How long the restore's sessions wait for a lock; zero: no limit.
     lock_timeout: Duration,
+    /// Restore with `pg_restore -j N` from a local decompressed copy.
+    jobs: Option<u32>,
+    /// What the backup to restore holds against what the database holds,
+    /// once [`Target::inspect`] has read the backup's table of contents.
+    contents: Option<Contents>,
 }
 
 fn fail(reason: impl std::fmt::Display) -> Error {
@@ -107,7 +113,7 @@ impl PostgresTarget {
             }
             Some(name) => spec.database = Some(name.replace("${", "$${")),
         }
-        let connection = Postgres::open(&spec).map_err(|error| fail(error.to_string()))?;
+        let connection = Server::open(&spec).map_err(|error| fail(error.to_string()))?;
         let database = connection
             .database()
             .ok_or_else(|| fail("no database is named: give one with --to or in the policy"))?
@@ -117,6 +123,8 @@ impl PostgresTarget {
             connection,
             database,
             lock_timeout: Duration::ZERO,
+            jobs: None,
+            contents: None,
         };
         target.set_lock_timeout(locks::DEFAULT_LOCK_TIMEOUT);
         Ok(target)
@@ -143,6 +151,8 @@ impl PostgresTarget {
             connection: self.connection.with_database(database),
             database: database.to_owned(),
             lock_timeout: self.lock_timeout,
+            jobs: None,
+            contents: None,
         }
     }
 
@@ -153,14 +163,6 @@ impl PostgresTarget {
     /// How long the restore waits for a lock; zero: no limit.
     pub fn lock_timeout(&self) -> Duration {
         self.lock_timeout
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "PostgreSQL database {} on {}",
-            self.database,
-            self.connection.server()
-        )
     }
 
     /// A session on this database.
@@ -192,7 +194,25 @@ impl PostgresTarget {
         })
     }
 
-    pub fn inspect(&self, jobs: Option<u32>) -> Result<TargetInfo, Error> {
+    /// Restores with `pg_restore -j jobs` (from a local decompressed copy).
+    pub fn set_jobs(&mut self, jobs: Option<u32>) {
+        self.jobs = jobs;
+    }
+
+    /// What the backup holds against the database, once inspected.
+    pub fn contents_found(&self) -> Option<&Contents> {
+        self.contents.as_ref()
+    }
+
+    /// What the restore leaves as it is, once inspected.
+    pub fn kept(&self) -> Option<&Kept> {
+        self.contents
+            .as_ref()
+            .and_then(|contents| contents.kept.as_ref())
+    }
+
+    fn inspect_server(&self) -> Result<TargetInfo, Error> {
+        let jobs = self.jobs;
         let (runtime, client) = self.maintenance()?;
         let (version, size) = runtime.block_on(async {
             let version: String = client
@@ -215,7 +235,7 @@ impl PostgresTarget {
             // Measured on the folder the scratch folder is (or will be) in.
             let scratch = crate::state::scratch_root();
             let existing = scratch.ancestors().find(|folder| folder.exists())?;
-            super::available_space(existing).map(|available| (scratch.clone(), available))
+            crate::state::available_space(existing).map(|available| (scratch.clone(), available))
         });
         let mut info = TargetInfo {
             exists,
@@ -377,10 +397,6 @@ impl PostgresTarget {
         })
     }
 
-    pub fn source_spec(&self) -> SourceSpec {
-        SourceSpec::Postgres(self.spec.clone())
-    }
-
     pub fn create(&self) -> Result<(), Error> {
         let (runtime, client) = self.maintenance()?;
         runtime.block_on(async {
@@ -460,31 +476,6 @@ impl PostgresTarget {
         })
     }
 
-    pub fn remove(&self) -> Result<(), Error> {
-        let (runtime, client) = self.maintenance()?;
-        runtime.block_on(async {
-            let name = quote(&self.database);
-            if client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            // Before PostgreSQL 13 there is no FORCE.
-            client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-                .await
-                .map_err(|error| {
-                    fail(format!(
-                        "cannot drop database {}: {}",
-                        self.database,
-                        describe(&error)
-                    ))
-                })
-        })
-    }
-
     fn pg_restore(&self) -> Command {
         let mut command = self.connection.command("pg_restore");
         command
@@ -496,7 +487,7 @@ impl PostgresTarget {
 
     /// Restores `record` here; `contents` says what it replaces, and what it
     /// leaves as it is.
-    pub fn restore(
+    fn restore_with(
         &self,
         destination: &dyn Destination,
         record: &BackupRecord,
@@ -627,7 +618,7 @@ impl PostgresTarget {
         let stderr = joined(stderr);
         let succeeded = status.as_ref().is_ok_and(std::process::ExitStatus::success);
         if let Err(problem) = streamed {
-            let error = super::streaming_error(record, problem, |_| {
+            let error = crate::database::streaming_error(record, problem, |_| {
                 fail(format!(
                     "pg_restore failed ({}): {}",
                     status.map_or_else(|error| error.to_string(), |status| status.to_string()),
@@ -664,9 +655,11 @@ impl PostgresTarget {
         {
             let mut writer = BufWriter::with_capacity(1 << 20, temporary.as_file_mut());
             verify::verify_into(destination, record, &mut writer).map_err(|problem| {
-                Failed::untouched(super::streaming_error(record, problem, |reason| {
-                    fail(format!("cannot write the decompressed copy: {reason}"))
-                }))
+                Failed::untouched(crate::database::streaming_error(
+                    record,
+                    problem,
+                    |reason| fail(format!("cannot write the decompressed copy: {reason}")),
+                ))
             })?;
             writer
                 .flush()
@@ -696,7 +689,7 @@ impl PostgresTarget {
 
     /// Row counts of every table the sidecar counts, but those `kept` (which
     /// must still be there, and not emptied).
-    pub fn check(&self, metadata: &BackupMetadata, kept: Option<&Kept>) -> Result<Checked, Error> {
+    fn check_with(&self, metadata: &BackupMetadata, kept: Option<&Kept>) -> Result<Checked, Error> {
         let mut expected = metadata.source.row_counts.clone();
         for table in kept.into_iter().flat_map(Kept::tables) {
             expected.remove(table);
@@ -704,7 +697,7 @@ impl PostgresTarget {
         let actual = self
             .count_tables(expected.keys())
             .map_err(|error| Error::Check(error.to_string()))?;
-        super::sqlite::compare_counts(&expected, &actual)?;
+        crate::database::compare_counts(&expected, &actual)?;
         let tables = actual.len();
         let mut detail = format!(
             "row counts of {tables} table{} match",
@@ -740,7 +733,7 @@ impl PostgresTarget {
     }
 
     /// Rows of every table the sidecar counts that exists here.
-    pub fn count_rows(&self, metadata: &BackupMetadata) -> Result<BTreeMap<String, u64>, Error> {
+    fn row_counts(&self, metadata: &BackupMetadata) -> Result<BTreeMap<String, u64>, Error> {
         self.count_tables(metadata.source.row_counts.keys())
     }
 
@@ -800,6 +793,97 @@ impl PostgresTarget {
                 .await
                 .map_err(|error| fail(describe(&error)))
         })
+    }
+}
+
+impl Target for PostgresTarget {
+    fn describe(&self) -> String {
+        format!(
+            "PostgreSQL database {} on {}",
+            self.database,
+            self.connection.server()
+        )
+    }
+
+    fn source_spec(&self) -> SourceSpec {
+        SourceSpec::Postgres(self.spec.clone())
+    }
+
+    fn remove(&self) -> Result<(), Error> {
+        let (runtime, client) = self.maintenance()?;
+        runtime.block_on(async {
+            let name = quote(&self.database);
+            if client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            // Before PostgreSQL 13 there is no FORCE.
+            client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+                .await
+                .map_err(|error| {
+                    fail(format!(
+                        "cannot drop database {}: {}",
+                        self.database,
+                        describe(&error)
+                    ))
+                })
+        })
+    }
+
+    fn inspect(&mut self, contents: Option<&str>) -> Result<TargetInfo, Error> {
+        let mut info = self.inspect_server()?;
+        self.contents = contents
+            .map(|listing| self.contents(listing, info.exists))
+            .transpose()?;
+        if self.kept().is_some() {
+            info.replaces.push_str(", but what it keeps (below)");
+        }
+        if let Some(contents) = &self.contents
+            && !contents.blockers.is_empty()
+        {
+            return Err(Error::Target(format!(
+                "the backup does not hold everything that depends on the tables it replaces, so pg_restore --clean could not drop them: {}. Drop those objects first, or restore into another database with --to",
+                contents.blockers.join("; ")
+            )));
+        }
+        Ok(info)
+    }
+
+    fn restore(
+        &self,
+        destination: &dyn Destination,
+        record: &BackupRecord,
+        rollback: bool,
+    ) -> Result<String, Failed> {
+        if rollback {
+            // A safety backup is the whole database as it was: put back whole.
+            self.restore_with(destination, record, None, None)
+        } else {
+            self.restore_with(destination, record, self.jobs, self.contents.as_ref())
+        }
+    }
+
+    fn check(&self, metadata: &BackupMetadata, rollback: bool) -> Result<Checked, Error> {
+        self.check_with(metadata, if rollback { None } else { self.kept() })
+    }
+
+    fn count_rows(&self, metadata: &BackupMetadata) -> BTreeMap<String, u64> {
+        self.row_counts(metadata).unwrap_or_default()
+    }
+
+    fn remove_added(&self, before: Option<&BTreeSet<String>>) -> Result<(), Error> {
+        match before {
+            Some(before) => self.drop_tables_not_in(before),
+            None => Ok(()),
+        }
+    }
+
+    fn plan(&self, metadata: &BackupMetadata, info: &TargetInfo) -> TargetPlan {
+        super::plan::plan(self, metadata, info)
     }
 }
 

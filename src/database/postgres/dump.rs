@@ -21,14 +21,15 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{Error, Report, Source, tls};
+use super::tls;
+use crate::database::{Dump, DumpError as Error, Report};
 use crate::policy::secret::{Secret, Template};
 use crate::policy::spec::{PostgresSpec, SslMode};
 
 /// Size of the chunks the dump is read in.
 const CHUNK: usize = 256 * 1024;
 
-pub struct Postgres {
+pub struct Server {
     config: Config,
     password: Option<Secret>,
     sslmode: Option<SslMode>,
@@ -45,9 +46,9 @@ fn resolve(value: &Option<String>) -> Result<Option<Secret>, Error> {
         .map_err(Error::from)
 }
 
-impl Postgres {
+impl Server {
     /// Resolves the connection settings of `spec`; connects nothing yet.
-    pub fn open(spec: &PostgresSpec) -> Result<Postgres, Error> {
+    pub fn open(spec: &PostgresSpec) -> Result<Server, Error> {
         let mut url_tls = UrlTls::default();
         let mut config = match resolve(&spec.url)? {
             // Parsed here, never handed to a child as text: it may hold a password.
@@ -55,7 +56,7 @@ impl Postgres {
                 let (url, tls) = split_tls_parameters(url.expose())?;
                 url_tls = tls;
                 Config::from_str(&url).map_err(|error| {
-                    Error::Connect(format!("the connection URL is not valid: {error}"))
+                    connect_error(format!("the connection URL is not valid: {error}"))
                 })?
             }
             None => Config::new(),
@@ -100,7 +101,7 @@ impl Postgres {
                 ClientSslMode::Require
             }
         });
-        Ok(Postgres {
+        Ok(Server {
             config,
             password,
             sslmode,
@@ -177,8 +178,8 @@ impl Postgres {
     }
 
     /// The same server, database `database`.
-    pub fn with_database(&self, database: &str) -> Postgres {
-        let mut other = Postgres {
+    pub fn with_database(&self, database: &str) -> Server {
+        let mut other = Server {
             config: self.config.clone(),
             password: self.password.clone(),
             sslmode: self.sslmode,
@@ -199,13 +200,13 @@ impl Postgres {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|error| Error::Connect(error.to_string()))?;
+            .map_err(|error| connect_error(error.to_string()))?;
         // libpq's default sslmode is `prefer`.
         let tls = tls::client_config(
             self.sslmode.unwrap_or(SslMode::Prefer),
             self.ssl_root_cert.as_deref(),
         )
-        .map_err(Error::Connect)?;
+        .map_err(connect_error)?;
         let mut config = self.config.clone();
         if let Some(database) = database {
             config.dbname(database);
@@ -253,31 +254,23 @@ pub fn program_path(bin_dir: Option<&Path>, name: &str) -> PathBuf {
     newest.map_or_else(|| PathBuf::from(name), |(_, program)| program)
 }
 
-impl Source for Postgres {
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-
-    fn artifact_kind(&self) -> &'static str {
-        "pgdump"
-    }
-
+impl Dump for Server {
     fn dump(&mut self, sink: &mut dyn Write) -> Result<Report, Error> {
         let (runtime, client) = self.connect_blocking(None)?;
         let (snapshot, server_version) = runtime.block_on(async {
             client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
-                .map_err(|error| Error::Query(describe(&error)))?;
+                .map_err(|error| query_error(&error))?;
             let snapshot: String = client
                 .query_one("SELECT pg_export_snapshot()", &[])
                 .await
-                .map_err(|error| Error::Query(describe(&error)))?
+                .map_err(|error| query_error(&error))?
                 .get(0);
             let version: String = client
                 .query_one("SHOW server_version", &[])
                 .await
-                .map_err(|error| Error::Query(describe(&error)))?
+                .map_err(|error| query_error(&error))?
                 .get(0);
             Ok::<_, Error>((snapshot, version))
         })?;
@@ -335,7 +328,8 @@ impl Source for Postgres {
             source,
         })?;
         if !dump_status.success() {
-            return Err(Error::Dump {
+            return Err(Error::Tool {
+                program: "pg_dump",
                 status: dump_status.to_string(),
                 stderr: last_lines(&dump_stderr),
             });
@@ -349,6 +343,7 @@ impl Source for Postgres {
         })?;
         if !list_status.success() {
             return Err(Error::Unreadable {
+                tool: "pg_restore",
                 status: list_status.to_string(),
                 stderr: last_lines(&list_stderr),
             });
@@ -361,7 +356,7 @@ impl Source for Postgres {
                 let count: i64 = client
                     .query_one(&query, &[])
                     .await
-                    .map_err(|error| Error::Query(describe(&error)))?
+                    .map_err(|error| query_error(&error))?
                     .get(0);
                 counts.insert(
                     format!("{schema}.{table}"),
@@ -371,7 +366,7 @@ impl Source for Postgres {
             client
                 .batch_execute("COMMIT")
                 .await
-                .map_err(|error| Error::Query(describe(&error)))?;
+                .map_err(|error| query_error(&error))?;
             Ok::<_, Error>(counts)
         })?;
         Ok(Report {
@@ -391,7 +386,7 @@ where
     let (client, connection) = config
         .connect(tls)
         .await
-        .map_err(|error| Error::Connect(describe(&error)))?;
+        .map_err(|error| connect_error(describe(&error)))?;
     tokio::spawn(connection);
     Ok(client)
 }
@@ -416,7 +411,7 @@ fn split_tls_parameters(url: &str) -> Result<(String, UrlTls), Error> {
             Some(("sslmode", value)) => {
                 let mode = serde_json::from_value(serde_json::Value::String(value.to_owned()))
                     .map_err(|_| {
-                        Error::Connect(format!(
+                        connect_error(format!(
                             "the connection URL has an unknown sslmode `{value}`"
                         ))
                     })?;
@@ -510,6 +505,22 @@ pub fn tables_with_data(listing: &str) -> Vec<(String, String)> {
 }
 
 /// An SQL identifier, quoted.
+/// A connection failure, as dumps report it.
+fn connect_error(reason: String) -> Error {
+    Error::Connect {
+        database: "PostgreSQL",
+        reason,
+    }
+}
+
+/// A failed query, as dumps report it.
+fn query_error(error: &tokio_postgres::Error) -> Error {
+    Error::Query {
+        database: "PostgreSQL",
+        reason: describe(error),
+    }
+}
+
 pub fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
@@ -553,7 +564,7 @@ mod tests {
             url: Some("postgresql://app:s3cret@db1:6432/app".to_owned()),
             ..PostgresSpec::default()
         };
-        let postgres = Postgres::open(&spec).unwrap();
+        let postgres = Server::open(&spec).unwrap();
         let command = postgres.command("pg_dump");
         assert_eq!(command.get_args().count(), 0);
         let environment: BTreeMap<String, String> = command

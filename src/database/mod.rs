@@ -1,0 +1,396 @@
+//! The kinds of database a policy backs up: one module each, behind one trait
+//! that covers both directions.
+//!
+//! A [`Database`] is chosen once from the policy's source ([`open`], the one
+//! place that matches on the kind) and owns everything kind-specific: the
+//! consistent dump into a sink ([`Dump`]), what a sidecar records about it
+//! (versions, row counts), the check that a stored stream is restorable by
+//! the kind's own tool, the restore [`Target`] (inspect, restore, check,
+//! count rows, remove, undo additions, what the restore plan says), the
+//! scratch target of a drill ([`Scratch`]) and, through the target's source,
+//! the pre-restore safety backup. `engine`, `verify`, `restore` and drills
+//! call the trait and never match on a kind; a kind that lacks a piece does
+//! not compile. This module decides nothing about when to back up or restore.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::destination::Destination;
+use crate::inventory::{BackupMetadata, BackupRecord};
+use crate::policy::secret;
+use crate::policy::spec::SourceSpec;
+use crate::verify::Problem;
+
+/// The database a policy's source describes. Resolves nothing yet: secrets
+/// are read when a dump or a target needs them.
+pub fn open(spec: &SourceSpec) -> Box<dyn Database> {
+    match spec {
+        SourceSpec::Postgres(spec) => Box::new(postgres::Postgres::new(spec.clone())),
+        SourceSpec::Sqlite(spec) => Box::new(sqlite::Sqlite::new(spec.clone())),
+    }
+}
+
+/// One kind of database, for one policy's source.
+pub trait Database: Send + Sync {
+    /// The kind sidecars record as `source.kind`: `postgres`, `sqlite`.
+    fn kind(&self) -> &'static str;
+    /// The format of its backups, as sidecars record it and file names carry
+    /// it (`<id>.<format>.<compression>`): `pgdump`, `sqlite`.
+    fn format(&self) -> &'static str;
+    /// A consistent dump of the database, its secrets resolved.
+    fn dump(&self) -> Result<Box<dyn Dump>, DumpError>;
+    /// Streams `record` from `destination`, decoded and checked against its
+    /// sidecar (see [`crate::verify::verify_into`]), into the kind's own tool
+    /// to prove it restorable. Returns the backup's table of contents where
+    /// the kind has one (PostgreSQL: `pg_restore --list --verbose`), which
+    /// the target reads to say what a restore replaces and keeps.
+    fn check_restorable(
+        &self,
+        destination: &dyn Destination,
+        record: &BackupRecord,
+    ) -> Result<Option<String>, Problem>;
+    /// The table of contents alone, read from the head of the data (a
+    /// restore that checks the stored bytes instead of decoding them twice).
+    fn read_contents(
+        &self,
+        _destination: &dyn Destination,
+        _record: &BackupRecord,
+    ) -> Result<Option<String>, Problem> {
+        Ok(None)
+    }
+    /// The names of `check_restorable`'s checks, for people (`pg_restore --list`).
+    fn restorable_check(&self) -> &'static str;
+    /// Where a restore writes: the policy's own database, or `to` (a path,
+    /// a database name or a connection URL, as the kind reads it).
+    fn target(&self, to: Option<&str>, options: &RestoreOptions) -> Result<Box<dyn Target>, Error>;
+    /// A fresh scratch target for a drill of `policy`'s backup `id`, never
+    /// the policy's own database; those left by killed drills of the policy
+    /// are removed first.
+    fn scratch(&self, policy: &str, id: &str) -> Result<Scratch, Error>;
+}
+
+/// A consistent copy of one database, written uncompressed into a sink.
+pub trait Dump {
+    /// Writes the copy into `sink` and reports what a restore must find again.
+    fn dump(&mut self, sink: &mut dyn Write) -> Result<Report, DumpError>;
+}
+
+/// What a dump found out about its database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub server_version: Option<String>,
+    pub database: Option<String>,
+    /// Rows per table, counted in the snapshot that was dumped.
+    pub row_counts: BTreeMap<String, u64>,
+}
+
+/// Why a database could not be dumped.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("{0}")]
+    Secret(#[from] secret::Error),
+    #[error("cannot connect to {database}: {reason}")]
+    Connect {
+        database: &'static str,
+        reason: String,
+    },
+    #[error("{database} query failed: {reason}")]
+    Query {
+        database: &'static str,
+        reason: String,
+    },
+    #[error("cannot run `{program}`: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} failed ({status}): {stderr}")]
+    Tool {
+        program: &'static str,
+        status: String,
+        stderr: String,
+    },
+    #[error("the dump is not readable by {tool} ({status}): {stderr}")]
+    Unreadable {
+        tool: &'static str,
+        status: String,
+        stderr: String,
+    },
+    #[error("the dump is empty")]
+    Empty,
+    /// Anything else, said whole by the kind (`SQLite database `…`: …`).
+    #[error("{0}")]
+    Failed(String),
+    #[error("writing the backup failed: {0}")]
+    Sink(#[source] std::io::Error),
+}
+
+/// What a restore asks of its target beyond where it is.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Restore with this many parallel jobs from a local decompressed copy
+    /// (PostgreSQL's `pg_restore -j`); kinds without parallel restore refuse it.
+    pub jobs: Option<u32>,
+    /// How long to wait for a lock another session holds (zero: no limit);
+    /// `None`: the kind's default.
+    pub lock_timeout: Option<Duration>,
+}
+
+/// Where a restore writes, and what it would replace.
+pub trait Target: Send {
+    /// The target for people: `SQLite file /srv/app.db`, `PostgreSQL database app on db1:5432`.
+    fn describe(&self) -> String;
+    /// What the target looks like before the restore. `contents` is the
+    /// backup's table of contents ([`Database::check_restorable`]), from
+    /// which the target works out what the restore replaces, creates and
+    /// keeps; a restore that could not finish (an object outside the backup
+    /// depends on what it drops) is refused here, before anything is touched.
+    fn inspect(&mut self, contents: Option<&str>) -> Result<TargetInfo, Error>;
+    /// The source a backup of this target reads: what the safety backup takes.
+    fn source_spec(&self) -> SourceSpec;
+    /// Restores `record` from `destination` into the target: the backup the
+    /// user chose, or with `rollback` the safety backup, whole.
+    fn restore(
+        &self,
+        destination: &dyn Destination,
+        record: &BackupRecord,
+        rollback: bool,
+    ) -> Result<String, Failed>;
+    /// Checks the target against `metadata` (and, unless `rollback`, that
+    /// what the restore keeps is still there).
+    fn check(&self, metadata: &BackupMetadata, rollback: bool) -> Result<Checked, Error>;
+    /// Rows of every table the sidecar counts, as found (for evidence).
+    fn count_rows(&self, metadata: &BackupMetadata) -> BTreeMap<String, u64>;
+    /// Undoes a restore into a target that did not exist before.
+    fn remove(&self) -> Result<(), Error>;
+    /// Before a rollback: removes what a failed restore added that the
+    /// safety backup, taken when the target held `before`, does not hold.
+    fn remove_added(&self, _before: Option<&BTreeSet<String>>) -> Result<(), Error> {
+        Ok(())
+    }
+    /// What the restore plan says of this target for `metadata`, beyond
+    /// what every target shares.
+    fn plan(&self, metadata: &BackupMetadata, info: &TargetInfo) -> TargetPlan;
+}
+
+/// The kind-specific part of a restore plan.
+#[derive(Debug, Clone, Default)]
+pub struct TargetPlan {
+    /// Appended to the plan's `source` line (e.g. `, and 1 without its rows: public.b`).
+    pub source: String,
+    /// Lines after `replaces` (`drops`, `keeps`), as (label, text).
+    pub contents: Vec<(&'static str, String)>,
+    /// Whether the backup's version can be restored into the target's.
+    pub compatibility: String,
+    /// What is checked after the restore.
+    pub checks_after: String,
+    /// Lines after `safety backup` (`locks`), as (label, text).
+    pub more: Vec<(&'static str, String)>,
+    /// Warnings: versions, tables only on one side, what the restore keeps.
+    pub warnings: Vec<String>,
+}
+
+/// What a target looks like before the restore.
+#[derive(Debug, Clone, Default)]
+pub struct TargetInfo {
+    pub exists: bool,
+    /// Server version (PostgreSQL) or SQLite library version.
+    pub version: Option<String>,
+    pub size: Option<u64>,
+    /// Tables, named as the sidecar's row counts name them.
+    pub tables: Option<BTreeSet<String>>,
+    /// What the restore replaces, for people.
+    pub replaces: String,
+    /// Local space the restore needs, where: (folder, available bytes).
+    pub space: Option<(PathBuf, u64)>,
+}
+
+/// The result of checking a restored target against a sidecar.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Checked {
+    /// Rows per table found in the target, for every table the sidecar counts.
+    pub row_counts: BTreeMap<String, u64>,
+    /// Findings that do not fail the restore (e.g. foreign key violations).
+    pub warnings: Vec<String>,
+    pub detail: String,
+}
+
+/// A drill's scratch target, removed when dropped if not before.
+pub struct Scratch {
+    target: Box<dyn Target>,
+    /// What else goes when the scratch target goes (its temporary folder).
+    _holds: Option<Box<dyn Send>>,
+    removed: bool,
+}
+
+impl Scratch {
+    pub fn new(target: Box<dyn Target>, holds: Option<Box<dyn Send>>) -> Scratch {
+        Scratch {
+            target,
+            _holds: holds,
+            removed: false,
+        }
+    }
+
+    pub fn target(&self) -> &dyn Target {
+        self.target.as_ref()
+    }
+
+    /// Removes the scratch target now, saying whether that worked.
+    pub fn remove(mut self) -> Result<(), Error> {
+        let result = self.target.remove();
+        self.removed = result.is_ok();
+        result
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = self.target.remove();
+        }
+    }
+}
+
+/// Why a restore could not go ahead or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Select(String),
+    #[error("backup {id} failed verification: {problems}")]
+    Verification { id: String, problems: String },
+    #[error("{0}")]
+    Target(String),
+    #[error("not enough space in {path}: {needed} bytes needed, {available} available")]
+    Space {
+        path: String,
+        needed: u64,
+        available: u64,
+    },
+    #[error(
+        "the safety backup failed, so nothing was restored: {0}. If the target is too damaged to back up, keep a copy of it yourself and move it out of the way (SQLite: the file and its -wal; PostgreSQL: ALTER DATABASE … RENAME), then restore again: a target that does not exist needs no safety backup"
+    )]
+    SafetyBackup(String),
+    #[error("{0}")]
+    Restore(String),
+    #[error("the restored data does not match the backup's metadata: {0}")]
+    Check(String),
+}
+
+impl Error {
+    pub fn is_verification(&self) -> bool {
+        matches!(self, Error::Verification { .. })
+    }
+}
+
+/// A failure while restoring, and whether the target was changed by then.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: Error,
+    pub touched: bool,
+}
+
+impl Failed {
+    pub fn untouched(error: Error) -> Failed {
+        Failed {
+            error,
+            touched: false,
+        }
+    }
+}
+
+/// The error for a problem met while streaming a backup into a restore:
+/// `write` names what could not be written; reading and damage are the
+/// backup's side.
+pub fn streaming_error(
+    record: &BackupRecord,
+    problem: Problem,
+    write: impl FnOnce(String) -> Error,
+) -> Error {
+    match problem {
+        Problem::Write(reason) => write(reason),
+        Problem::Read(reason) => Error::Restore(format!("cannot read the backup: {reason}")),
+        problem => Error::Verification {
+            id: record.metadata.id.clone(),
+            problems: problem.to_string(),
+        },
+    }
+}
+
+/// The format a sidecar's backup is in: its `format`, or for sidecars
+/// written before that field, the one its source kind always used.
+pub fn format_of(metadata: &BackupMetadata) -> &str {
+    match metadata.source.kind.as_str() {
+        "postgres" => "pgdump",
+        other => other,
+    }
+}
+
+/// Tables in the target but not in the backup, and the reverse, as plan
+/// warnings; `fate` says what the restore does with the first.
+pub fn table_differences(
+    info: &TargetInfo,
+    backup: &BTreeSet<String>,
+    fate: &str,
+) -> (Vec<String>, Vec<String>) {
+    let Some(tables) = info.tables.as_ref().filter(|_| info.exists) else {
+        return (Vec::new(), Vec::new());
+    };
+    let only_target: Vec<String> = tables.difference(backup).cloned().collect();
+    let only_backup: Vec<String> = backup.difference(tables).cloned().collect();
+    let mut warnings = Vec::new();
+    if !only_target.is_empty() {
+        warnings.push(format!(
+            "tables in the target but not in the backup ({fate}): {}",
+            only_target.join(", ")
+        ));
+    }
+    (warnings, only_backup)
+}
+
+/// Every table the sidecar counts must hold exactly that many rows.
+pub fn compare_counts(
+    expected: &BTreeMap<String, u64>,
+    actual: &BTreeMap<String, u64>,
+) -> Result<(), Error> {
+    let mismatches: Vec<String> = expected
+        .iter()
+        .filter_map(|(table, rows)| match actual.get(table) {
+            Some(found) if found == rows => None,
+            Some(found) => Some(format!("{table}: {found} rows, expected {rows}")),
+            None => Some(format!("{table}: missing, expected {rows} rows")),
+        })
+        .collect();
+    if mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Check(mismatches.join("; ")))
+    }
+}
+
+/// The plan warning for tables the restore creates, if any.
+pub fn created_tables(tables: &[String]) -> Option<String> {
+    (!tables.is_empty()).then(|| {
+        format!(
+            "tables in the backup but not in the target (created): {}",
+            tables.join(", ")
+        )
+    })
+}
+
+/// `15.4` → `15`; `9.6.24` → `9.6`.
+pub fn major(version: &str) -> String {
+    let parts: Vec<&str> = version.split('.').collect();
+    match parts.first().and_then(|first| first.parse::<u32>().ok()) {
+        Some(first) if first < 10 && parts.len() > 1 => format!("{first}.{}", parts[1]),
+        _ => parts.first().copied().unwrap_or_default().to_owned(),
+    }
+}
