@@ -12,6 +12,7 @@
 pub mod apply;
 pub mod bounded;
 pub mod cli;
+pub mod codec;
 pub mod database;
 pub mod destination;
 pub mod engine;

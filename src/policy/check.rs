@@ -336,6 +336,16 @@ impl Checker<'_> {
                 "write a number and a unit (y, m, d, h), combined if needed, greater than zero",
             );
         }
+        if let Some(min_free) = json.pointer("/spec/health/min-free").and_then(Json::as_str)
+            && crate::status::MinFree::parse(min_free).is_none()
+        {
+            self.error(
+                "invalid-value",
+                "/spec/health/min-free",
+                format!("`{min_free}` is neither a share like `10%` nor a size like `20GiB`"),
+                "write a percentage up to 100% or a whole number of B, KiB, MiB, GiB or TiB",
+            );
+        }
         let document = document?;
         if self.error_count() > errors_before {
             return None;

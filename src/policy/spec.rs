@@ -527,4 +527,15 @@ pub struct HealthSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+[ymdh])+$"), example = &"36h")]
     pub max_age: Option<String>,
+    /// A floor of free space on each local destination's file system, as a
+    /// share of it (`10%`) or a size (`20GiB`, `500MiB`); below it `status`
+    /// warns even when the next backups still fit. Default: none; capacity is
+    /// judged by the room left for the next backups only (fewer than three is
+    /// a warning, not even one is critical).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?%|[0-9]+(B|KiB|MiB|GiB|TiB))$"),
+        example = &"10%"
+    )]
+    pub min_free: Option<String>,
 }

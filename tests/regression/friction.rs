@@ -101,6 +101,44 @@ fn status_prometheus_into_a_missing_folder_creates_it_and_writes_the_file() {
     );
 }
 
+/// The free-space floor is the policy's choice (`health.min-free`), not a
+/// fixed 5% that a disk shared with a build tree trips: CI went red on a
+/// 98.7%-full disk that had room for millions of these backups.
+#[test]
+fn a_min_free_floor_is_opt_in_and_a_malformed_one_is_named_at_its_position() {
+    let work = tempfile::tempdir().unwrap();
+    sqlite_policy(work.path(), true);
+    backup_at(work.path(), "2026-11-25T01:00:00Z", 100);
+    let healthy = status(work.path(), "2026-11-25T03:00:00Z", &[]);
+    assert_eq!(healthy.code, 0, "{healthy:?}");
+    assert!(!healthy.stdout.contains("capacity"), "{}", healthy.stdout);
+
+    // Every real file system has less than all of it free.
+    let policy = std::fs::read_to_string(work.path().join("app.yaml")).unwrap();
+    let with_floor = format!("{policy}  health:\n    min-free: 100%\n");
+    std::fs::write(work.path().join("app.yaml"), &with_floor).unwrap();
+    let warned = status(work.path(), "2026-11-25T03:00:00Z", &[]);
+    assert_eq!(warned.code, 1, "{warned:?}");
+    assert!(
+        warned.stdout.contains("less than the policy's min-free of 100% of"),
+        "{}",
+        warned.stdout
+    );
+
+    std::fs::write(
+        work.path().join("app.yaml"),
+        with_floor.replace("100%", "10GB"),
+    )
+    .unwrap();
+    let refused = run(work.path(), &["-p", "app.yaml", "validate"]);
+    assert_eq!(refused.code, 3, "{refused:?}");
+    assert!(
+        refused.stderr.contains("app.yaml:16:15") && refused.stderr.contains("`10GB`"),
+        "{}",
+        refused.stderr
+    );
+}
+
 #[test]
 fn ages_after_now_say_in_the_future_instead_of_going_negative() {
     let work = tempfile::tempdir().unwrap();
