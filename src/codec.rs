@@ -103,9 +103,13 @@ pub trait Compressor: Write + Send {
     fn finish(self: Box<Self>) -> io::Result<()>;
 }
 
-impl<W: Write + Send + 'static> Compressor for gzp::par::compress::ParCompress<gzp::deflate::Gzip, W> {
+impl<W: Write + Send + 'static> Compressor
+    for gzp::par::compress::ParCompress<'static, gzp::deflate::Gzip, W>
+{
     fn finish(mut self: Box<Self>) -> io::Result<()> {
-        gzp::ZWriter::finish(&mut *self).map_err(|error| io::Error::other(error.to_string()))
+        gzp::ZWriter::finish(&mut *self)
+            .map(drop)
+            .map_err(|error| io::Error::other(error.to_string()))
     }
 }
 
@@ -153,10 +157,7 @@ impl<W: Write + Send> Compressor for Plain<W> {
 
 /// A reader of what `reader` holds compressed with `name` (a sidecar's
 /// `compression`), decompressed as it is read.
-pub fn decompressor<'a>(
-    name: &str,
-    reader: impl Read + 'a,
-) -> Result<Box<dyn Read + 'a>, Error> {
+pub fn decompressor<'a>(name: &str, reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>, Error> {
     match name {
         "gzip" => Ok(Box::new(flate2::read::GzDecoder::new(reader))),
         "zstd" => {
@@ -184,10 +185,7 @@ pub struct Recipients {
 
 impl std::fmt::Debug for Recipients {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_list()
-            .entries(&self.fingerprints)
-            .finish()
+        formatter.debug_list().entries(&self.fingerprints).finish()
     }
 }
 
@@ -367,7 +365,9 @@ mod tests {
 
     #[test]
     fn every_compression_round_trips() {
-        let data: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         for compression in [
             Compression::Gzip { level: 6 },
             Compression::Zstd { level: 3 },
@@ -403,7 +403,10 @@ mod tests {
 
         let wrong = Identities::parse(other.to_string().expose_secret(), "other").unwrap();
         let refused = wrong.decryptor(stored.as_slice()).err().unwrap();
-        assert!(refused.to_string().contains("none of the given keys"), "{refused}");
+        assert!(
+            refused.to_string().contains("none of the given keys"),
+            "{refused}"
+        );
 
         // One flipped bit in the middle: found when that chunk is read.
         let mut damaged = stored.clone();

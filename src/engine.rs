@@ -23,7 +23,7 @@ use sha2::{Digest as _, Sha256};
 use crate::database::{self, Database, Dump, DumpError};
 use crate::destination::{self, Destination, Upload};
 use crate::inventory::metadata::{Artifact, BackupMetadata, FORMAT_VERSION, SourceInfo, hex};
-use crate::inventory::{self, base_id};
+use crate::inventory::{self, base_id, names};
 use crate::policy::Policy;
 use crate::policy::spec::CompressionSpec;
 
@@ -133,7 +133,7 @@ fn take(
     tags: &[String],
 ) -> Result<(BackupMetadata, Vec<Stored>), Error> {
     let id = claim.id.clone();
-    let name = format!("{id}.{}.gz", database.format());
+    let name = names::artifact(&id, database.format(), ".gz");
 
     let mut failed = Vec::new();
     let mut uploads = Vec::new();
@@ -227,6 +227,8 @@ fn take(
             compression: "gzip".to_owned(),
             uncompressed_size: read,
         },
+        format: Some(database.format().to_owned()),
+        parts: Vec::new(),
         source: SourceInfo {
             kind: database.kind().to_owned(),
             server_version: report.server_version,
@@ -247,7 +249,7 @@ fn take(
     let mut stored = failed;
     for pending in tee.uploads.into_iter().flatten() {
         let result = pending.upload.commit(tee.written).and_then(|()| {
-            destinations[pending.index].put(&policy.name, &format!("{id}.json"), &sidecar)
+            destinations[pending.index].put(&policy.name, &names::sidecar(&id), &sidecar)
         });
         stored.push(Stored {
             destination: pending.location,
@@ -365,7 +367,7 @@ fn claim_id(
             .any(|(destination, placed)| {
                 placed.is_ok()
                     && destination
-                        .list_prefixed(&policy.name, &format!("{id}."))
+                        .list_prefixed(&policy.name, &names::prefix(&id))
                         .is_ok_and(|entries| entries.iter().any(|entry| entry.name != name))
             });
         let claim = Claim {

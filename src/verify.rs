@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::database::Database;
 use crate::destination::Destination;
-use crate::inventory::metadata::{self, hex};
+use crate::inventory::metadata::{self, Artifact, hex};
 use crate::inventory::{BackupMetadata, BackupRecord, RecordState};
 
 /// Size of the chunks data is streamed in.
@@ -42,30 +42,36 @@ pub enum Problem {
     Write(String),
 }
 
-/// Reads `record`'s data from `destination` and checks it against its sidecar.
+/// Reads `record`'s data (every part) from `destination` and checks it against its sidecar.
 pub fn verify(destination: &dyn Destination, record: &BackupRecord) -> Result<(), Problem> {
     check_sidecar(destination, &record.metadata)?;
-    verify_into(destination, record, &mut io::sink())
+    for object in record.metadata.objects() {
+        let reader = open_object(destination, record, object)?;
+        verify_stream(reader, object, &mut io::sink())?;
+    }
+    Ok(())
 }
 
 /// Checks that the stored bytes of `record` are the ones its (re-read,
 /// sealed) sidecar describes: size and SHA-256, without decoding them.
 pub fn verify_stored(destination: &dyn Destination, record: &BackupRecord) -> Result<(), Problem> {
     check_sidecar(destination, &record.metadata)?;
-    let artifact = &record.metadata.artifact;
-    let reader = open_data(destination, record)?;
-    let mut hashing = Hashing {
-        inner: reader,
-        hasher: Sha256::new(),
-        bytes: 0,
-        failed: None,
-    };
-    let copied = io::copy(&mut hashing, &mut io::sink());
-    if let Some(error) = hashing.failed.take() {
-        return Err(Problem::Read(error));
+    for object in record.metadata.objects() {
+        let reader = open_object(destination, record, object)?;
+        let mut hashing = Hashing {
+            inner: reader,
+            hasher: Sha256::new(),
+            bytes: 0,
+            failed: None,
+        };
+        let copied = io::copy(&mut hashing, &mut io::sink());
+        if let Some(error) = hashing.failed.take() {
+            return Err(Problem::Read(error));
+        }
+        copied.map_err(|error| Problem::Read(error.to_string()))?;
+        compare(&hashing, object)?;
     }
-    copied.map_err(|error| Problem::Read(error.to_string()))?;
-    compare(&hashing, artifact)
+    Ok(())
 }
 
 /// Opens `record`'s data, unless the listing already showed it missing or of another size.
@@ -73,27 +79,43 @@ fn open_data(
     destination: &dyn Destination,
     record: &BackupRecord,
 ) -> Result<Box<dyn Read + Send>, Problem> {
-    let artifact = &record.metadata.artifact;
+    open_object(destination, record, &record.metadata.artifact)
+}
+
+/// Opens `object`, a part of `record`, unless the listing already showed
+/// the backup's data missing or of another size.
+fn open_object(
+    destination: &dyn Destination,
+    record: &BackupRecord,
+    object: &Artifact,
+) -> Result<Box<dyn Read + Send>, Problem> {
+    let single = record.metadata.parts.is_empty();
     match record.state {
-        RecordState::MissingData => return Err(Problem::MissingData(artifact.name.clone())),
-        RecordState::SizeMismatch { actual } => {
+        RecordState::MissingData if single => {
+            return Err(Problem::MissingData(object.name.clone()));
+        }
+        RecordState::SizeMismatch { actual } if single => {
             return Err(Problem::SizeMismatch {
-                expected: artifact.size,
+                expected: object.size,
                 actual,
             });
         }
-        RecordState::Complete => {}
+        // Of several parts, the one opened may be whole: the one that is
+        // not is found when it is opened or read.
+        _ => {}
     }
     destination
-        .open(&record.metadata.policy, &artifact.name)
-        .map_err(|error| Problem::Read(error.to_string()))
+        .open(&record.metadata.policy, &object.name)
+        .map_err(
+            |error| match destination.stat(&record.metadata.policy, &object.name) {
+                Ok(None) => Problem::MissingData(object.name.clone()),
+                _ => Problem::Read(error.to_string()),
+            },
+        )
 }
 
 /// Size and SHA-256 of what `hashing` read, against the sidecar's.
-fn compare<R>(
-    hashing: &Hashing<R>,
-    artifact: &crate::inventory::metadata::Artifact,
-) -> Result<(), Problem> {
+fn compare<R>(hashing: &Hashing<R>, artifact: &Artifact) -> Result<(), Problem> {
     if hashing.bytes != artifact.size {
         return Err(Problem::SizeMismatch {
             expected: artifact.size,
@@ -116,7 +138,7 @@ pub fn check_sidecar(
     destination: &dyn Destination,
     metadata: &BackupMetadata,
 ) -> Result<BackupMetadata, Problem> {
-    let name = format!("{}.json", metadata.id);
+    let name = crate::inventory::names::sidecar(&metadata.id);
     let reader = destination
         .open(&metadata.policy, &name)
         .map_err(|error| Problem::Read(error.to_string()))?;
@@ -165,16 +187,16 @@ pub fn verify_into(
     sink: &mut dyn Write,
 ) -> Result<(), Problem> {
     let reader = open_data(destination, record)?;
-    verify_stream(reader, &record.metadata, sink)
+    verify_stream(reader, &record.metadata.artifact, sink)
 }
 
-/// Like [`verify_into`], from a reader of the stored (compressed) bytes.
+/// Like [`verify_into`], from a reader of the stored (compressed) bytes of
+/// `artifact` (the backup's data, or one of its parts).
 pub fn verify_stream(
     reader: impl Read,
-    metadata: &BackupMetadata,
+    artifact: &Artifact,
     sink: &mut dyn Write,
 ) -> Result<(), Problem> {
-    let artifact = &metadata.artifact;
     let mut hashing = Hashing {
         inner: reader,
         hasher: Sha256::new(),

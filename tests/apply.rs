@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::sqlite_site::SqliteSite;
@@ -748,4 +748,129 @@ fn apply_manages_a_block_in_the_users_real_crontab() {
         "{broken:?}"
     );
     assert_eq!(crontab(&["-l"], None), installed);
+}
+
+/// A backup of several objects (`parts`, as a physical backup is), sealed
+/// in `store` under policy `app`: two gzip parts of `rows` lines each.
+fn multi_part_backup(store: &Path, time: &str, rows: usize) -> String {
+    use backup::inventory::metadata::{Artifact, hex};
+    use sha2::Digest as _;
+    let created_at = chrono::DateTime::parse_from_rfc3339(time).unwrap().to_utc();
+    let id = backup::inventory::base_id(created_at);
+    let folder = store.join("app");
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut parts = Vec::new();
+    for part in ["base", "16384"] {
+        let plain: String = (0..rows).map(|row| format!("{part} row {row}\n")).collect();
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut encoder, plain.as_bytes()).unwrap();
+        let stored = encoder.finish().unwrap();
+        let name = backup::inventory::names::part(&id, part, ".gz");
+        std::fs::write(folder.join(&name), &stored).unwrap();
+        parts.push(Artifact {
+            name,
+            size: stored.len() as u64,
+            sha256: hex(&sha2::Sha256::digest(&stored)),
+            compression: "gzip".to_owned(),
+            uncompressed_size: plain.len() as u64,
+        });
+    }
+    let mut metadata = common::sidecar_for("app", &id, created_at, b"", Vec::new());
+    metadata.artifact = parts[0].clone();
+    metadata.parts = parts;
+    metadata.seal().unwrap();
+    std::fs::write(
+        folder.join(backup::inventory::names::sidecar(&id)),
+        serde_json::to_vec_pretty(&metadata).unwrap(),
+    )
+    .unwrap();
+    id
+}
+
+/// The sidecar's `parts` are every object of a backup: listing checks each
+/// part's size, `verify` each part's checksum and stream, a copy takes every
+/// part before the sidecar, and a prune removes every part.
+#[test]
+fn every_part_of_a_multi_part_backup_is_checked_verified_copied_and_pruned() {
+    let site = SqliteSite::new("keep-last: 1");
+    let old = multi_part_backup(&site.path().join("store"), "2026-11-20T02:00:00Z", 2000);
+    let listed = site.run(&["list", "--format", "json"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert!(listed.stdout.contains("\"complete\""), "{}", listed.stdout);
+    let verified = site.run(&["verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+
+    // Damage to the second part only: found by its checksum.
+    let second = site
+        .store()
+        .join(backup::inventory::names::part(&old, "16384", ".gz"));
+    let mut bytes = std::fs::read(&second).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&second, &bytes).unwrap();
+    let verified = site.run(&["verify"]);
+    assert_eq!(verified.code, 5, "{verified:?}");
+    assert!(verified.stdout.contains("SHA-256"), "{}", verified.stdout);
+    bytes[middle] ^= 0x01;
+    std::fs::write(&second, &bytes).unwrap();
+
+    // A second destination gets every part, each checked, then the sidecar.
+    site.policy(
+        "keep-last: 1",
+        &[
+            "    - local:\n        path: ../store\n",
+            "    - local:\n        path: ../replica\n",
+        ],
+    );
+    let applied = site.apply_at("2026-11-20T03:00:00Z", &["--only", "copy"]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    let replica = site.path().join("replica/app");
+    for name in [
+        backup::inventory::names::part(&old, "base", ".gz"),
+        backup::inventory::names::part(&old, "16384", ".gz"),
+        backup::inventory::names::sidecar(&old),
+    ] {
+        assert_eq!(
+            std::fs::read(replica.join(&name)).unwrap(),
+            std::fs::read(site.store().join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+
+    // A missing part is missing data, on that destination only.
+    std::fs::remove_file(replica.join(backup::inventory::names::part(&old, "16384", ".gz")))
+        .unwrap();
+    let listed = site.run(&["list", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let states: Vec<(String, String)> = report["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["destination"].as_str().unwrap().to_owned(),
+                row["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(
+            site.path().join("replica").display().to_string(),
+            "missing data".to_owned()
+        )),
+        "{states:?}"
+    );
+
+    // A newer backup, and keep-last 1 prunes the old one: every part goes.
+    let applied = site.apply_at("2026-11-21T01:30:00Z", &[]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    for folder in [site.store(), replica] {
+        let left: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.file_name().into_string().unwrap())
+            .filter(|name| name.starts_with(&old))
+            .collect();
+        assert!(left.is_empty(), "{}: {left:?}", folder.display());
+    }
 }

@@ -648,3 +648,99 @@ fn plan_holds_prunes_a_read_only_key_cannot_do_and_validate_checks_access() {
         "validate left its probe object behind: {listed}"
     );
 }
+
+/// The S3 destination of `garage`'s bucket under `prefix`, through `endpoint`.
+fn s3_destination(
+    garage: &Garage,
+    endpoint: &str,
+    prefix: &str,
+) -> Box<dyn backup::destination::Destination> {
+    let spec: backup::policy::spec::DestinationSpec = serde_json::from_value(serde_json::json!({
+        "s3": {
+            "bucket": garage.bucket(),
+            "prefix": prefix,
+            "endpoint": endpoint,
+            "region": garage.region(),
+            "path-style": true,
+            "access-key-id": garage.access_key_id(),
+            "secret-access-key": garage.secret_access_key(),
+        }
+    }))
+    .unwrap();
+    backup::destination::open(&spec).unwrap()
+}
+
+/// WAL comes as a stream of small objects in `<policy>/wal/`: that
+/// sub-folder is listed on its own, and the backup listing (list, plan)
+/// neither shows it nor pages through it: at its first key the listing
+/// starts again after its last, one request instead of one per thousand keys.
+#[test]
+fn the_wal_sub_folder_is_listed_on_its_own_and_the_backup_listing_skips_it() {
+    use backup::inventory::names;
+    let garage = Garage::start();
+    let site = Site::new(&garage, "prod/", 10);
+    let applied = site.apply_at("2026-11-24T01:30:00Z");
+    assert_eq!(applied.code, 0, "{applied:?}");
+    let before = site.listed();
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // 3,000 segments: paging through them would take three more pages.
+    let wal = names::sub_folder("app", names::WAL_FOLDER);
+    let segments: Vec<String> = (0..3000)
+        .map(|n| format!("0000000100000000{n:08X}"))
+        .collect();
+    let store = s3_destination(&garage, &garage.endpoint(), "prod/");
+    std::thread::scope(|scope| {
+        for chunk in segments.chunks(200) {
+            let store = &store;
+            let wal = &wal;
+            scope.spawn(move || {
+                for segment in chunk {
+                    store.put(wal, segment, segment.as_bytes()).unwrap();
+                }
+            });
+        }
+    });
+    let local = backup::destination::local::Local::new(site.path().join("store"));
+    use backup::destination::Destination as _;
+    for segment in &segments[..10] {
+        local.put(&wal, segment, segment.as_bytes()).unwrap();
+    }
+
+    let proxy = FaultProxy::start(&garage.endpoint(), 0, 1);
+    let counted = s3_destination(&garage, &proxy.endpoint(), "prod/");
+    let listed = counted.list("app").unwrap();
+    let requests = proxy.stats().requests;
+    let mut names_listed: Vec<&str> = listed.iter().map(|entry| entry.name.as_str()).collect();
+    names_listed.sort();
+    assert_eq!(names_listed.len(), 3, "{names_listed:?}");
+    assert!(
+        names_listed
+            .iter()
+            .all(|name| name.starts_with("20261124T013000Z"))
+    );
+    // Objects: one page, then the page after the sub-folder; and one of
+    // unfinished uploads.
+    assert!(requests <= 3, "{requests} requests to list 3 objects");
+    let mut archived: Vec<String> = counted
+        .list(&wal)
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.name)
+        .collect();
+    archived.sort();
+    assert_eq!(archived, segments);
+    assert_eq!(local.list(&wal).unwrap().len(), 10);
+    let folder = std::fs::metadata(site.path().join("store/app/wal")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&folder.permissions()) & 0o777,
+        0o700
+    );
+
+    // Neither `list` nor `plan` sees it: no orphan, no unexpected entry.
+    assert_eq!(site.listed(), before);
+    let plan = site.plan_at("2026-11-24T02:00:00Z");
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(!plan.stdout.contains("wal"), "{}", plan.stdout);
+    assert!(!plan.stderr.contains("wal"), "{}", plan.stderr);
+}

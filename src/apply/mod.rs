@@ -10,16 +10,17 @@
 //! and every step is safe to repeat, so running `apply` again after a crash
 //! or a failure finishes the job.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read as _, Write as _};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
-use crate::destination::local::{PARTIAL_SUFFIX, TEMPORARY_SUFFIX};
 use crate::destination::{self, Destination};
 use crate::engine;
 use crate::inventory::metadata::hex;
+use crate::inventory::names;
 use crate::plan::{Action, ActionKind, Plan};
 use crate::policy::Policy;
 
@@ -309,12 +310,13 @@ fn take_backup(
     }
 }
 
-/// Copies a backup: data streamed and checked against the sidecar's size and
-/// SHA-256 before it is committed, then the sidecar, both create-only. The
-/// source is only read. On the target, nothing is removed unless it is this
-/// same backup, damaged, and then only once the new copy is complete and
-/// verified; another object under the id (a safety backup, another backup)
-/// refuses the copy.
+/// Copies a backup: each of its objects streamed and checked against the
+/// sidecar's size and SHA-256 before any is committed, then the sidecar, all
+/// create-only. The source is only read. On the target, nothing is removed
+/// unless it is this same backup, damaged, and then only once every new
+/// object is complete and verified; another object under the id (a safety
+/// backup, another backup) refuses the copy. Objects an earlier copy left
+/// there are kept when they are this backup's, byte for byte.
 fn copy(policy: &Policy, action: &Action, destinations: &Destinations) -> Result<String, String> {
     let id = action.backup.as_deref().unwrap_or_default();
     let from = destinations.get(action.from.as_deref())?;
@@ -327,35 +329,86 @@ fn copy(policy: &Policy, action: &Action, destinations: &Destinations) -> Result
     }
     let started = Instant::now();
     let (sidecar, metadata) = crate::inventory::read_sidecar(from, &policy.name, id)?;
-    let artifact = &metadata.artifact;
-    let damaged = match held_copy(policy, id, &metadata, to)? {
-        Held::Complete => return Ok("already complete there".to_owned()),
-        Held::Data => {
-            // An earlier copy committed the data and died before the
-            // sidecar: it stays if it is this backup's, byte for byte.
-            let (size, digest) = digest_of(to, &policy.name, &artifact.name)?;
-            if size != artifact.size || digest != artifact.sha256 {
-                return Err(format!(
-                    "refused: {} on {} is not this backup's data ({size} bytes, sha256 {digest}); nothing there is replaced",
-                    artifact.name,
-                    to.location()
-                ));
-            }
-            to.put(&policy.name, &format!("{id}.json"), &sidecar)
-                .map_err(|error| error.to_string())?;
-            return Ok(format!(
-                "{} found complete there (left by an earlier copy), verified, sidecar written",
-                crate::cli::human_bytes(size)
-            ));
-        }
-        Held::Nothing => Vec::new(),
-        Held::Damaged(names) => names,
+    let held = held_copy(policy, id, &metadata, to)?;
+    let objects = metadata.objects();
+    if held.sidecar
+        && objects
+            .iter()
+            .all(|object| held.objects.get(&object.name) == Some(&object.size))
+    {
+        return Ok("already complete there".to_owned());
+    }
+    let not_ours = |name: &str, size: u64, digest: &str| {
+        format!(
+            "refused: {name} on {} is not this backup's data ({size} bytes, sha256 {digest}); nothing there is replaced",
+            to.location()
+        )
     };
+    // What stops being a backup (sidecar first) once the new copy is whole.
+    let mut damaged = Vec::new();
+    if held.sidecar {
+        damaged.push(names::sidecar(id));
+    }
+    let mut uploads = Vec::new();
+    let (mut adopted, mut copied) = (0_u64, 0_u64);
+    for object in objects {
+        if let Some(&size) = held.objects.get(&object.name) {
+            // An earlier copy committed this object and died before the sidecar.
+            let digest = if size == object.size {
+                let (_, digest) = digest_of(to, &policy.name, &object.name)?;
+                if digest == object.sha256 {
+                    adopted += size;
+                    continue;
+                }
+                digest
+            } else {
+                "not read".to_owned()
+            };
+            if !held.sidecar {
+                return Err(not_ours(&object.name, size, &digest));
+            }
+            damaged.push(object.name.clone());
+        }
+        uploads.push(copy_object(policy, object, from, to)?);
+        copied += object.size;
+    }
+    for name in damaged {
+        to.remove(&policy.name, &name)
+            .map_err(|error| error.to_string())?;
+    }
+    for (upload, size) in uploads {
+        upload.commit(size).map_err(|error| error.to_string())?;
+    }
+    to.put(&policy.name, &names::sidecar(id), &sidecar)
+        .map_err(|error| error.to_string())?;
+    Ok(if copied == 0 {
+        format!(
+            "{} found complete there (left by an earlier copy), verified, sidecar written",
+            crate::cli::human_bytes(adopted)
+        )
+    } else {
+        format!(
+            "{} copied and verified ({:.1} s)",
+            crate::cli::human_bytes(copied),
+            started.elapsed().as_secs_f64()
+        )
+    })
+}
+
+/// Streams `object` from `from` into a new upload on `to`, checked against
+/// the sidecar's size and SHA-256; uncommitted, so that nothing is visible
+/// until every object of the backup is.
+fn copy_object(
+    policy: &Policy,
+    object: &crate::inventory::metadata::Artifact,
+    from: &dyn Destination,
+    to: &dyn Destination,
+) -> Result<(Box<dyn crate::destination::Upload>, u64), String> {
     let mut reader = from
-        .open(&policy.name, &artifact.name)
+        .open(&policy.name, &object.name)
         .map_err(|error| error.to_string())?;
     let mut upload = to
-        .begin(&policy.name, &artifact.name)
+        .begin(&policy.name, &object.name)
         .map_err(|error| error.to_string())?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0_u8; 1 << 20];
@@ -365,50 +418,31 @@ fn copy(policy: &Policy, action: &Action, destinations: &Destinations) -> Result
             Ok(0) => break,
             Ok(count) => count,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(format!("cannot read {}: {error}", artifact.name)),
+            Err(error) => return Err(format!("cannot read {}: {error}", object.name)),
         };
         hasher.update(&buffer[..count]);
         upload
             .write_all(&buffer[..count])
-            .map_err(|error| format!("cannot write {}: {error}", artifact.name))?;
+            .map_err(|error| format!("cannot write {}: {error}", object.name))?;
         copied += count as u64;
     }
     let digest = hex(&hasher.finalize());
-    if copied != artifact.size || digest != artifact.sha256 {
+    if copied != object.size || digest != object.sha256 {
         // Dropping the upload discards it; the target is as it was.
         return Err(format!(
             "the copy read from {} does not match its sidecar ({copied} bytes, sha256 {digest}); nothing was written",
             from.location()
         ));
     }
-    // The new copy is whole: only now does the damaged one stop being a
-    // backup (sidecar first), to make room for it.
-    for name in damaged {
-        to.remove(&policy.name, &name)
-            .map_err(|error| error.to_string())?;
-    }
-    upload
-        .commit(artifact.size)
-        .map_err(|error| error.to_string())?;
-    to.put(&policy.name, &format!("{id}.json"), &sidecar)
-        .map_err(|error| error.to_string())?;
-    Ok(format!(
-        "{} copied and verified ({:.1} s)",
-        crate::cli::human_bytes(copied),
-        started.elapsed().as_secs_f64()
-    ))
+    Ok((upload, copied))
 }
 
 /// What a copy's target holds of the backup.
-enum Held {
-    Nothing,
-    /// Complete, as the sidecar records it.
-    Complete,
-    /// Its data without a sidecar: adopted if it is this backup's.
-    Data,
-    /// This same backup, damaged: these names are removed (sidecar first)
-    /// once the new copy is verified.
-    Damaged(Vec<String>),
+struct Held {
+    /// This same backup's sidecar is there.
+    sidecar: bool,
+    /// The backup's objects that are there, with their sizes.
+    objects: BTreeMap<String, u64>,
 }
 
 /// What `to` holds of backup `id`, whose sidecar says `metadata`. Anything
@@ -420,27 +454,30 @@ fn held_copy(
     metadata: &crate::inventory::BackupMetadata,
     to: &dyn Destination,
 ) -> Result<Held, String> {
-    let artifact = &metadata.artifact;
     let refused = |what: String| {
         Err(format!(
             "refused: {what} on {}; nothing there is replaced",
             to.location()
         ))
     };
-    let held = to
-        .list_prefixed(&policy.name, &format!("{id}."))
+    let listed = to
+        .list_prefixed(&policy.name, &names::prefix(id))
         .map_err(|error| error.to_string())?;
-    let sidecar_name = format!("{id}.json");
-    let sidecar = held.iter().find(|entry| entry.name == sidecar_name);
-    let data = held.iter().find(|entry| entry.name == artifact.name);
-    if let Some(kind) = data.and_then(|data| data.irregular) {
-        return refused(format!("{} is {kind}", artifact.name));
+    let mut objects = BTreeMap::new();
+    for object in metadata.objects() {
+        let Some(entry) = listed.iter().find(|entry| entry.name == object.name) else {
+            continue;
+        };
+        if let Some(kind) = entry.irregular {
+            return refused(format!("{} is {kind}", object.name));
+        }
+        objects.insert(object.name.clone(), entry.size);
     }
-    let Some(sidecar) = sidecar else {
-        return Ok(if data.is_some() {
-            Held::Data
-        } else {
-            Held::Nothing
+    let sidecar_name = names::sidecar(id);
+    let Some(sidecar) = listed.iter().find(|entry| entry.name == sidecar_name) else {
+        return Ok(Held {
+            sidecar: false,
+            objects,
         });
     };
     if let Some(kind) = sidecar.irregular {
@@ -450,9 +487,7 @@ fn held_copy(
         Ok((_, there)) => there,
         Err(error) => return refused(format!("{sidecar_name} cannot be read ({error})")),
     };
-    if there.artifact.sha256 != artifact.sha256
-        || there.artifact.name != artifact.name
-        || there.is_pre_restore() != metadata.is_pre_restore()
+    if there.objects() != metadata.objects() || there.is_pre_restore() != metadata.is_pre_restore()
     {
         return refused(format!(
             "another backup has the id {id} ({}, taken {})",
@@ -460,10 +495,9 @@ fn held_copy(
             there.created_at.to_rfc3339()
         ));
     }
-    Ok(match data {
-        Some(data) if data.size == artifact.size => Held::Complete,
-        Some(_) => Held::Damaged(vec![sidecar_name, artifact.name.clone()]),
-        None => Held::Damaged(vec![sidecar_name]),
+    Ok(Held {
+        sidecar: true,
+        objects,
     })
 }
 
@@ -507,8 +541,7 @@ fn prune(policy: &Policy, action: &Action, destinations: &Destinations) -> Resul
     // Whatever the plan says, the newest backup here stays.
     let newest = entries
         .iter()
-        .filter_map(|entry| entry.name.strip_suffix(".json"))
-        .filter(|name| crate::inventory::is_id(name))
+        .filter_map(|entry| names::sidecar_id(&entry.name))
         .max();
     if newest == Some(id) {
         return Err(format!(
@@ -516,11 +549,10 @@ fn prune(policy: &Policy, action: &Action, destinations: &Destinations) -> Resul
             destination.location()
         ));
     }
-    let sidecar = format!("{id}.json");
     destination
-        .remove(&policy.name, &sidecar)
+        .remove(&policy.name, &names::sidecar(id))
         .map_err(|error| error.to_string())?;
-    let prefix = format!("{id}.");
+    let prefix = names::prefix(id);
     let mut removed = 0;
     for entry in entries {
         // Links, folders and the like are reported, never removed.
@@ -572,20 +604,16 @@ fn cleanup(
 ) -> Result<String, String> {
     let destination = destinations.get(action.destination.as_deref())?;
     let object = action.object.as_deref().unwrap_or_default();
-    if object.ends_with(".json") {
+    if names::is_json(object) {
         return Err(format!("{object} is a sidecar; cleanup never removes one"));
     }
     // Data is an orphan only while no sidecar claims it.
-    let temporary = [PARTIAL_SUFFIX, TEMPORARY_SUFFIX]
-        .iter()
-        .any(|suffix| object.ends_with(suffix));
     let id = object.split('.').next().unwrap_or_default();
-    if !temporary
+    if !names::is_unfinished(object)
         && destination
-            .list(&policy.name)
+            .stat(&policy.name, &names::sidecar(id))
             .map_err(|error| error.to_string())?
-            .iter()
-            .any(|entry| entry.name == format!("{id}.json"))
+            .is_some()
     {
         return Err(format!("{object} belongs to backup {id} now; left as is"));
     }

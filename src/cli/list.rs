@@ -74,13 +74,14 @@ pub fn run(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitStatus> {
             };
             for record in listing.backups {
                 let metadata = record.metadata;
+                let size = metadata.stored_size();
                 report.backups.push(Row {
                     policy: policy.clone(),
                     destination: record.destination,
                     id: metadata.id,
                     created_at: metadata.created_at.to_rfc3339(),
                     finished_at: metadata.finished_at.to_rfc3339(),
-                    size: metadata.artifact.size,
+                    size,
                     sha256: metadata.artifact.sha256,
                     source: metadata.source.kind,
                     server_version: metadata.source.server_version,

@@ -247,7 +247,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
     log(
         &state,
         &record,
-        Some(prepared.chosen.record.metadata.artifact.size),
+        Some(prepared.chosen.record.metadata.stored_size()),
     );
     if status != ExitStatus::Success {
         let error = format!(
@@ -321,7 +321,7 @@ pub fn render_plan(prepared: &Prepared) -> String {
             "{} taken {} UTC, {} stored, {} uncompressed",
             metadata.id,
             metadata.created_at.format("%Y-%m-%d %H:%M:%S"),
-            human_bytes(metadata.artifact.size),
+            human_bytes(metadata.stored_size()),
             human_bytes(metadata.artifact.uncompressed_size)
         ),
     );

@@ -57,7 +57,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitStatus>
                 if args
                     .backup
                     .as_deref()
-                    .is_some_and(|id| name.strip_suffix(".json") != Some(id))
+                    .is_some_and(|id| inventory::names::sidecar_id(name) != Some(id))
                 {
                     continue;
                 }

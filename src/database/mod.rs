@@ -325,15 +325,6 @@ pub fn streaming_error(
     }
 }
 
-/// The format a sidecar's backup is in: its `format`, or for sidecars
-/// written before that field, the one its source kind always used.
-pub fn format_of(metadata: &BackupMetadata) -> &str {
-    match metadata.source.kind.as_str() {
-        "postgres" => "pgdump",
-        other => other,
-    }
-}
-
 /// Tables in the target but not in the backup, and the reverse, as plan
 /// warnings; `fate` says what the restore does with the first.
 pub fn table_differences(

@@ -17,11 +17,7 @@ use std::os::unix::fs::{
 use std::path::{Path, PathBuf};
 
 use super::{Destination, Entry, Error, Upload};
-
-/// Suffix of data still being written; anything with it is an orphan once its writer is gone.
-pub const PARTIAL_SUFFIX: &str = ".partial";
-/// Suffix of a small object being written.
-pub const TEMPORARY_SUFFIX: &str = ".tmp";
+use crate::inventory::names;
 
 /// A local folder destination.
 #[derive(Debug, Clone)]
@@ -51,9 +47,9 @@ impl Local {
             .is_ok_and(|_| found == bytes)
     }
 
-    /// Creates the policy folder (and the root, if missing) as 0700.
+    /// Creates the policy folder (and the root, and for a sub-folder such
+    /// as `app/wal` its policy folder, if missing) as 0700.
     fn ensure_folder(&self, policy: &str) -> Result<PathBuf, Error> {
-        let folder = self.folder(policy);
         if !self.root.exists() {
             DirBuilder::new()
                 .recursive(true)
@@ -61,13 +57,17 @@ impl Local {
                 .create(&self.root)
                 .map_err(Error::io("cannot create", self.root.display()))?;
         }
-        match DirBuilder::new().mode(0o700).create(&folder) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(error) => return Err(Error::io("cannot create", folder.display())(error)),
+        let mut folder = self.root.clone();
+        for segment in policy.split('/') {
+            folder.push(segment);
+            match DirBuilder::new().mode(0o700).create(&folder) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(error) => return Err(Error::io("cannot create", folder.display())(error)),
+            }
+            fs::set_permissions(&folder, fs::Permissions::from_mode(0o700))
+                .map_err(Error::io("cannot set permissions of", folder.display()))?;
         }
-        fs::set_permissions(&folder, fs::Permissions::from_mode(0o700))
-            .map_err(Error::io("cannot set permissions of", folder.display()))?;
         Ok(folder)
     }
 }
@@ -163,7 +163,7 @@ impl Destination for Local {
 
     fn begin(&self, policy: &str, name: &str) -> Result<Box<dyn Upload>, Error> {
         let folder = self.ensure_folder(policy)?;
-        let partial = folder.join(format!("{name}{PARTIAL_SUFFIX}"));
+        let partial = folder.join(names::partial(name));
         // A partial of the same name was left by a writer that died: writers
         // of a policy hold its lock, so no live one can own it.
         match fs::remove_file(&partial) {
@@ -183,7 +183,7 @@ impl Destination for Local {
 
     fn put(&self, policy: &str, name: &str, bytes: &[u8]) -> Result<(), Error> {
         let folder = self.ensure_folder(policy)?;
-        let temporary = folder.join(format!("{name}{TEMPORARY_SUFFIX}"));
+        let temporary = folder.join(names::temporary(name));
         let result = (|| {
             let mut file = create_private(&temporary)?;
             file.write_all(bytes)

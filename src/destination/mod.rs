@@ -90,6 +90,10 @@ pub trait Destination: Send + Sync {
     /// bytes already there count as written (a retried write).
     fn put(&self, policy: &str, name: &str, bytes: &[u8]) -> Result<(), Error>;
     /// The objects of `policy`, in no particular order. A policy with no folder yet has none.
+    /// `policy` may name a sub-folder of a policy's folder (`app/wal`, see
+    /// [`crate::inventory::names::sub_folder`]): it is listed on its own, and
+    /// the policy's listing skips it without reading through it (locally it
+    /// is one entry, a folder; S3 starts the listing again after its keys).
     fn list(&self, policy: &str) -> Result<Vec<Entry>, Error>;
     /// The objects of `policy` whose names start with `prefix`. Stores that
     /// can list by prefix do so without reading the whole folder.

@@ -41,8 +41,8 @@ use md5::{Digest as _, Md5};
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 
-use super::local::PARTIAL_SUFFIX;
 use super::{Destination, Entry, Error, Upload};
+use crate::inventory::names;
 use crate::policy::secret::Template;
 use crate::policy::spec::{RequestChecksum, S3Spec, ServerSideEncryption};
 
@@ -467,31 +467,50 @@ impl S3 {
             };
             (!name.is_empty() && !name.contains('/')).then(|| (policy.to_owned(), name.to_owned()))
         };
+        // A sub-folder (`<policy>/wal/`, with its stream of small objects) is
+        // listed on its own: at its first key the listing starts again after
+        // its last possible key, one request instead of paging through it.
+        let sub_folder = |key: Option<&str>| -> Option<String> {
+            let rest = key?.strip_prefix(folder)?;
+            let mut segments = rest.splitn(if nested { 3 } else { 2 }, '/');
+            let head: Vec<&str> = segments.by_ref().take(if nested { 2 } else { 1 }).collect();
+            segments.next()?;
+            Some(head.join("/"))
+        };
         let mut entries = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&listed)
-            .into_paginator()
-            .send();
-        while let Some(page) = runtime.block_on(pages.next()) {
-            let page = page.map_err(|error| self.error("cannot list", folder, error))?;
-            for object in page.contents() {
-                let Some((policy, name)) = split(object.key()) else {
-                    continue;
-                };
-                entries.push((
-                    policy,
-                    Entry {
-                        name,
-                        size: object.size().map_or(0, |size| size.max(0) as u64),
-                        modified: object.last_modified().and_then(to_chrono),
-                        tag: object.e_tag().map(str::to_owned),
-                        irregular: None,
-                    },
-                ));
+        let mut start_after: Option<String> = None;
+        'listing: loop {
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&listed)
+                .set_start_after(start_after.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = runtime.block_on(pages.next()) {
+                let page = page.map_err(|error| self.error("cannot list", folder, error))?;
+                for object in page.contents() {
+                    if let Some(sub) = sub_folder(object.key()) {
+                        start_after = Some(format!("{folder}{sub}/{SKIP_PAST}"));
+                        continue 'listing;
+                    }
+                    let Some((policy, name)) = split(object.key()) else {
+                        continue;
+                    };
+                    entries.push((
+                        policy,
+                        Entry {
+                            name,
+                            size: object.size().map_or(0, |size| size.max(0) as u64),
+                            modified: object.last_modified().and_then(to_chrono),
+                            tag: object.e_tag().map(str::to_owned),
+                            irregular: None,
+                        },
+                    ));
+                }
             }
+            break;
         }
         // Multipart uploads never completed: a crash's leftovers, shown as partials.
         let mut key_marker: Option<String> = None;
@@ -515,7 +534,7 @@ impl S3 {
                 entries.push((
                     policy,
                     Entry {
-                        name: format!("{name}{PARTIAL_SUFFIX}"),
+                        name: names::partial(&name),
                         size: 0,
                         modified: upload.initiated().and_then(to_chrono),
                         tag: None,
@@ -535,6 +554,10 @@ impl S3 {
         Ok(entries)
     }
 }
+
+/// Follows every key of a sub-folder our objects are named with (ASCII):
+/// the highest Unicode scalar value.
+const SKIP_PAST: char = '\u{10FFFF}';
 
 /// The key `probe_delete` deletes: a dot name, never written, and skipped by
 /// the inventory.
@@ -654,7 +677,7 @@ impl Destination for S3 {
     }
 
     fn remove(&self, policy: &str, name: &str) -> Result<(), Error> {
-        if let Some(data) = name.strip_suffix(PARTIAL_SUFFIX) {
+        if let Some(data) = name.strip_suffix(names::PARTIAL_SUFFIX) {
             return self.abort_uploads(&self.key(policy, data));
         }
         self.delete(&self.key(policy, name))

@@ -29,8 +29,18 @@ pub struct BackupMetadata {
     pub created_at: DateTime<Utc>,
     /// When the data was committed (UTC).
     pub finished_at: DateTime<Utc>,
-    /// The data file.
+    /// The data file; for a backup made of several objects, the first of `parts`.
     pub artifact: Artifact,
+    /// How the backup is read: `pgdump`, `sqlite`, `mysql` (later
+    /// `pg-basebackup`). Absent in sidecars written before it was introduced:
+    /// then the one the source kind always used (`pgdump` for `postgres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Every object of a backup made of several (a physical backup's tar
+    /// parts), in order, the first being `artifact`; each is checked, copied,
+    /// verified and pruned like `artifact`. Absent for a backup of one object.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Artifact>,
     /// What was backed up.
     pub source: SourceInfo,
     /// Version of backup that took it.
@@ -59,6 +69,55 @@ impl BackupMetadata {
     /// Whether this is a safety backup taken before a restore (not a scheduled one).
     pub fn is_pre_restore(&self) -> bool {
         self.tags.iter().any(|tag| tag == PRE_RESTORE_TAG)
+    }
+
+    /// The format the backup is in (see [`BackupMetadata::format`] the field).
+    pub fn format(&self) -> &str {
+        match (&self.format, self.source.kind.as_str()) {
+            (Some(format), _) => format,
+            (None, "postgres") => "pgdump",
+            (None, kind) => kind,
+        }
+    }
+
+    /// Every stored object of the backup: its parts, or its one artifact.
+    pub fn objects(&self) -> &[Artifact] {
+        if self.parts.is_empty() {
+            std::slice::from_ref(&self.artifact)
+        } else {
+            &self.parts
+        }
+    }
+
+    /// The bytes the backup takes on a destination, every part counted.
+    pub fn stored_size(&self) -> u64 {
+        self.objects().iter().map(|object| object.size).sum()
+    }
+
+    /// Why the parts do not fit together, if they do not: the first part
+    /// must be `artifact`, and every name must be the backup's own
+    /// (`<id>.…`) and appear once.
+    fn parts_problem(&self) -> Option<String> {
+        if self.parts.is_empty() {
+            return None;
+        }
+        if self.parts[0] != self.artifact {
+            return Some("its first part is not its artifact".to_owned());
+        }
+        let prefix = super::names::prefix(&self.id);
+        let mut seen = std::collections::BTreeSet::new();
+        for part in &self.parts {
+            if !part.name.starts_with(&prefix) || part.name.contains('/') {
+                return Some(format!(
+                    "part `{}` is not named after its backup",
+                    part.name
+                ));
+            }
+            if !seen.insert(part.name.as_str()) {
+                return Some(format!("part `{}` is listed twice", part.name));
+            }
+        }
+        None
     }
 
     /// Sets `sidecar_sha256` over every other field.
@@ -178,13 +237,18 @@ pub fn parse_checked(bytes: &[u8]) -> Result<BackupMetadata, String> {
             }
         }
     }
+    if let Some(problem) = metadata.parts_problem() {
+        return Err(format!("the sidecar is inconsistent: {problem}"));
+    }
     Ok(metadata)
 }
 
 /// The data file of a backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Artifact {
-    /// File name, beside the sidecar: `<id>.<kind>.gz`, e.g. `20261125T010000Z.pgdump.gz`.
+    /// File name, beside the sidecar: `<id>.<format>.<compression>`, e.g.
+    /// `20261125T010000Z.pgdump.gz`; a part of a physical backup
+    /// `<id>.<part>.tar.<compression>`.
     pub name: String,
     /// Size in bytes, as stored.
     pub size: u64,

@@ -7,65 +7,19 @@
 
 pub mod cache;
 pub mod metadata;
+pub mod names;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::destination::local::{PARTIAL_SUFFIX, TEMPORARY_SUFFIX};
 use crate::destination::{self, Destination, Entry};
 use crate::policy::spec::DestinationSpec;
 pub use cache::SidecarCache;
 pub use metadata::BackupMetadata;
-
-/// A backup id: the UTC start time, `YYYYMMDDTHHMMSSZ`, plus `-<suffix>` if needed.
-pub fn base_id(started: DateTime<Utc>) -> String {
-    started.format("%Y%m%dT%H%M%SZ").to_string()
-}
-
-/// Whether `name` is a backup id (`20261125T010000Z` or `20261125T010000Z-2`).
-pub fn is_id(name: &str) -> bool {
-    let (base, suffix) = name.split_at(name.len().min(16));
-    let base_ok = base.len() == 16
-        && base.bytes().enumerate().all(|(index, byte)| match index {
-            8 => byte == b'T',
-            15 => byte == b'Z',
-            _ => byte.is_ascii_digit(),
-        });
-    let suffix_ok = suffix.is_empty()
-        || suffix.strip_prefix('-').is_some_and(|rest| {
-            !rest.is_empty()
-                && rest
-                    .bytes()
-                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit())
-        });
-    base_ok && suffix_ok
-}
-
-/// The time an id names (its first 16 characters), if it is an id.
-pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
-    if !is_id(id) {
-        return None;
-    }
-    chrono::NaiveDateTime::parse_from_str(&id[..16], "%Y%m%dT%H%M%SZ")
-        .ok()
-        .map(|time| time.and_utc())
-}
-
-/// The name of a writer's claim on a backup id: `<id>.claim-<nonce>`.
-/// It stands for a backup being written; a claim without a sidecar older
-/// than the cleanup grace is an orphan of a writer that died.
-pub fn claim_name(id: &str, nonce: &str) -> String {
-    format!("{id}{CLAIM_INFIX}{nonce}")
-}
-
-const CLAIM_INFIX: &str = ".claim-";
-
-/// Whether `name` is a claim (see [`claim_name`]).
-pub fn is_claim(name: &str) -> bool {
-    name.split_once(CLAIM_INFIX)
-        .is_some_and(|(id, nonce)| is_id(id) && !nonce.is_empty() && !nonce.contains('.'))
-}
+pub use names::{
+    base_id, claim_name, drill_record_name, drill_record_time, id_time, is_claim, is_id,
+};
 
 /// A nonce no other writer picks: 16 hex digits from this process's
 /// random hash keys, the clock and a counter.
@@ -79,23 +33,6 @@ pub fn claim_nonce() -> String {
         count,
     ));
     format!("{value:016x}")
-}
-
-/// The name a passing restore drill's evidence has beside the backups:
-/// `restore-test-<drill start id>.json`. It is neither a sidecar (not an id)
-/// nor an orphan, and tells every host, CI included, when a drill last passed.
-pub fn drill_record_name(started: DateTime<Utc>) -> String {
-    format!("{DRILL_RECORD_PREFIX}{}.json", base_id(started))
-}
-
-const DRILL_RECORD_PREFIX: &str = "restore-test-";
-
-/// When the drill whose evidence is named `name` started, if it is such a name.
-pub fn drill_record_time(name: &str) -> Option<DateTime<Utc>> {
-    id_time(
-        name.strip_prefix(DRILL_RECORD_PREFIX)?
-            .strip_suffix(".json")?,
-    )
 }
 
 /// What every destination of every policy holds: the actual state that `plan` compares.
@@ -307,7 +244,7 @@ pub fn read_listed(
         .collect();
     let mut sidecars: Vec<(&str, &Entry)> = Vec::new();
     for entry in &entries {
-        let Some(id) = entry.name.strip_suffix(".json").filter(|id| is_id(id)) else {
+        let Some(id) = names::sidecar_id(&entry.name) else {
             continue;
         };
         match entry.irregular {
@@ -363,25 +300,36 @@ pub fn read_listed(
         let metadata = match sidecar {
             Ok(metadata) => metadata,
             Err(reason) => {
-                listing.unreadable.push((format!("{id}.json"), reason));
+                listing.unreadable.push((names::sidecar(id), reason));
                 continue;
             }
         };
-        let data = by_name.get(metadata.artifact.name.as_str());
-        if let Some(kind) = data.and_then(|data| data.irregular) {
+        // Every part must be there, a plain file of the recorded size.
+        let mut state = RecordState::Complete;
+        let mut irregular = None;
+        for object in metadata.objects() {
+            let found = match by_name.get(object.name.as_str()) {
+                None => RecordState::MissingData,
+                Some(data) if data.irregular.is_some() => {
+                    irregular = Some((object.name.clone(), data.irregular.unwrap_or_default()));
+                    break;
+                }
+                Some(data) if data.size != object.size => {
+                    RecordState::SizeMismatch { actual: data.size }
+                }
+                Some(_) => RecordState::Complete,
+            };
+            if state == RecordState::Complete {
+                state = found;
+            }
+        }
+        if let Some((name, kind)) = irregular {
             listing.unreadable.push((
-                format!("{id}.json"),
-                format!("its data {} is {kind}, not a file", metadata.artifact.name),
+                names::sidecar(id),
+                format!("its data {name} is {kind}, not a file"),
             ));
             continue;
         }
-        let state = match data {
-            None => RecordState::MissingData,
-            Some(data) if data.size != metadata.artifact.size => {
-                RecordState::SizeMismatch { actual: data.size }
-            }
-            Some(_) => RecordState::Complete,
-        };
         listing.backups.push(BackupRecord {
             destination: location.clone(),
             metadata,
@@ -396,13 +344,15 @@ pub fn read_listed(
         ..
     } in &entries
     {
-        let id = name.split('.').next().filter(|id| is_id(id));
+        let id = names::object_id(name);
         // Anything but a temporary beside a sidecar, in whatever form
         // (readable or not, a link even), belongs to that backup: its data,
         // its claim, or a copy someone unpacked next to it. It is never an orphan.
-        let claimed = id.is_some_and(|id| by_name.contains_key(format!("{id}.json").as_str()));
+        let claimed = id.is_some_and(|id| by_name.contains_key(names::sidecar(id).as_str()));
         if let Some(kind) = irregular {
-            if !(name.ends_with(".json") && id.is_some()) {
+            // A sub-folder (`wal/`) is listed on its own.
+            let known = names::is_sub_folder(name) && *kind == "a folder";
+            if !known && !(names::is_json(name) && id.is_some()) {
                 listing.unexpected.push((
                     name.clone(),
                     format!("it is {kind}, not a file; left as is"),
@@ -410,11 +360,11 @@ pub fn read_listed(
             }
             continue;
         }
-        let reason = if name.ends_with(PARTIAL_SUFFIX) {
+        let reason = if names::is_partial(name) {
             "partial data (a backup that did not finish)"
-        } else if name.ends_with(TEMPORARY_SUFFIX) {
+        } else if names::is_temporary(name) {
             "partial sidecar (a write that did not finish)"
-        } else if name.ends_with(".json") || name.starts_with('.') || claimed {
+        } else if names::is_json(name) || name.starts_with('.') || claimed {
             continue;
         } else if is_claim(name) {
             "claim of a backup id whose writer did not finish"
@@ -427,7 +377,7 @@ pub fn read_listed(
             destination: location.clone(),
             name: name.clone(),
             size: *size,
-            modified: modified.or_else(|| name.split('.').next().and_then(id_time)),
+            modified: modified.or_else(|| names::object_id(name).and_then(id_time)),
             reason,
         });
     }
@@ -504,7 +454,7 @@ pub fn read_sidecar(
     policy: &str,
     id: &str,
 ) -> Result<(Vec<u8>, BackupMetadata), String> {
-    let name = format!("{id}.json");
+    let name = names::sidecar(id);
     let reader = destination
         .open(policy, &name)
         .map_err(|error| error.to_string())?;
@@ -526,29 +476,4 @@ fn parse_sidecar(bytes: &[u8], policy: &str, id: &str) -> Result<BackupMetadata,
         ));
     }
     Ok(metadata)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recognises_ids() {
-        for id in [
-            "20261125T010000Z",
-            "20261125T010000Z-2",
-            "20261125T010000Z-a1",
-        ] {
-            assert!(is_id(id), "{id}");
-        }
-        for id in [
-            "20261125T010000",
-            "20261125X010000Z",
-            "20261125T010000Z-",
-            "20261125T010000Z-A",
-            "x",
-        ] {
-            assert!(!is_id(id), "{id}");
-        }
-    }
 }

@@ -573,7 +573,7 @@ fn plan_policy(
             let written = orphan.modified.unwrap_or(now);
             if orphan
                 .name
-                .ends_with(crate::destination::local::PARTIAL_SUFFIX)
+                .ends_with(crate::inventory::names::PARTIAL_SUFFIX)
                 || crate::inventory::is_claim(&orphan.name)
             {
                 let started =

@@ -167,7 +167,9 @@ pub fn select(policy: &Policy, request: &Request) -> Result<Vec<Chosen>, Error> 
         match inventory::read(destination.as_ref(), &policy.name, None) {
             Ok(listing) => {
                 for (name, reason) in listing.unreadable {
-                    let id = name.trim_end_matches(".json").to_owned();
+                    let id = inventory::names::sidecar_id(&name)
+                        .unwrap_or(&name)
+                        .to_owned();
                     unreadable.push((id, format!("{}: {name}: {reason}", destination.location())));
                 }
                 listed.push((destination, listing.backups));
@@ -348,7 +350,7 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
             checks.join(", ")
         ),
     ));
-    if crate::database::format_of(metadata) != database.format() {
+    if metadata.format() != database.format() {
         return Err((
             Error::Target(format!(
                 "backup {} is of a {} database; the policy's is {}",
@@ -720,6 +722,8 @@ mod tests {
                 compression: "gzip".to_owned(),
                 uncompressed_size: 1000,
             },
+            format: None,
+            parts: Vec::new(),
             source: SourceInfo {
                 kind: kind.to_owned(),
                 server_version: Some(backup_version.to_owned()),

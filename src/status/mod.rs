@@ -433,7 +433,7 @@ fn destinations(input: &Input, health: &mut PolicyHealth) {
                     let metadata = &newest.metadata;
                     destination.newest_backup = Some(metadata.id.clone());
                     destination.newest_created_at = Some(metadata.created_at);
-                    destination.size_bytes = Some(metadata.artifact.size);
+                    destination.size_bytes = Some(metadata.stored_size());
                     destination.duration_seconds = Some(
                         (metadata.finished_at - metadata.created_at)
                             .num_milliseconds()
@@ -475,7 +475,7 @@ fn destinations(input: &Input, health: &mut PolicyHealth) {
                 }
                 let sizes: Vec<u64> = complete
                     .iter()
-                    .map(|record| record.metadata.artifact.size)
+                    .map(|record| record.metadata.stored_size())
                     .collect();
                 destination.next_backup_bytes = next_backup_bytes(&sizes);
             }
@@ -535,7 +535,7 @@ fn detail(input: &Input, health: &PolicyHealth) -> Detail {
             .map(|record| BackupState {
                 id: record.metadata.id.clone(),
                 created_at: record.metadata.created_at,
-                size_bytes: record.metadata.artifact.size,
+                size_bytes: record.metadata.stored_size(),
                 state: record.state.describe(),
             })
             .collect();
@@ -543,7 +543,7 @@ fn detail(input: &Input, health: &PolicyHealth) -> Detail {
             .backups
             .iter()
             .filter(|record| record.state == RecordState::Complete)
-            .map(|record| record.metadata.artifact.size)
+            .map(|record| record.metadata.stored_size())
             .collect();
         sizes.drain(..sizes.len().saturating_sub(TREND_BACKUPS));
         let judged = health
@@ -690,10 +690,9 @@ fn capacity(
     }
     let floor = floor.filter(|floor| space.free_bytes < floor.bytes(space.total_bytes))?;
     let limit = match floor {
-        MinFree::Percent(share) => format!(
-            "{share}% of {}",
-            crate::cli::human_bytes(space.total_bytes)
-        ),
+        MinFree::Percent(share) => {
+            format!("{share}% of {}", crate::cli::human_bytes(space.total_bytes))
+        }
         MinFree::Bytes(bytes) => crate::cli::human_bytes(bytes),
     };
     Some((
@@ -969,7 +968,10 @@ mod tests {
         assert!(message.contains("min-free of 5% of 252.0 GiB"), "{message}");
         let (_, message) = capacity("/b", nearly_full, None, MinFree::parse("4GiB")).unwrap();
         assert!(message.contains("min-free of 4.0 GiB"), "{message}");
-        assert_eq!(capacity("/b", nearly_full, None, MinFree::parse("2GiB")), None);
+        assert_eq!(
+            capacity("/b", nearly_full, None, MinFree::parse("2GiB")),
+            None
+        );
         // Room for the next backups is judged whatever the floor.
         let (severity, _) = capacity("/b", nearly_full, Some(2 * gib), None).unwrap();
         assert_eq!(severity, Health::Warning);
@@ -984,7 +986,18 @@ mod tests {
         assert_eq!(MinFree::parse("20GiB"), Some(MinFree::Bytes(20 << 30)));
         assert_eq!(MinFree::parse("500MiB"), Some(MinFree::Bytes(500 << 20)));
         assert_eq!(MinFree::parse("4096B"), Some(MinFree::Bytes(4096)));
-        for bad in ["", "%", "101%", ".5%", "-1%", "10", "10GB", "GiB", "1e3B", "99999999999TiB"] {
+        for bad in [
+            "",
+            "%",
+            "101%",
+            ".5%",
+            "-1%",
+            "10",
+            "10GB",
+            "GiB",
+            "1e3B",
+            "99999999999TiB",
+        ] {
             assert_eq!(MinFree::parse(bad), None, "{bad}");
         }
     }

@@ -121,6 +121,8 @@ pub fn sidecar_for(
             compression: "gzip".to_owned(),
             uncompressed_size: data.len() as u64 * 4,
         },
+        format: Some("sqlite".to_owned()),
+        parts: Vec::new(),
         source: SourceInfo {
             kind: "sqlite".to_owned(),
             server_version: Some("3.46.1".to_owned()),

@@ -120,7 +120,9 @@ fn a_min_free_floor_is_opt_in_and_a_malformed_one_is_named_at_its_position() {
     let warned = status(work.path(), "2026-11-25T03:00:00Z", &[]);
     assert_eq!(warned.code, 1, "{warned:?}");
     assert!(
-        warned.stdout.contains("less than the policy's min-free of 100% of"),
+        warned
+            .stdout
+            .contains("less than the policy's min-free of 100% of"),
         "{}",
         warned.stdout
     );
@@ -133,9 +135,23 @@ fn a_min_free_floor_is_opt_in_and_a_malformed_one_is_named_at_its_position() {
     let refused = run(work.path(), &["-p", "app.yaml", "validate"]);
     assert_eq!(refused.code, 3, "{refused:?}");
     assert!(
-        refused.stderr.contains("app.yaml:16:15") && refused.stderr.contains("`10GB`"),
+        refused.stdout.contains("app.yaml:15:15") && refused.stdout.contains("`10GB`"),
         "{}",
-        refused.stderr
+        refused.stdout
+    );
+    // Well-formed but impossible: more than all of it.
+    std::fs::write(
+        work.path().join("app.yaml"),
+        with_floor.replace("100%", "101%"),
+    )
+    .unwrap();
+    let refused = run(work.path(), &["-p", "app.yaml", "validate"]);
+    assert_eq!(refused.code, 3, "{refused:?}");
+    assert!(
+        refused.stdout.contains("app.yaml:15:15")
+            && refused.stdout.contains("percentage up to 100%"),
+        "{}",
+        refused.stdout
     );
 }
 

@@ -146,7 +146,7 @@ impl Records {
                 (finished_at - started_at).num_milliseconds().max(0) as f64 / 1000.0;
             if let Some(taken) = report.taken.iter().find(|taken| &taken.policy == name) {
                 record.backup = Some(taken.id.clone());
-                record.bytes = Some(taken.artifact.size);
+                record.bytes = Some(taken.stored_size());
             }
             let mut errors = plan_errors.clone();
             errors.extend(self.failures.get(name).into_iter().flatten().cloned());

@@ -1,0 +1,208 @@
+//! Every name a policy's folder holds, in one place: backup ids, sidecars
+//! (`<id>.json`), data and parts (`<id>.<format>.<compression>[.age]`,
+//! `<id>.<part>.tar.<compression>`), the commit protocol's suffixes
+//! (`.partial`, `.tmp`), claims (`<id>.claim-<nonce>`), drill evidence
+//! (`restore-test-<id>.json`) and sub-folders (`wal/`). Destinations, the
+//! engine, the inventory, plan, apply and restore all name objects through
+//! this module, so a name means the same everywhere.
+
+use chrono::{DateTime, Utc};
+
+/// Suffix of data still being written; anything with it is an orphan once its writer is gone.
+pub const PARTIAL_SUFFIX: &str = ".partial";
+/// Suffix of a small object (a sidecar) being written.
+pub const TEMPORARY_SUFFIX: &str = ".tmp";
+/// Suffix of a sidecar.
+const SIDECAR_SUFFIX: &str = ".json";
+
+/// The sub-folder of a policy's folder that holds its WAL archive
+/// (`<policy>/wal/`), listed on its own: the backup listing skips it.
+pub const WAL_FOLDER: &str = "wal";
+
+/// The sub-folders a policy's folder may hold, each listed on its own.
+pub const SUB_FOLDERS: &[&str] = &[WAL_FOLDER];
+
+/// The folder (as destinations take a policy's folder) of `policy`'s sub-folder `sub`.
+pub fn sub_folder(policy: &str, sub: &str) -> String {
+    format!("{policy}/{sub}")
+}
+
+/// Whether `name`, an entry of a policy's folder, is one of its sub-folders.
+pub fn is_sub_folder(name: &str) -> bool {
+    SUB_FOLDERS.contains(&name)
+}
+
+/// A backup id: the UTC start time, `YYYYMMDDTHHMMSSZ`, plus `-<suffix>` if needed.
+pub fn base_id(started: DateTime<Utc>) -> String {
+    started.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// Whether `name` is a backup id (`20261125T010000Z` or `20261125T010000Z-2`).
+pub fn is_id(name: &str) -> bool {
+    let (base, suffix) = name.split_at(name.len().min(16));
+    let base_ok = base.len() == 16
+        && base.bytes().enumerate().all(|(index, byte)| match index {
+            8 => byte == b'T',
+            15 => byte == b'Z',
+            _ => byte.is_ascii_digit(),
+        });
+    let suffix_ok = suffix.is_empty()
+        || suffix.strip_prefix('-').is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit())
+        });
+    base_ok && suffix_ok
+}
+
+/// The time an id names (its first 16 characters), if it is an id.
+pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
+    if !is_id(id) {
+        return None;
+    }
+    chrono::NaiveDateTime::parse_from_str(&id[..16], "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|time| time.and_utc())
+}
+
+/// The sidecar of backup `id`: `<id>.json`, its commit marker.
+pub fn sidecar(id: &str) -> String {
+    format!("{id}{SIDECAR_SUFFIX}")
+}
+
+/// The id whose sidecar `name` is, if it is one.
+pub fn sidecar_id(name: &str) -> Option<&str> {
+    name.strip_suffix(SIDECAR_SUFFIX).filter(|id| is_id(id))
+}
+
+/// Whether `name` ends like a sidecar (`.json`), an id's or not.
+pub fn is_json(name: &str) -> bool {
+    name.ends_with(SIDECAR_SUFFIX)
+}
+
+/// The prefix every object of backup `id` starts with: `<id>.`.
+pub fn prefix(id: &str) -> String {
+    format!("{id}.")
+}
+
+/// The id an object's name starts with (`<id>.…`), if it starts with one.
+pub fn object_id(name: &str) -> Option<&str> {
+    name.split('.').next().filter(|id| is_id(id))
+}
+
+/// The single data object of backup `id`: `<id>.<format><suffix>`, where
+/// `suffix` is the codec's (`.gz`, `.zst`, `.zst.age`, or empty).
+pub fn artifact(id: &str, format: &str, suffix: &str) -> String {
+    format!("{id}.{format}{suffix}")
+}
+
+/// Part `part` of a multi-part backup `id`: `<id>.<part>.tar<suffix>`
+/// (`20261201T020000Z.base.tar.zst`).
+pub fn part(id: &str, part: &str, suffix: &str) -> String {
+    format!("{id}.{part}.tar{suffix}")
+}
+
+/// The name `name` has while its data is written (`<name>.partial`).
+pub fn partial(name: &str) -> String {
+    format!("{name}{PARTIAL_SUFFIX}")
+}
+
+/// The name a small object `name` has while it is written (`<name>.tmp`).
+pub fn temporary(name: &str) -> String {
+    format!("{name}{TEMPORARY_SUFFIX}")
+}
+
+/// Whether `name` is data still being written, or left by a writer that died.
+pub fn is_partial(name: &str) -> bool {
+    name.ends_with(PARTIAL_SUFFIX)
+}
+
+/// Whether `name` is a small object still being written, or left half-written.
+pub fn is_temporary(name: &str) -> bool {
+    name.ends_with(TEMPORARY_SUFFIX)
+}
+
+/// Whether `name` is a leftover of the commit protocol (partial or temporary).
+pub fn is_unfinished(name: &str) -> bool {
+    is_partial(name) || is_temporary(name)
+}
+
+/// The name of a writer's claim on a backup id: `<id>.claim-<nonce>`.
+/// It stands for a backup being written; a claim without a sidecar older
+/// than the cleanup grace is an orphan of a writer that died.
+pub fn claim_name(id: &str, nonce: &str) -> String {
+    format!("{id}{CLAIM_INFIX}{nonce}")
+}
+
+const CLAIM_INFIX: &str = ".claim-";
+
+/// Whether `name` is a claim (see [`claim_name`]).
+pub fn is_claim(name: &str) -> bool {
+    name.split_once(CLAIM_INFIX)
+        .is_some_and(|(id, nonce)| is_id(id) && !nonce.is_empty() && !nonce.contains('.'))
+}
+
+/// The name a passing restore drill's evidence has beside the backups:
+/// `restore-test-<drill start id>.json`. It is neither a sidecar (not an id)
+/// nor an orphan, and tells every host, CI included, when a drill last passed.
+pub fn drill_record_name(started: DateTime<Utc>) -> String {
+    format!("{DRILL_RECORD_PREFIX}{}", sidecar(&base_id(started)))
+}
+
+const DRILL_RECORD_PREFIX: &str = "restore-test-";
+
+/// When the drill whose evidence is named `name` started, if it is such a name.
+pub fn drill_record_time(name: &str) -> Option<DateTime<Utc>> {
+    id_time(sidecar_id(name.strip_prefix(DRILL_RECORD_PREFIX)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_ids() {
+        for id in [
+            "20261125T010000Z",
+            "20261125T010000Z-2",
+            "20261125T010000Z-a1",
+        ] {
+            assert!(is_id(id), "{id}");
+        }
+        for id in [
+            "20261125T010000",
+            "20261125X010000Z",
+            "20261125T010000Z-",
+            "20261125T010000Z-A",
+            "x",
+        ] {
+            assert!(!is_id(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn names_read_back_as_what_they_name() {
+        let id = "20261125T010000Z-2";
+        assert_eq!(sidecar_id(&sidecar(id)), Some(id));
+        assert_eq!(sidecar_id("notes.json"), None);
+        assert_eq!(object_id(&artifact(id, "pgdump", ".zst.age")), Some(id));
+        assert_eq!(
+            artifact(id, "sqlite", ".gz"),
+            "20261125T010000Z-2.sqlite.gz"
+        );
+        assert_eq!(part(id, "base", ".zst"), "20261125T010000Z-2.base.tar.zst");
+        assert!(artifact(id, "mysql", "").starts_with(&prefix(id)));
+        assert!(is_partial(&partial("x.gz")) && !is_temporary(&partial("x.gz")));
+        assert!(is_temporary(&temporary("x.json")) && is_unfinished(&temporary("x.json")));
+        assert!(is_claim(&claim_name(id, "00ff")));
+        assert!(!is_claim(&claim_name(id, "")));
+        let started = id_time("20261125T010000Z").unwrap();
+        assert_eq!(
+            drill_record_time(&drill_record_name(started)),
+            Some(started)
+        );
+        assert_eq!(sub_folder("app", WAL_FOLDER), "app/wal");
+        assert!(is_sub_folder("wal") && !is_sub_folder("wal2"));
+    }
+}
