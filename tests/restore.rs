@@ -1472,3 +1472,81 @@ fn postgres_zstd_and_age_backups_restore_in_one_pass_and_in_parallel() {
     let decrypted = pg_run(work.path(), &["verify", "--decrypt"]);
     assert_eq!(decrypted.code, 0, "{decrypted:?}");
 }
+
+/// Backups written by the release before sidecars named their `format`
+/// and `parts` (0.1.0, tests/fixtures/sidecars/0.1.0) still list, verify and
+/// restore: the format comes from the source kind, the one artifact is the
+/// one part.
+#[test]
+fn backups_written_before_format_and_parts_still_list_verify_and_restore() {
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().unwrap();
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(common::root().join("tests/fixtures/sidecars/0.1.0/store"))
+        .arg(work.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let store = work.path().join("store");
+    write_policy(
+        work.path(),
+        "app",
+        "    sqlite:\n      path: app.db",
+        &store,
+    );
+    write_policy(
+        work.path(),
+        "pg",
+        &format!(
+            "    postgres:\n      url: {}\n      password: ${{env:BACKUP_TEST_PGPASSWORD}}",
+            cluster.url("fixture_app")
+        ),
+        &store,
+    );
+    let both = |args: &[&str]| -> Run {
+        backup(work.path())
+            .env("BACKUP_TEST_PGPASSWORD", PASSWORD)
+            .args(["-p", "app.yaml", "-p", "pg.yaml"])
+            .args(args)
+            .output()
+            .unwrap()
+            .into()
+    };
+    let listed = both(&["list", "--format", "json"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let report: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let states: Vec<&str> = report["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["complete", "complete"], "{}", listed.stdout);
+    let verified = both(&["verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+    assert!(
+        verified.stdout.contains("Verified 2 backups: 2 ok"),
+        "{}",
+        verified.stdout
+    );
+
+    let restored = both(&["restore", "app", "--to", "restored.db", "--yes"]);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    assert_eq!(
+        sqlite3(
+            &work.path().join("restored.db"),
+            "SELECT group_concat(item) FROM orders;"
+        ),
+        "apple,pear,plum"
+    );
+    let restored = both(&["restore", "pg", "--to", "fresh", "--yes"]);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    assert_eq!(
+        cluster.sql(
+            "fresh",
+            "SELECT string_agg(item, ',' ORDER BY id) FROM orders"
+        ),
+        "apple,pear"
+    );
+}
