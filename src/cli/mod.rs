@@ -5,6 +5,7 @@
 //! the command's data, stderr everything else.
 
 mod apply;
+mod args;
 mod completions;
 mod list;
 mod man;
@@ -26,6 +27,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::exit::ExitStatus;
 use crate::logging::LogFormat;
+use crate::policy::{Selection, Unselected};
 
 /// Declarative, GitOps-style database backups: versioned YAML policies,
 /// `plan` to preview, `apply` to reconcile.
@@ -212,16 +214,6 @@ fn load_policies(
     load_selection(global, &[], only).map(|selection| selection.selected)
 }
 
-/// Policies as `plan` and `apply` need them.
-struct Selection {
-    /// Every valid policy (the crontab block covers them all).
-    all: Vec<crate::policy::Policy>,
-    /// Those the command acts on.
-    selected: Vec<crate::policy::Policy>,
-    /// Errors found in the policy files.
-    errors: usize,
-}
-
 /// Like [`load_policies`], from `paths` (else `-p`, else `policies/`).
 fn load_selection(
     global: &GlobalArgs,
@@ -236,38 +228,19 @@ fn load_selection(
     for diagnostic in &loaded.diagnostics {
         stderr!("{}", diagnostic.render(color));
     }
-    let errors = loaded.error_count();
-    let Some(name) = only else {
-        if loaded.policies.is_empty() && errors > 0 {
-            return Err(ExitStatus::InvalidPolicy);
-        }
-        return Ok(Selection {
-            selected: loaded.policies.clone(),
-            all: loaded.policies,
-            errors,
-        });
-    };
-    let selected: Vec<_> = loaded
-        .policies
-        .iter()
-        .filter(|policy| policy.name == name)
-        .cloned()
-        .collect();
-    if selected.is_empty() {
-        if errors > 0 {
+    loaded.select(only).map_err(|unselected| match unselected {
+        Unselected::Invalid => ExitStatus::InvalidPolicy,
+        Unselected::InvalidNamed(name) => {
             stderrln!("error: no valid policy named `{name}`; see the problems above");
-            return Err(ExitStatus::InvalidPolicy);
+            ExitStatus::InvalidPolicy
         }
-        stderrln!(
-            "error: no policy named `{name}` in {}",
-            describe_paths(global, paths)
-        );
-        return Err(ExitStatus::Failure);
-    }
-    Ok(Selection {
-        all: loaded.policies,
-        selected,
-        errors,
+        Unselected::Missing(name) => {
+            stderrln!(
+                "error: no policy named `{name}` in {}",
+                describe_paths(global, paths)
+            );
+            ExitStatus::Failure
+        }
     })
 }
 
@@ -325,18 +298,4 @@ fn confirm(prompt: &str) -> anyhow::Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
-/// `1536` → `1.5 KiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use crate::format::human_bytes;

@@ -401,8 +401,8 @@ pub fn plan_warnings(prepared: &Prepared) -> Vec<String> {
         warnings.push(format!(
             "not enough space in {}: {} needed, {} available",
             folder.display(),
-            crate::cli::human_bytes(prepared.needed()),
-            crate::cli::human_bytes(*available)
+            crate::format::human_bytes(prepared.needed()),
+            crate::format::human_bytes(*available)
         ));
     }
     warnings
