@@ -9,6 +9,8 @@
 //! never prints: the command does.
 
 pub mod drill;
+pub mod record;
+pub mod text;
 
 use std::io::Write as _;
 use std::path::Path;
