@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod bounded;
+pub mod catalog;
 pub mod cli;
 pub mod codec;
 pub mod database;
