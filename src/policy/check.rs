@@ -801,18 +801,17 @@ impl Checker<'_> {
         }
         if let Some(probe) = self.options.check_destinations
             && errors(&self.diagnostics) == errors_before
+            && let Err(error) = probe(&resolved)
         {
-            if let Err(error) = probe(&resolved) {
-                self.error(
-                    "unreachable-destination",
-                    pointer,
-                    format!(
-                        "destination `{}` is not usable: {error}",
-                        crate::destination::describe(&DestinationSpec::S3(resolved.clone()))
-                    ),
-                    "check endpoint, region and bucket, and that the credentials may read, write and delete there (validate writes and deletes one small object to find out)",
-                );
-            }
+            self.error(
+                "unreachable-destination",
+                pointer,
+                format!(
+                    "destination `{}` is not usable: {error}",
+                    crate::destination::describe(&DestinationSpec::S3(resolved.clone()))
+                ),
+                "check endpoint, region and bucket, and that the credentials may read, write and delete there (validate writes and deletes one small object to find out)",
+            );
         }
         resolved
     }
