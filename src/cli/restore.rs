@@ -10,7 +10,7 @@ use clap::Args;
 use super::{GlobalArgs, load_policies};
 use crate::exit::ExitStatus;
 use crate::policy::Policy;
-use crate::restore::record::{keep, notify_failure};
+use crate::restore::record::{failure_status, keep, notify_failure};
 use crate::restore::{self, Choice, Ending, LogRecord, Outcome, Prepared, Request, Step};
 
 #[derive(Debug, Args)]
@@ -127,11 +127,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
                     &record,
                 ));
             }
-            return Ok(if error.is_verification() {
-                ExitStatus::VerificationFailed
-            } else {
-                ExitStatus::Failure
-            });
+            return Ok(failure_status(&error));
         }
     };
     record.prepared(&prepared);
@@ -157,7 +153,8 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
     };
     let outcome = restore::execute(&prepared, &mut observe);
     record.conclude(&outcome, clock.elapsed().as_secs_f64());
-    let status = report(args, &policy, &prepared, &outcome, &record);
+    report(args, &policy, &prepared, &outcome, &record);
+    let status = outcome.exit_status();
     if let Some(safety) = &outcome.safety_backup {
         stdoutln!("Safety backup: {safety} (tagged pre-restore; `backup list` shows it).");
     }
@@ -177,7 +174,7 @@ fn report(
     prepared: &Prepared,
     outcome: &Outcome,
     record: &LogRecord,
-) -> ExitStatus {
+) {
     let target = prepared.target.describe();
     match &outcome.ending {
         Ending::Restored => {
@@ -193,7 +190,6 @@ fn report(
                 policy.name,
                 record.seconds
             );
-            ExitStatus::Success
         }
         Ending::Failed { error, rollback } => {
             tracing::error!(policy = %policy.name, target = %target, result = record.result, "Restore failed: {error}");
@@ -203,11 +199,6 @@ fn report(
                     stderrln!("Rolled back: {detail}. The target is as it was before the restore.")
                 }
                 None => stderrln!("The target was not changed."),
-            }
-            if error.is_verification() {
-                ExitStatus::VerificationFailed
-            } else {
-                ExitStatus::Failure
             }
         }
         Ending::RollbackFailed {
@@ -229,7 +220,6 @@ fn report(
                     policy.name
                 );
             }
-            ExitStatus::Failure
         }
     }
 }

@@ -5,7 +5,8 @@ use clap::Args;
 
 use super::{GlobalArgs, load_policies};
 use crate::exit::ExitStatus;
-use crate::verify::sweep::{self, Checked, Drilled};
+use crate::restore::drills::{self, Drilled};
+use crate::verify::sweep::{self, Checked};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -77,7 +78,7 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
     };
     let state = global.state();
     crate::runlog::start_log(&state, "verify", args.policy.as_deref());
-    let tally = sweep::drills(&state, &policies, args.backup.as_deref(), &mut |drilled| {
+    let tally = drills::drills(&state, &policies, args.backup.as_deref(), &mut |drilled| {
         match drilled {
             Drilled::Unlocked(error) => stderrln!("error: {error}"),
             Drilled::Problem(problem) => stderrln!("warning: {problem}"),

@@ -9,6 +9,7 @@
 //! never prints: the command does.
 
 pub mod drill;
+pub mod drills;
 pub mod record;
 pub mod text;
 

@@ -5,6 +5,7 @@
 use chrono::Utc;
 
 use super::{Choice, Ending, Error, LogRecord, Outcome, Prepared, Request, Step};
+use crate::exit::ExitStatus;
 use crate::policy::Policy;
 use crate::runlog::{RunKind, RunRecord};
 use crate::state::StateDir;
@@ -118,4 +119,24 @@ pub fn keep(state: &StateDir, record: &LogRecord, bytes: Option<u64>) -> Vec<Str
 /// want failures); returns what could not be delivered.
 pub fn notify_failure(policy: &Policy, error: String, record: &LogRecord) -> Vec<String> {
     crate::notify::other_failed(policy, error, record.backup.clone())
+}
+
+/// How `backup restore` exits after failing with `error`.
+pub fn failure_status(error: &Error) -> ExitStatus {
+    if error.is_verification() {
+        ExitStatus::VerificationFailed
+    } else {
+        ExitStatus::Failure
+    }
+}
+
+impl Outcome {
+    /// How `backup restore` exits after this outcome.
+    pub fn exit_status(&self) -> ExitStatus {
+        match &self.ending {
+            Ending::Restored => ExitStatus::Success,
+            Ending::Failed { error, .. } => failure_status(error),
+            Ending::RollbackFailed { .. } => ExitStatus::Failure,
+        }
+    }
 }
