@@ -192,7 +192,10 @@ fn observe_gathers_inventory_drill_evidence_crontab_and_space_in_one_value() {
     let drill = common::run(folder, &["-p", "app.yaml", "verify", "--restore-test"]);
     assert_eq!(drill.code, 0, "{drill:?}");
 
-    let loaded = backup::policy::load(&[policy.clone()], backup::policy::Options::default());
+    let loaded = backup::policy::load(
+        std::slice::from_ref(&policy),
+        backup::policy::Options::default(),
+    );
     let selection = loaded.select(None).unwrap();
     let state = backup::state::StateDir::new(&folder.join(".state"));
     let now = Utc::now();
