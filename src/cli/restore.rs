@@ -9,9 +9,9 @@ use clap::Args;
 
 use super::{GlobalArgs, load_policies};
 use crate::exit::ExitStatus;
-use crate::policy::Policy;
 use crate::restore::record::{failure_status, keep, notify_failure};
-use crate::restore::{self, Choice, Ending, LogRecord, Outcome, Prepared, Request, Step};
+use crate::restore::text::Stream;
+use crate::restore::{self, Choice, LogRecord, Prepared, Request, Step};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -153,7 +153,13 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
     };
     let outcome = restore::execute(&prepared, &mut observe);
     record.conclude(&outcome, clock.elapsed().as_secs_f64());
-    report(args, &policy, &prepared, &outcome, &record);
+    let ending = restore::text::ending(&prepared, &outcome, record.seconds, args.to.is_some());
+    for (stream, line) in ending {
+        match stream {
+            Stream::Stdout => stdoutln!("{line}"),
+            Stream::Stderr => stderrln!("{line}"),
+        }
+    }
     let status = outcome.exit_status();
     if let Some(safety) = &outcome.safety_backup {
         stdoutln!("Safety backup: {safety} (tagged pre-restore; `backup list` shows it).");
@@ -165,63 +171,6 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
         warn(notify_failure(&policy, error, &record));
     }
     Ok(status)
-}
-
-/// Says how the restore ended, and what to do about a failed rollback.
-fn report(
-    args: &RestoreArgs,
-    policy: &Policy,
-    prepared: &Prepared,
-    outcome: &Outcome,
-    record: &LogRecord,
-) {
-    let target = prepared.target.describe();
-    match &outcome.ending {
-        Ending::Restored => {
-            let backup = &prepared.chosen.record.metadata.id;
-            tracing::info!(policy = %policy.name, backup = %backup, target = %target, seconds = record.seconds, "Restore finished.");
-            if let Some(checked) = &outcome.checked {
-                for warning in &checked.warnings {
-                    stdoutln!("warning: {warning}");
-                }
-            }
-            stdoutln!(
-                "\nRestored {} from backup {backup} into {target} in {:.1} s.",
-                policy.name,
-                record.seconds
-            );
-        }
-        Ending::Failed { error, rollback } => {
-            tracing::error!(policy = %policy.name, target = %target, result = record.result, "Restore failed: {error}");
-            stderrln!("error: restore failed: {error}");
-            match rollback {
-                Some(detail) => {
-                    stderrln!("Rolled back: {detail}. The target is as it was before the restore.")
-                }
-                None => stderrln!("The target was not changed."),
-            }
-        }
-        Ending::RollbackFailed {
-            error,
-            rollback_error,
-        } => {
-            tracing::error!(policy = %policy.name, target = %target, "Restore and rollback failed.");
-            stderrln!("error: restore failed: {error}");
-            stderrln!("error: ROLLBACK FAILED: {rollback_error}");
-            if let Some(safety) = &outcome.safety_backup {
-                // Not the target itself: it may be a URL with a password.
-                let to = if args.to.is_some() {
-                    " --to <the same target>"
-                } else {
-                    ""
-                };
-                stderrln!(
-                    "The target may be half restored. Restore the safety backup by hand: backup restore {} --backup {safety}{to}",
-                    policy.name
-                );
-            }
-        }
-    }
 }
 
 fn warn(problems: Vec<String>) {

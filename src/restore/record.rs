@@ -46,13 +46,18 @@ impl LogRecord {
         self.steps = prepared.steps.clone();
     }
 
-    /// How the restore ended, after `seconds` in all.
+    /// How the restore ended, after `seconds` in all; logged.
     pub fn conclude(&mut self, outcome: &Outcome, seconds: f64) {
         self.steps.extend(outcome.steps.iter().cloned());
         self.safety_backup = outcome.safety_backup.clone();
         self.seconds = seconds;
+        let (policy, target) = (&self.policy, self.target.as_deref().unwrap_or_default());
         match &outcome.ending {
-            Ending::Restored => self.result = "restored",
+            Ending::Restored => {
+                self.result = "restored";
+                let backup = self.backup.as_deref().unwrap_or_default();
+                tracing::info!(policy = %policy, backup = %backup, target = %target, seconds, "Restore finished.");
+            }
             Ending::Failed { error, rollback } => {
                 self.result = if rollback.is_some() {
                     "rolled-back"
@@ -61,6 +66,7 @@ impl LogRecord {
                 } else {
                     "refused"
                 };
+                tracing::error!(policy = %policy, target = %target, result = self.result, "Restore failed: {error}");
                 self.error = Some(error.to_string());
             }
             Ending::RollbackFailed {
@@ -68,6 +74,7 @@ impl LogRecord {
                 rollback_error,
             } => {
                 self.result = "rollback-failed";
+                tracing::error!(policy = %policy, target = %target, "Restore and rollback failed.");
                 self.error = Some(format!("{error}; rollback: {rollback_error}"));
             }
         }

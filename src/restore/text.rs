@@ -1,9 +1,9 @@
 //! How a restore reads on the terminal: the restore plan that `--dry-run`
-//! and the confirmation show. Rendering only.
+//! and the confirmation show, and how it ended. Rendering only.
 
 use std::fmt::Write as _;
 
-use super::Prepared;
+use super::{Ending, Outcome, Prepared};
 use crate::format::human_bytes;
 
 /// The restore plan, as `--dry-run` and the confirmation show it.
@@ -130,4 +130,77 @@ pub fn render_plan(prepared: &Prepared) -> String {
         }
     }
     out
+}
+
+/// Where a line of [`ending`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// How the restore of `prepared` ended, and what to do about a failed
+/// rollback; `to_given`: the target was named by `--to`.
+pub fn ending(
+    prepared: &Prepared,
+    outcome: &Outcome,
+    seconds: f64,
+    to_given: bool,
+) -> Vec<(Stream, String)> {
+    let policy = &prepared.policy.name;
+    let target = prepared.target.describe();
+    let mut lines = Vec::new();
+    match &outcome.ending {
+        Ending::Restored => {
+            if let Some(checked) = &outcome.checked {
+                for warning in &checked.warnings {
+                    lines.push((Stream::Stdout, format!("warning: {warning}")));
+                }
+            }
+            let backup = &prepared.chosen.record.metadata.id;
+            lines.push((
+                Stream::Stdout,
+                format!(
+                    "\nRestored {policy} from backup {backup} into {target} in {seconds:.1} s."
+                ),
+            ));
+        }
+        Ending::Failed { error, rollback } => {
+            lines.push((Stream::Stderr, format!("error: restore failed: {error}")));
+            lines.push((
+                Stream::Stderr,
+                match rollback {
+                    Some(detail) => format!(
+                        "Rolled back: {detail}. The target is as it was before the restore."
+                    ),
+                    None => "The target was not changed.".to_owned(),
+                },
+            ));
+        }
+        Ending::RollbackFailed {
+            error,
+            rollback_error,
+        } => {
+            lines.push((Stream::Stderr, format!("error: restore failed: {error}")));
+            lines.push((
+                Stream::Stderr,
+                format!("error: ROLLBACK FAILED: {rollback_error}"),
+            ));
+            if let Some(safety) = &outcome.safety_backup {
+                // Not the target itself: it may be a URL with a password.
+                let to = if to_given {
+                    " --to <the same target>"
+                } else {
+                    ""
+                };
+                lines.push((
+                    Stream::Stderr,
+                    format!(
+                        "The target may be half restored. Restore the safety backup by hand: backup restore {policy} --backup {safety}{to}"
+                    ),
+                ));
+            }
+        }
+    }
+    lines
 }
