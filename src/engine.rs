@@ -430,6 +430,91 @@ fn claim_id(
     }
 }
 
+/// One backup of a policy onto every destination that opens (`backup run`).
+pub struct Taken {
+    pub result: Result<Outcome, Error>,
+    /// Destinations that could not be opened: where, and why.
+    pub unavailable: Vec<(String, destination::Error)>,
+}
+
+impl Taken {
+    /// `location: error` for each destination the backup is not on.
+    pub fn failures(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        if let Ok(outcome) = &self.result {
+            for stored in &outcome.stored {
+                if let Err(error) = &stored.result {
+                    failures.push(format!("{}: {error}", stored.destination));
+                }
+            }
+        }
+        failures.extend(
+            self.unavailable
+                .iter()
+                .map(|(location, error)| format!("{location}: {error}")),
+        );
+        failures
+    }
+
+    /// The run record of `backup run` (kind `run`) that began at `started_at`.
+    pub fn run_record(&self, policy: &str, started_at: DateTime<Utc>) -> crate::runlog::RunRecord {
+        let record = crate::runlog::RunRecord::new(policy, crate::runlog::RunKind::Run, started_at);
+        match &self.result {
+            Ok(outcome) => {
+                let mut record = record;
+                record.backup = Some(outcome.metadata.id.clone());
+                record.bytes = Some(outcome.metadata.artifact.size);
+                let failures = self.failures();
+                if failures.is_empty() {
+                    record
+                } else {
+                    record.failed(format!(
+                        "stored, but not everywhere: {}",
+                        failures.join("; ")
+                    ))
+                }
+            }
+            Err(error) => {
+                let mut reasons = vec![error.to_string()];
+                reasons.extend(self.failures());
+                record.failed(reasons.join("; "))
+            }
+        }
+    }
+
+    /// Whether the backup is on every destination.
+    pub fn everywhere(&self) -> bool {
+        self.result.is_ok() && self.failures().is_empty()
+    }
+}
+
+/// Opens every destination of `policy` and takes one backup onto those that opened.
+pub fn backup_everywhere(
+    policy: &Policy,
+    started_at: DateTime<Utc>,
+    progress: Option<&mut dyn Progress>,
+) -> Taken {
+    let mut opened: Vec<Box<dyn Destination>> = Vec::new();
+    let mut unavailable = Vec::new();
+    for spec in &policy.destinations {
+        match destination::open(spec) {
+            Ok(destination) => opened.push(destination),
+            Err(error) => unavailable.push((destination::describe(spec), error)),
+        }
+    }
+    let result = if opened.is_empty() {
+        Err(Error::NoDestination(
+            "no destination could be opened".to_owned(),
+        ))
+    } else {
+        backup(policy, &opened, started_at, progress)
+    };
+    Taken {
+        result,
+        unavailable,
+    }
+}
+
 /// This machine's name, for the sidecar.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -12,8 +12,6 @@ use std::str::FromStr;
 use chrono::{DateTime, Datelike, Days, Months, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
-use crate::policy::spec::RetentionSpec;
-
 /// Why retention rules are not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -99,23 +97,6 @@ pub struct Retention {
 }
 
 impl Retention {
-    pub fn from_spec(spec: &RetentionSpec) -> Result<Retention, Error> {
-        let within = spec
-            .keep_within
-            .as_deref()
-            .map(Within::from_str)
-            .transpose()?;
-        Ok(Retention {
-            last: spec.keep_last.unwrap_or(0),
-            hourly: spec.keep_hourly.unwrap_or(0),
-            daily: spec.keep_daily.unwrap_or(0),
-            weekly: spec.keep_weekly.unwrap_or(0),
-            monthly: spec.keep_monthly.unwrap_or(0),
-            yearly: spec.keep_yearly.unwrap_or(0),
-            within,
-        })
-    }
-
     /// Whether any rule keeps at least one backup.
     pub fn keeps_something(&self) -> bool {
         [
@@ -697,21 +678,6 @@ mod tests {
         for text in ["", "7", "d", "7w", "1.5d", "-1d", "99999999999d"] {
             assert!(text.parse::<Within>().is_err(), "{text}");
         }
-    }
-
-    #[test]
-    fn knows_when_rules_keep_nothing() {
-        let nothing = RetentionSpec {
-            keep_daily: Some(0),
-            keep_within: Some("0d".to_owned()),
-            ..RetentionSpec::default()
-        };
-        assert!(!Retention::from_spec(&nothing).unwrap().keeps_something());
-        let something = RetentionSpec {
-            keep_within: Some("1h".to_owned()),
-            ..RetentionSpec::default()
-        };
-        assert!(Retention::from_spec(&something).unwrap().keeps_something());
     }
 
     /// Rules written compactly: `last=3 daily=7 within=2d`.

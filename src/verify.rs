@@ -7,6 +7,8 @@
 //! how a restore streams a backup into its target while it re-checks it.
 //! Reads only; never repairs or deletes.
 
+pub mod sweep;
+
 use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};

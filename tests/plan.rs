@@ -169,3 +169,77 @@ fn plans_match_the_committed_scenarios() {
         .collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The observe step gathers everything a plan is computed from into one
+/// value: the inventory, the newest passing drill (here from this host's
+/// evidence), the crontab (left alone here) and the free space of local
+/// destinations; the plan over it is the pure `plan::compute`.
+#[test]
+fn observe_gathers_inventory_drill_evidence_crontab_and_space_in_one_value() {
+    let work = tempfile::tempdir().unwrap();
+    let folder = work.path();
+    common::sqlite3(
+        &folder.join("app.db"),
+        "CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (1), (2);",
+    );
+    let store = folder.join("store");
+    let policy = common::write_policy(folder, "app", "    sqlite:\n      path: app.db", &store);
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str("  verify:\n    restore-test: weekly\n");
+    std::fs::write(&policy, text).unwrap();
+    let ran = common::run(folder, &["-p", "app.yaml", "run", "app"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let drill = common::run(folder, &["-p", "app.yaml", "verify", "--restore-test"]);
+    assert_eq!(drill.code, 0, "{drill:?}");
+
+    let loaded = backup::policy::load(
+        std::slice::from_ref(&policy),
+        backup::policy::Options::default(),
+    );
+    let selection = loaded.select(None).unwrap();
+    let state = backup::state::StateDir::new(&folder.join(".state"));
+    let now = Utc::now();
+    let mut observed = backup::observe::observe(
+        &selection,
+        &backup::observe::Options {
+            state: &state,
+            cache: None,
+            crontab: backup::observe::CrontabOptions {
+                skip: true,
+                ..Default::default()
+            },
+            space: true,
+            now,
+        },
+    );
+    let found = observed.inventory.policy("app").unwrap();
+    let listing = found.destinations[0].listing.as_ref().unwrap();
+    assert_eq!(listing.backups.len(), 1);
+    let drilled = observed.inventory.restore_tests.get("app").copied();
+    assert!(drilled.is_some_and(|at| at <= now), "{drilled:?}");
+    assert!(
+        matches!(
+            &observed.crontab,
+            backup::plan::CrontabInput::Unmanaged { reason } if reason == "--no-crontab"
+        ),
+        "{:?}",
+        observed.crontab
+    );
+    let space = &observed.space["app"];
+    assert!(space[&store.display().to_string()].is_ok(), "{space:?}");
+    assert!(observed.warnings.is_empty(), "{:?}", observed.warnings);
+
+    // Just backed up and drilled: nothing is due, and the plan is what the
+    // pure planner computes from the same value.
+    let scope = backup::plan::Scope::default();
+    let plan = backup::observe::plan(&selection.selected, &mut observed, now, &scope);
+    assert!(!plan.has_changes(), "{plan:?}");
+    let pure = backup::plan::compute(
+        &selection.selected,
+        &observed.inventory,
+        &observed.crontab,
+        now,
+        &scope,
+    );
+    assert_eq!(plan, pure);
+}

@@ -10,6 +10,8 @@ mod data_loss;
 mod friction;
 #[path = "regression/hostile.rs"]
 mod hostile;
+#[path = "regression/layers.rs"]
+mod layers;
 #[path = "regression/pr_loop.rs"]
 mod pr_loop;
 #[path = "regression/readme.rs"]

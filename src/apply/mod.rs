@@ -10,6 +10,10 @@
 //! and every step is safe to repeat, so running `apply` again after a crash
 //! or a failure finishes the job.
 
+pub mod records;
+pub mod session;
+pub mod text;
+
 use std::collections::BTreeMap;
 use std::io::{self, Read as _, Write as _};
 use std::time::Instant;
@@ -293,7 +297,7 @@ fn take_backup(
             let summary = format!(
                 "{} ({}, {:.1} s)",
                 outcome.metadata.id,
-                crate::cli::human_bytes(artifact.size),
+                crate::format::human_bytes(artifact.size),
                 outcome.duration.as_secs_f64()
             );
             let result = if failures.is_empty() {
@@ -384,12 +388,12 @@ fn copy(policy: &Policy, action: &Action, destinations: &Destinations) -> Result
     Ok(if copied == 0 {
         format!(
             "{} found complete there (left by an earlier copy), verified, sidecar written",
-            crate::cli::human_bytes(adopted)
+            crate::format::human_bytes(adopted)
         )
     } else {
         format!(
             "{} copied and verified ({:.1} s)",
-            crate::cli::human_bytes(copied),
+            crate::format::human_bytes(copied),
             started.elapsed().as_secs_f64()
         )
     })
@@ -564,7 +568,7 @@ fn prune(policy: &Policy, action: &Action, destinations: &Destinations) -> Resul
         }
     }
     tracing::info!(policy = %policy.name, id, destination = %destination.location(), "Backup pruned.");
-    Ok(format!("{} freed", crate::cli::human_bytes(removed)))
+    Ok(format!("{} freed", crate::format::human_bytes(removed)))
 }
 
 /// Runs a restore drill of the policy's newest backup and keeps its evidence.

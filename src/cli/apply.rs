@@ -4,19 +4,15 @@ use super::output::{stderrln, stdout, stdoutln};
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Args;
 
-mod records;
-
-use super::plan::{CrontabArgs, OnlyArgs, crontab_input, parse_time};
+use super::args::{CrontabArgs, OnlyArgs, observe, parse_time};
 use super::{Approval, GlobalArgs, approve, load_selection};
-use crate::apply::{self, ActionResult, Outcome};
+use crate::apply::{self, ActionResult, session};
 use crate::exit::ExitStatus;
-use crate::plan::{self, ActionKind, Plan};
-use crate::policy::diagnostic::paint;
-use crate::schedule::crontab;
+use crate::plan;
+use crate::planfile;
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -59,121 +55,85 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         );
         return Ok(ExitStatus::Usage);
     }
-    let saved = match planfiles.first() {
-        Some(file) => match load_plan(file) {
-            Ok(plan) => Some(plan),
-            Err(error) => {
-                stderrln!("error: {error:#}");
-                return Ok(ExitStatus::Failure);
-            }
-        },
-        None => None,
+    let saved = match planfiles
+        .first()
+        .map(|file| planfile::load(file))
+        .transpose()
+    {
+        Ok(saved) => saved,
+        Err(error) => {
+            stderrln!("error: {:#}", anyhow::Error::from(error));
+            return Ok(ExitStatus::Failure);
+        }
     };
     let mut selection = match load_selection(global, &paths, args.policy.as_deref()) {
         Ok(selection) => selection,
         Err(status) => return Ok(status),
     };
     if let Some(saved) = &saved {
-        let names: Vec<&str> = saved
-            .policies
-            .iter()
-            .map(|policy| policy.name.as_str())
-            .collect();
-        if let Some(missing) = names
-            .iter()
-            .find(|name| !selection.all.iter().any(|policy| policy.name == **name))
-        {
-            stderrln!(
-                "error: the saved plan covers policy `{missing}`, which is no longer loaded; run `backup plan` again"
-            );
-            return Ok(ExitStatus::Failure);
-        }
-        selection.selected = selection
-            .all
-            .iter()
-            .filter(|policy| names.contains(&policy.name.as_str()))
-            .cloned()
-            .collect();
-    }
-
-    // Lock before reading anything: what is planned is what is done.
-    let state = global.state();
-    let mut locks = Vec::new();
-    let mut locked_out = Vec::new();
-    let mut selected = Vec::new();
-    for policy in std::mem::take(&mut selection.selected) {
-        match state.lock(&policy.name) {
-            Ok(lock) => {
-                locks.push(lock);
-                selected.push(policy);
-            }
-            Err(error @ crate::state::Error::Held { .. }) => {
-                stderrln!("error: {error}");
-                locked_out.push(policy.name);
-            }
-            Err(error) => {
-                stderrln!("error: {error}");
+        match planfile::policies(saved, &selection.all) {
+            Ok(policies) => selection.selected = policies,
+            Err(missing) => {
+                stderrln!(
+                    "error: the saved plan covers policy `{missing}`, which is no longer loaded; run `backup plan` again"
+                );
                 return Ok(ExitStatus::Failure);
             }
         }
     }
-    selection.selected = selected;
-    if !locked_out.is_empty() && (saved.is_some() || selection.selected.is_empty()) {
+
+    // Lock before reading anything: what is planned is what is done.
+    let state = global.state();
+    let locked = session::lock(&state, std::mem::take(&mut selection.selected));
+    for (_, error) in &locked.held {
+        stderrln!("error: {error}");
+    }
+    if let Some(error) = &locked.error {
+        stderrln!("error: {error}");
+        return Ok(ExitStatus::Failure);
+    }
+    selection.selected = locked.policies;
+    if !locked.held.is_empty() && (saved.is_some() || selection.selected.is_empty()) {
         stderrln!("Nothing was done: another `backup` is working on the same policies.");
         return Ok(ExitStatus::Locked);
     }
 
     global.announce_state_dir();
     crate::runlog::start_log(&state, "apply", args.policy.as_deref());
-    let mut inventory =
-        crate::inventory::gather(&selection.selected, Some(&global.sidecar_cache()));
-    super::plan::add_restore_tests(&state, &selection.selected, &mut inventory);
     let now = match &saved {
         Some(saved) => saved.now,
         None => args.now.unwrap_or_else(Utc::now),
     };
-    let (crontab_input, crontab_target) =
-        crontab_input(global, &paths, &selection, &args.crontab, now);
+    let crontab = args.crontab.options(global, &paths);
+    let mut observed = observe(global, &selection, crontab, now, false);
     let plan = match saved {
-        Some(saved) => match check_saved(saved, &selection, &mut inventory, &crontab_input) {
+        Some(saved) => match planfile::check(saved, &selection.selected, &mut observed) {
             Ok(saved) => saved,
             Err(reason) => {
                 stderrln!("error: {reason}; run `backup plan --out` again (nothing was done)");
                 return Ok(ExitStatus::Failure);
             }
         },
-        None => plan::compute_probing(
-            &selection.selected,
-            &mut inventory,
-            &crontab_input,
-            now,
-            &args.only.scope(),
-        ),
+        None => crate::observe::plan(&selection.selected, &mut observed, now, &args.only.scope()),
     };
 
     let color = global.stdout_color();
-    stdout!(
-        "{}",
-        plan::text::render(
-            &plan,
-            plan::text::Options {
-                show_kept: false,
-                color,
-            }
-        )
-    );
+    let options = plan::text::Options {
+        show_kept: false,
+        color,
+    };
+    stdout!("{}", plan::text::render(&plan, options));
     let finish = |failed: bool| {
         if failed || plan.has_errors() {
             ExitStatus::Failure
-        } else if !locked_out.is_empty() {
+        } else if !locked.held.is_empty() {
             ExitStatus::Locked
         } else {
             ExitStatus::Success
         }
     };
     if !plan.has_attemptable_changes() {
-        let records = records::Records::new(&plan);
-        for problem in records.finish(&state, &selection.selected, &apply::ApplyReport::default()) {
+        for problem in session::record_idle(&plan, &state, &selection.selected) {
             stderrln!("warning: {problem}");
         }
         return Ok(finish(false));
@@ -194,151 +154,32 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         now: args.now,
         state_dir: Some(state.path().to_owned()),
     };
-    let mut write_crontab = |block: &str| -> Result<String, String> {
-        let target = crontab_target
-            .as_ref()
-            .ok_or_else(|| "the crontab is not managed in this run".to_owned())?;
-        let _lock = state.lock_crontab().map_err(|error| error.to_string())?;
-        state.ensure("logs").map_err(|error| error.to_string())?;
-        crontab::replace_block(target, block).map_err(|error| error.to_string())?;
-        Ok(format!("written to {}", target.describe()))
-    };
-    let mut records = records::Records::new(&plan);
-    for problem in records.start(&selection.selected) {
-        stderrln!("warning: {problem}");
-    }
-    let mut observe = |result: &ActionResult| {
-        records.observe(result);
-        let policy = result.action.policy.as_deref().unwrap_or("crontab");
-        let headline = plan::text::headline(&result.action, color);
-        let (label, detail) = match &result.outcome {
-            Outcome::Done(detail) => (paint(color, "32", "done   "), detail),
-            Outcome::Failed(error) => (paint(color, "1;31", "FAILED "), error),
-            Outcome::Skipped(reason) => (paint(color, "33", "skipped"), reason),
-            Outcome::Refused(reason) => {
-                // One line for all the actions it covers.
-                stdoutln!("{} {policy}: {reason}", paint(color, "1;31", "refused"));
-                let _ = std::io::stdout().flush();
-                return;
-            }
-        };
-        stdoutln!("{label} {policy}: {}: {detail}", headline.trim_start());
-        let _ = std::io::stdout().flush();
-    };
-    let report = apply::execute(
+    let report = session::run(
         &plan,
         &selection.selected,
         &options,
-        &mut write_crontab,
-        &mut observe,
+        &state,
+        observed.crontab_target.as_ref(),
+        &mut Printer { color },
     );
-    // Recorded (and notified) under the policies' locks.
-    for problem in records.finish(&state, &selection.selected, &report) {
+    drop(locked.locks);
+    stdoutln!();
+    stdoutln!("{}", apply::text::summary(&plan, &report));
+    Ok(finish(report.failed() > 0 || report.refused() > 0))
+}
+
+/// Prints an apply run as it goes.
+struct Printer {
+    color: bool,
+}
+
+impl session::Observer for Printer {
+    fn problem(&mut self, problem: &str) {
         stderrln!("warning: {problem}");
     }
-    drop(locks);
 
-    let crontab = if report.done(ActionKind::Crontab) > 0 {
-        "crontab updated"
-    } else if plan.summary.crontab > 0 {
-        "crontab not updated"
-    } else if plan.crontab.state == "unchanged" {
-        "crontab unchanged"
-    } else {
-        "crontab not managed"
-    };
-    let counts = format!(
-        "{} backed up, {} copied, {} pruned, {} cleaned up, {crontab}",
-        report.done(ActionKind::Backup),
-        report.done(ActionKind::Copy),
-        report.done(ActionKind::Prune),
-        report.done(ActionKind::Cleanup),
-    );
-    let failed = report.failed();
-    let refused = report.refused();
-    stdoutln!();
-    if failed == 0 && refused == 0 {
-        stdoutln!("Apply complete: {counts}.");
-    } else {
-        let skipped = report.skipped();
-        let refused = match refused {
-            0 => String::new(),
-            count => format!("{count} refused (--allow-mass-delete), "),
-        };
-        stdoutln!(
-            "Apply failed: {failed} action{} failed, {refused}{skipped} skipped; {counts}. Running apply again finishes the job once the cause is fixed.",
-            if failed == 1 { "" } else { "s" }
-        );
+    fn result(&mut self, result: &ActionResult) {
+        stdoutln!("{}", apply::text::result_line(result, self.color));
+        let _ = std::io::stdout().flush();
     }
-    Ok(finish(failed > 0 || report.refused() > 0))
-}
-
-/// How old a saved plan may be.
-const SAVED_PLAN_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
-
-/// A saved plan is carried out only if it is what `plan` computes now from
-/// the same policies, inventory and crontab at the plan's time: nothing
-/// changed since, and nobody edited the file.
-fn check_saved(
-    saved: Plan,
-    selection: &super::Selection,
-    inventory: &mut crate::inventory::Inventory,
-    crontab_input: &plan::CrontabInput,
-) -> Result<Plan, String> {
-    let now = Utc::now();
-    if saved.now > now + chrono::Duration::minutes(5) {
-        return Err(format!(
-            "the saved plan was made for {}, which is still to come",
-            saved.now.to_rfc3339()
-        ));
-    }
-    if now - saved.now > SAVED_PLAN_LIFETIME {
-        return Err(format!(
-            "the saved plan was made for {}, more than a day ago",
-            saved.now.to_rfc3339()
-        ));
-    }
-    // Probing first: the saved plan's fingerprint covers what probing found.
-    let scope = plan::Scope {
-        only: saved.only.clone(),
-    };
-    let recomputed = plan::compute_probing(
-        &selection.selected,
-        inventory,
-        crontab_input,
-        saved.now,
-        &scope,
-    );
-    let current = plan::fingerprint(&selection.selected, inventory, crontab_input);
-    if current != saved.fingerprint {
-        return Err(
-            "the policies, the backups or the crontab changed since the plan was saved".to_owned(),
-        );
-    }
-    if recomputed != saved {
-        return Err(
-            "the saved plan is not what this version of backup plans from the same state (was it edited?)"
-                .to_owned(),
-        );
-    }
-    Ok(saved)
-}
-
-fn load_plan(file: &std::path::Path) -> anyhow::Result<Plan> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read the plan {}", file.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a saved plan (not JSON)", file.display()))?;
-    let version = value
-        .get("format_version")
-        .and_then(serde_json::Value::as_u64);
-    if version != Some(u64::from(plan::FORMAT_VERSION)) {
-        anyhow::bail!(
-            "{} is a plan of format_version {:?}; this backup reads {}",
-            file.display(),
-            version,
-            plan::FORMAT_VERSION
-        );
-    }
-    serde_json::from_value(value).with_context(|| format!("{} is not a saved plan", file.display()))
 }

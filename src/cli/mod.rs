@@ -5,11 +5,14 @@
 //! the command's data, stderr everything else.
 
 mod apply;
+mod args;
 mod completions;
+mod global;
 mod list;
 mod man;
 pub mod output;
 mod plan;
+mod prompt;
 mod restore;
 mod run;
 mod schema;
@@ -18,14 +21,16 @@ mod unschedule;
 mod validate;
 mod verify;
 
-use output::{stderr, stderrln, stdoutln};
-use std::io::IsTerminal as _;
+use output::{stderr, stderrln};
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+
+pub use global::{ColorChoice, GlobalArgs, OutputFormat};
+use prompt::{Approval, approve, confirm};
 
 use crate::exit::ExitStatus;
-use crate::logging::LogFormat;
+use crate::policy::{Selection, Unselected};
 
 /// Declarative, GitOps-style database backups: versioned YAML policies,
 /// `plan` to preview, `apply` to reconcile.
@@ -36,120 +41,6 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Options every command takes.
-#[derive(Debug, Args)]
-pub struct GlobalArgs {
-    /// Policy file or folder (repeatable; folders are searched for *.yaml and *.yml).
-    /// Default: `policies/`. The environment variable takes a `:`-separated list.
-    #[arg(
-        short = 'p',
-        long = "policies",
-        value_name = "PATH",
-        global = true,
-        env = "BACKUP_POLICIES",
-        value_delimiter = ':'
-    )]
-    pub policies: Vec<PathBuf>,
-    /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-    /// Less log output on stderr (-q errors only, -qq nothing).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub quiet: u8,
-    /// When to use colours.
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
-    pub color: ColorChoice,
-    /// Format of log lines on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
-    /// This host's state folder: policy locks and cron's logs. Default:
-    /// /var/lib/backup for root, else ~/.local/state/backup.
-    #[arg(long, value_name = "DIR", global = true, env = "BACKUP_STATE_DIR")]
-    pub state_dir: Option<PathBuf>,
-}
-
-impl GlobalArgs {
-    pub fn verbosity(&self) -> i8 {
-        let verbose = i8::try_from(self.verbose).unwrap_or(i8::MAX);
-        let quiet = i8::try_from(self.quiet).unwrap_or(i8::MAX);
-        verbose.saturating_sub(quiet)
-    }
-
-    /// The policy paths: those given to the command, else `-p`, else `policies/`.
-    pub fn policy_paths(&self, given: &[PathBuf]) -> Vec<PathBuf> {
-        if !given.is_empty() {
-            given.to_vec()
-        } else if !self.policies.is_empty() {
-            self.policies.clone()
-        } else {
-            vec![PathBuf::from(crate::policy::DEFAULT_PATH)]
-        }
-    }
-
-    pub fn state(&self) -> crate::state::StateDir {
-        let root = self
-            .state_dir
-            .clone()
-            .unwrap_or_else(crate::state::default_dir);
-        crate::state::StateDir::new(&root)
-    }
-
-    /// Says on stderr where the state folder is when no `--state-dir` (or
-    /// `BACKUP_STATE_DIR`) chose it: run records, locks and logs go there.
-    pub fn announce_state_dir(&self) {
-        if self.state_dir.is_none() {
-            stderrln!(
-                "State folder: {} (the default; --state-dir or BACKUP_STATE_DIR chooses another).",
-                self.state().path().display()
-            );
-        }
-    }
-
-    /// The sidecar cache in the state folder.
-    pub fn sidecar_cache(&self) -> crate::inventory::SidecarCache {
-        crate::inventory::SidecarCache::new(self.state().path())
-    }
-
-    pub fn stdout_color(&self) -> bool {
-        self.color.enabled(std::io::stdout().is_terminal())
-    }
-
-    pub fn stderr_color(&self) -> bool {
-        self.color.enabled(std::io::stderr().is_terminal())
-    }
-}
-
-/// When to colour output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
-    /// On a terminal, unless NO_COLOR is set.
-    Auto,
-    Always,
-    Never,
-}
-
-impl ColorChoice {
-    fn enabled(self, terminal: bool) -> bool {
-        match self {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                terminal
-                    && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
-                    && std::env::var_os("TERM").is_none_or(|term| term != "dumb")
-            }
-        }
-    }
-}
-
-/// Output format of a command's data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum OutputFormat {
-    #[default]
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,16 +103,6 @@ fn load_policies(
     load_selection(global, &[], only).map(|selection| selection.selected)
 }
 
-/// Policies as `plan` and `apply` need them.
-struct Selection {
-    /// Every valid policy (the crontab block covers them all).
-    all: Vec<crate::policy::Policy>,
-    /// Those the command acts on.
-    selected: Vec<crate::policy::Policy>,
-    /// Errors found in the policy files.
-    errors: usize,
-}
-
 /// Like [`load_policies`], from `paths` (else `-p`, else `policies/`).
 fn load_selection(
     global: &GlobalArgs,
@@ -236,38 +117,19 @@ fn load_selection(
     for diagnostic in &loaded.diagnostics {
         stderr!("{}", diagnostic.render(color));
     }
-    let errors = loaded.error_count();
-    let Some(name) = only else {
-        if loaded.policies.is_empty() && errors > 0 {
-            return Err(ExitStatus::InvalidPolicy);
-        }
-        return Ok(Selection {
-            selected: loaded.policies.clone(),
-            all: loaded.policies,
-            errors,
-        });
-    };
-    let selected: Vec<_> = loaded
-        .policies
-        .iter()
-        .filter(|policy| policy.name == name)
-        .cloned()
-        .collect();
-    if selected.is_empty() {
-        if errors > 0 {
+    loaded.select(only).map_err(|unselected| match unselected {
+        Unselected::Invalid => ExitStatus::InvalidPolicy,
+        Unselected::InvalidNamed(name) => {
             stderrln!("error: no valid policy named `{name}`; see the problems above");
-            return Err(ExitStatus::InvalidPolicy);
+            ExitStatus::InvalidPolicy
         }
-        stderrln!(
-            "error: no policy named `{name}` in {}",
-            describe_paths(global, paths)
-        );
-        return Err(ExitStatus::Failure);
-    }
-    Ok(Selection {
-        all: loaded.policies,
-        selected,
-        errors,
+        Unselected::Missing(name) => {
+            stderrln!(
+                "error: no policy named `{name}` in {}",
+                describe_paths(global, paths)
+            );
+            ExitStatus::Failure
+        }
     })
 }
 
@@ -280,63 +142,4 @@ fn describe_paths(global: &GlobalArgs, given: &[PathBuf]) -> String {
     paths.join(", ")
 }
 
-/// What the user said to a destructive step.
-enum Approval {
-    Given,
-    /// Not given; the command ends with this status (the reason is printed).
-    Refused(ExitStatus),
-}
-
-/// Approval for `what` ("applying", "removing the block"): given by `flag`
-/// (`--auto-approve`, `--yes`), else asked on a terminal, where only `yes`
-/// approves. Off a terminal without the flag it is a usage error (64).
-fn approve(
-    given: bool,
-    what: &str,
-    flag: &str,
-    prompt: &str,
-    command: &str,
-) -> anyhow::Result<Approval> {
-    if given {
-        return Ok(Approval::Given);
-    }
-    if !std::io::stdin().is_terminal() {
-        stderrln!("error: not {what} without confirmation: stdin is not a terminal; pass {flag}");
-        return Ok(Approval::Refused(ExitStatus::Usage));
-    }
-    if !confirm(prompt)? {
-        stdoutln!("\n{command} cancelled.");
-        return Ok(Approval::Refused(ExitStatus::Failure));
-    }
-    Ok(Approval::Given)
-}
-
-/// Asks on the terminal, as Terraform does; only `yes` approves.
-fn confirm(prompt: &str) -> anyhow::Result<bool> {
-    use std::io::Write as _;
-    let mut stderr = std::io::stderr();
-    write!(
-        stderr,
-        "\n{prompt}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
-    )?;
-    stderr.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok(answer.trim() == "yes")
-}
-
-/// `1536` → `1.5 KiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use crate::format::human_bytes;

@@ -2,17 +2,16 @@
 //! the terminal: the plan, the confirmation, each step as it ends, the log.
 
 use super::output::{stderrln, stdout, stdoutln};
-use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
 use std::time::Instant;
 
-use chrono::Utc;
 use clap::Args;
 
-use super::{GlobalArgs, human_bytes, load_policies};
+use super::{GlobalArgs, load_policies};
 use crate::exit::ExitStatus;
-use crate::restore::{self, Choice, Ending, LogRecord, Prepared, Request, Step};
-use crate::runlog::{RunKind, RunRecord};
+use crate::restore::record::{failure_status, keep, notify_failure};
+use crate::restore::text::Stream;
+use crate::restore::{self, Choice, LogRecord, Prepared, Request, Step};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -121,46 +120,26 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
         lock_timeout: Some(args.lock_timeout),
         dry_run: args.dry_run,
     };
-    let mut record = LogRecord {
-        format_version: 1,
-        at: Utc::now(),
-        policy: policy.name.clone(),
-        backup: match &request.backup {
-            Choice::Id(id) => Some(id.clone()),
-            Choice::Latest => None,
-        },
-        from: args.from.clone(),
-        target: None,
-        result: "refused",
-        error: None,
-        safety_backup: None,
-        steps: Vec::new(),
-        seconds: 0.0,
-    };
+    let mut record = LogRecord::new(&policy, &request);
     let prepared = match restore::prepare(&policy, &request) {
         Ok(prepared) => prepared,
         Err((error, steps)) => {
             stderrln!("error: {error}; nothing was changed");
-            record.error = Some(error.to_string());
-            record.steps = steps;
-            record.seconds = clock.elapsed().as_secs_f64();
+            record.refused(&error, steps, clock.elapsed().as_secs_f64());
             if !args.dry_run {
                 tracing::error!(policy = %policy.name, "Restore refused: {error}");
-                log(&state, &record, None);
-                notify_failure(&policy, format!("restore refused: {error}"), &record);
+                warn(keep(&state, &record, None));
+                warn(notify_failure(
+                    &policy,
+                    format!("restore refused: {error}"),
+                    &record,
+                ));
             }
-            return Ok(if error.is_verification() {
-                ExitStatus::VerificationFailed
-            } else {
-                ExitStatus::Failure
-            });
+            return Ok(failure_status(&error));
         }
     };
-    record.backup = Some(prepared.chosen.record.metadata.id.clone());
-    record.from = Some(prepared.chosen.destination.location());
-    record.target = Some(prepared.target.describe());
-    record.steps = prepared.steps.clone();
-    stdout!("{}", render_plan(&prepared));
+    record.prepared(&prepared);
+    stdout!("{}", restore::text::render_plan(&prepared));
     if args.dry_run {
         stdoutln!("\nDry run: nothing was changed.");
         return Ok(ExitStatus::Success);
@@ -181,255 +160,31 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
         let _ = std::io::stdout().flush();
     };
     let outcome = restore::execute(&prepared, &mut observe);
-    record.steps.extend(outcome.steps.iter().cloned());
-    record.safety_backup = outcome.safety_backup.clone();
-    record.seconds = clock.elapsed().as_secs_f64();
-    let total = record.seconds;
-    let status = match &outcome.ending {
-        Ending::Restored => {
-            record.result = "restored";
-            tracing::info!(policy = %policy.name, backup = %prepared.chosen.record.metadata.id, target = %prepared.target.describe(), seconds = total, "Restore finished.");
-            if let Some(checked) = &outcome.checked {
-                for warning in &checked.warnings {
-                    stdoutln!("warning: {warning}");
-                }
-            }
-            stdoutln!(
-                "\nRestored {} from backup {} into {} in {total:.1} s.",
-                policy.name,
-                prepared.chosen.record.metadata.id,
-                prepared.target.describe()
-            );
-            ExitStatus::Success
+    record.conclude(&outcome, clock.elapsed().as_secs_f64());
+    let ending = restore::text::ending(&prepared, &outcome, record.seconds, args.to.is_some());
+    for (stream, line) in ending {
+        match stream {
+            Stream::Stdout => stdoutln!("{line}"),
+            Stream::Stderr => stderrln!("{line}"),
         }
-        Ending::Failed { error, rollback } => {
-            record.result = if rollback.is_some() {
-                "rolled-back"
-            } else if outcome.steps.iter().any(|step| step.step == "restore") {
-                "failed"
-            } else {
-                "refused"
-            };
-            record.error = Some(error.to_string());
-            tracing::error!(policy = %policy.name, target = %prepared.target.describe(), result = record.result, "Restore failed: {error}");
-            stderrln!("error: restore failed: {error}");
-            match rollback {
-                Some(detail) => {
-                    stderrln!("Rolled back: {detail}. The target is as it was before the restore.")
-                }
-                None => stderrln!("The target was not changed."),
-            }
-            if error.is_verification() {
-                ExitStatus::VerificationFailed
-            } else {
-                ExitStatus::Failure
-            }
-        }
-        Ending::RollbackFailed {
-            error,
-            rollback_error,
-        } => {
-            record.result = "rollback-failed";
-            tracing::error!(policy = %policy.name, target = %prepared.target.describe(), "Restore and rollback failed.");
-            record.error = Some(format!("{error}; rollback: {rollback_error}"));
-            stderrln!("error: restore failed: {error}");
-            stderrln!("error: ROLLBACK FAILED: {rollback_error}");
-            if let Some(safety) = &outcome.safety_backup {
-                // Not the target itself: it may be a URL with a password.
-                let to = if args.to.is_some() {
-                    " --to <the same target>"
-                } else {
-                    ""
-                };
-                stderrln!(
-                    "The target may be half restored. Restore the safety backup by hand: backup restore {} --backup {safety}{to}",
-                    policy.name
-                );
-            }
-            ExitStatus::Failure
-        }
-    };
+    }
+    let status = outcome.exit_status();
     if let Some(safety) = &outcome.safety_backup {
         stdoutln!("Safety backup: {safety} (tagged pre-restore; `backup list` shows it).");
     }
-    log(
-        &state,
-        &record,
-        Some(prepared.chosen.record.metadata.stored_size()),
-    );
+    let bytes = prepared.chosen.record.metadata.stored_size();
+    warn(keep(&state, &record, Some(bytes)));
     if status != ExitStatus::Success {
-        let error = format!(
-            "restore into {} {}: {}",
-            prepared.target.describe(),
-            record.result,
-            record.error.as_deref().unwrap_or("failed")
-        );
-        notify_failure(&policy, error, &record);
+        let error = record.failure(&prepared.target.describe());
+        warn(notify_failure(&policy, error, &record));
     }
     Ok(status)
 }
 
-/// Tells the policy's `notify` targets that a restore failed (when they
-/// want failures); what cannot be delivered is a warning.
-fn notify_failure(policy: &crate::policy::Policy, error: String, record: &LogRecord) {
-    for problem in crate::notify::other_failed(policy, error, record.backup.clone()) {
+fn warn(problems: Vec<String>) {
+    for problem in problems {
         stderrln!("warning: {problem}");
     }
-}
-
-/// Appends `record` to the restore log, and a run record (kind `restore`,
-/// `bytes` the backup's stored size) to the policy's run records.
-fn log(state: &crate::state::StateDir, record: &LogRecord, bytes: Option<u64>) {
-    let written = state
-        .ensure("logs")
-        .map_err(|error| error.to_string())
-        .and_then(|folder| {
-            restore::append_log(&folder.join("restore.jsonl"), record)
-                .map_err(|error| error.to_string())
-        });
-    if let Err(error) = written {
-        stderrln!("warning: cannot append to the restore log: {error}");
-    }
-    let mut run = RunRecord::new(&record.policy, RunKind::Restore, record.at);
-    run.backup = record.backup.clone();
-    run.bytes = bytes;
-    if record.result != "restored" {
-        run = run.failed(
-            record
-                .error
-                .clone()
-                .unwrap_or_else(|| record.result.to_owned()),
-        );
-    }
-    if let Err(error) = crate::runlog::record(state, &run) {
-        stderrln!("warning: run record not written: {error}");
-    }
-}
-
-/// The restore plan, as `--dry-run` and the confirmation show it.
-pub fn render_plan(prepared: &Prepared) -> String {
-    let metadata = &prepared.chosen.record.metadata;
-    let info = &prepared.info;
-    let plan = prepared.target.plan(metadata, info);
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Restore plan for {} ({}):\n",
-        prepared.policy.name,
-        prepared.policy.file.display()
-    );
-    let mut line = |label: &str, text: String| {
-        let _ = writeln!(out, "  {label:<14}{text}");
-    };
-    let rows: u64 = metadata.source.row_counts.values().sum();
-    let tables = metadata.source.row_counts.len();
-    line(
-        "backup",
-        format!(
-            "{} taken {} UTC, {} stored, {} uncompressed",
-            metadata.id,
-            metadata.created_at.format("%Y-%m-%d %H:%M:%S"),
-            human_bytes(metadata.stored_size()),
-            human_bytes(metadata.artifact.uncompressed_size)
-        ),
-    );
-    line(
-        "source",
-        format!(
-            "{} {}{}, {tables} table{} with {rows} row{}{}",
-            metadata.source.kind,
-            metadata
-                .source
-                .server_version
-                .as_deref()
-                .unwrap_or("(version unknown)"),
-            metadata
-                .source
-                .database
-                .as_deref()
-                .map(|database| format!(" database {database}"))
-                .unwrap_or_default(),
-            if tables == 1 { "" } else { "s" },
-            if rows == 1 { "" } else { "s" },
-            plan.source
-        ),
-    );
-    let verified = prepared
-        .steps
-        .iter()
-        .find(|step| step.step == "verify")
-        .map(|step| step.detail.clone())
-        .unwrap_or_default();
-    line("verified", verified);
-    line(
-        "target",
-        format!(
-            "{}{}",
-            prepared.target.describe(),
-            if info.exists {
-                info.size
-                    .map(|size| format!(" (exists, {})", human_bytes(size)))
-                    .unwrap_or_else(|| " (exists)".to_owned())
-            } else {
-                " (does not exist yet)".to_owned()
-            }
-        ),
-    );
-    line("replaces", info.replaces.clone());
-    for (label, text) in plan.contents {
-        line(label, text);
-    }
-    line(
-        "space",
-        match &info.space {
-            Some((folder, available)) => format!(
-                "{} needed in {}, {} available",
-                human_bytes(prepared.needed()),
-                folder.display(),
-                human_bytes(*available)
-            ),
-            None => "streamed to the server; no local space needed".to_owned(),
-        },
-    );
-    line(
-        "versions",
-        format!(
-            "backup from {} {}, target {}: {}",
-            metadata.source.kind,
-            metadata.source.server_version.as_deref().unwrap_or("?"),
-            info.version.as_deref().unwrap_or("?"),
-            plan.compatibility
-        ),
-    );
-    line(
-        "safety backup",
-        match &prepared.safety_destination {
-            Some(location) => {
-                format!("the target is backed up first to {location}, tagged pre-restore")
-            }
-            None => "none: the target does not exist yet".to_owned(),
-        },
-    );
-    line("checks after", plan.checks_after);
-    for (label, text) in plan.more {
-        line(label, text);
-    }
-    line(
-        "on failure",
-        if info.exists {
-            "the safety backup is restored; the target ends as it was".to_owned()
-        } else {
-            "the new target is removed".to_owned()
-        },
-    );
-    let warnings = restore::plan_warnings(prepared);
-    if !warnings.is_empty() {
-        out.push('\n');
-        for warning in warnings {
-            let _ = writeln!(out, "warning: {warning}");
-        }
-    }
-    out
 }
 
 /// Asks on the terminal, as `apply` does; only `yes` approves.

@@ -6,12 +6,12 @@ use std::io::{IsTerminal as _, Write as _};
 use chrono::Utc;
 use clap::Args;
 
-use super::{GlobalArgs, human_bytes, load_policies};
-use crate::destination::{self, Destination};
+use super::{GlobalArgs, load_policies};
 use crate::engine::{self, Progress};
 use crate::exit::ExitStatus;
+use crate::format::human_bytes;
 use crate::notify;
-use crate::runlog::{RunKind, RunRecord};
+use crate::policy::Policy;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -63,86 +63,47 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
     for problem in notify::ping(&policy, notify::Ping::Start, "") {
         stderrln!("warning: {problem}");
     }
-    let status = backup_now(global, &policy, started_at);
-    let record = match &status {
-        Ok(taken) => {
-            let mut record = RunRecord::new(&policy.name, RunKind::Run, started_at);
-            record.backup = Some(taken.id.clone());
-            record.bytes = Some(taken.bytes);
-            match &taken.failures {
-                None => record,
-                Some(error) => record.failed(error.clone()),
-            }
-        }
-        Err(error) => RunRecord::new(&policy.name, RunKind::Run, started_at).failed(error.clone()),
-    };
-    // A notification that cannot be delivered never fails the backup.
-    for problem in notify::finished(&state, &policy, &record, true) {
-        stderrln!("warning: {problem}");
-    }
-    Ok(match status {
-        Ok(taken) if taken.failures.is_none() => ExitStatus::Success,
-        _ => ExitStatus::Failure,
-    })
-}
-
-/// What `backup run` took.
-struct Taken {
-    id: String,
-    bytes: u64,
-    /// Destinations it could not be stored on, when some.
-    failures: Option<String>,
-}
-
-/// Takes the backup and prints the outcome; Err is the failure, as printed.
-fn backup_now(
-    global: &GlobalArgs,
-    policy: &crate::policy::Policy,
-    started_at: chrono::DateTime<Utc>,
-) -> Result<Taken, String> {
-    let mut opened: Vec<Box<dyn Destination>> = Vec::new();
-    let mut unavailable = Vec::new();
-    for spec in &policy.destinations {
-        match destination::open(spec) {
-            Ok(destination) => opened.push(destination),
-            Err(error) => unavailable.push((destination::describe(spec), error)),
-        }
-    }
     let mut progress = TerminalProgress {
         policy: policy.name.clone(),
         started: std::time::Instant::now(),
         shown: false,
     };
     let show_progress = std::io::stderr().is_terminal() && global.verbosity() >= 0;
-    let result = if opened.is_empty() {
-        Err(engine::Error::NoDestination(
-            "no destination could be opened".to_owned(),
-        ))
-    } else {
-        engine::backup(
-            policy,
-            &opened,
-            started_at,
-            show_progress.then_some(&mut progress as &mut dyn Progress),
-        )
-    };
+    let taken = engine::backup_everywhere(
+        &policy,
+        started_at,
+        show_progress.then_some(&mut progress as &mut dyn Progress),
+    );
     if progress.shown {
         stderr!("\r\x1b[2K");
     }
-    for (location, error) in &unavailable {
+    show(&policy, &taken);
+    // A notification that cannot be delivered never fails the backup.
+    let record = taken.run_record(&policy.name, started_at);
+    for problem in notify::finished(&state, &policy, &record, true) {
+        stderrln!("warning: {problem}");
+    }
+    Ok(if taken.everywhere() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+/// Prints (and logs) what the backup did on each destination.
+fn show(policy: &Policy, taken: &engine::Taken) {
+    for (location, error) in &taken.unavailable {
         tracing::error!(policy = %policy.name, destination = %location, "{error}");
     }
-    let outcome = match result {
+    let outcome = match &taken.result {
         Ok(outcome) => outcome,
         Err(error) => {
             stderrln!("error: backup of `{}` failed: {error}", policy.name);
             tracing::error!(policy = %policy.name, "Backup failed: {error}");
-            let mut reasons = vec![error.to_string()];
-            for (location, error) in &unavailable {
+            for (location, error) in &taken.unavailable {
                 stderrln!("  {location}: {error}");
-                reasons.push(format!("{location}: {error}"));
             }
-            return Err(reasons.join("; "));
+            return;
         }
     };
     let artifact = &outcome.metadata.artifact;
@@ -160,25 +121,14 @@ fn backup_now(
         outcome.duration.as_secs_f64(),
         artifact.sha256
     );
-    let mut failures = Vec::new();
     for stored in &outcome.stored {
         match &stored.result {
             Ok(()) => stdoutln!("  stored on {}", stored.destination),
-            Err(error) => {
-                failures.push(format!("{}: {error}", stored.destination));
-                stdoutln!("  FAILED on {}: {error}", stored.destination);
-            }
+            Err(error) => stdoutln!("  FAILED on {}: {error}", stored.destination),
         }
     }
-    for (location, error) in &unavailable {
-        failures.push(format!("{location}: {error}"));
+    for (location, error) in &taken.unavailable {
         stdoutln!("  FAILED on {location}: {error}");
     }
     tracing::info!(policy = %policy.name, id = %outcome.metadata.id, bytes = artifact.size, "Backup committed.");
-    Ok(Taken {
-        id: outcome.metadata.id.clone(),
-        bytes: artifact.size,
-        failures: (!failures.is_empty())
-            .then(|| format!("stored, but not everywhere: {}", failures.join("; "))),
-    })
 }

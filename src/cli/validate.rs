@@ -49,7 +49,9 @@ struct PolicyEntry {
 
 pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
     let options = policy::Options {
-        check_destinations: args.check_destinations,
+        check_destinations: args
+            .check_destinations
+            .then_some(crate::observe::probe_s3 as policy::S3Probe),
         check_sources: true,
     };
     let loaded = policy::load(&global.policy_paths(&args.paths), options);

@@ -4,9 +4,10 @@ use super::output::{stderrln, stdoutln};
 use clap::Args;
 
 use super::{GlobalArgs, load_policies};
-use crate::destination;
 use crate::exit::ExitStatus;
-use crate::inventory;
+use crate::restore::drills::{self, Drilled};
+use crate::verify::Verified;
+use crate::verify::sweep::{self, Checked};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -31,6 +32,42 @@ pub struct VerifyArgs {
     pub identity: Option<std::path::PathBuf>,
 }
 
+/// Registers each policy's key where `args` ask for decryption; the
+/// policies whose key cannot be had are named and left out.
+fn with_keys(
+    policies: Vec<crate::policy::Policy>,
+    args: &VerifyArgs,
+    needed: bool,
+) -> (Vec<crate::policy::Policy>, usize) {
+    if !needed {
+        return (policies, 0);
+    }
+    let mut refused = 0;
+    let kept = policies
+        .into_iter()
+        .filter(
+            |policy| match crate::codec::keys::load(policy, args.identity.as_deref()) {
+                Err(error) => {
+                    stderrln!("error: {}: {error}", policy.name);
+                    refused += 1;
+                    false
+                }
+                Ok(false) if args.decrypt && policy.encryption.is_some() => {
+                    stderrln!(
+                        "error: {}: --decrypt needs a key: {}",
+                        policy.name,
+                        crate::codec::Error::NoIdentity
+                    );
+                    refused += 1;
+                    false
+                }
+                Ok(_) => true,
+            },
+        )
+        .collect();
+    (kept, refused)
+}
+
 pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitStatus> {
     if args.restore_test {
         return restore_test(global, args);
@@ -39,114 +76,54 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitStatus>
         Ok(policies) => policies,
         Err(status) => return Ok(status),
     };
-    // Backups (sidecars that could be read) and unreadable sidecars are
-    // counted apart: an unreadable sidecar is no backup, but it fails
-    // verification all the same.
-    let (mut checked, mut ok, mut failed, mut unreadable, mut errors) =
-        (0_usize, 0_usize, 0_usize, 0_usize, 0_usize);
-    for policy in &policies {
-        if args.decrypt || args.identity.is_some() {
-            match crate::codec::keys::load(policy, args.identity.as_deref()) {
-                Err(error) => {
-                    stderrln!("error: {}: {error}", policy.name);
-                    errors += 1;
-                    continue;
-                }
-                Ok(false) if policy.encryption.is_some() => {
-                    stderrln!(
-                        "error: {}: --decrypt needs a key: {}",
-                        policy.name,
-                        crate::codec::Error::NoIdentity
-                    );
-                    errors += 1;
-                    continue;
-                }
-                Ok(_) => {}
-            }
-        }
-        for spec in &policy.destinations {
-            let location = destination::describe(spec);
-            let opened = destination::open(spec);
-            let listing = opened
-                .as_ref()
-                .map_err(ToString::to_string)
-                .and_then(|destination| {
-                    inventory::read(destination.as_ref(), &policy.name, None)
-                        .map_err(|error| error.to_string())
-                });
-            let (Ok(destination), Ok(listing)) = (opened.as_ref(), listing.as_ref()) else {
-                let reason = listing.err().unwrap_or_default();
-                stderrln!("error: {} on {location}: {reason}", policy.name);
-                errors += 1;
-                continue;
-            };
-            for (name, reason) in &listing.unreadable {
-                if args
-                    .backup
-                    .as_deref()
-                    .is_some_and(|id| inventory::names::sidecar_id(name) != Some(id))
-                {
-                    continue;
-                }
-                stdoutln!("FAILED  {} {name} on {location}: {reason}", policy.name);
-                unreadable += 1;
-            }
-            for record in &listing.backups {
-                if args
-                    .backup
-                    .as_deref()
-                    .is_some_and(|id| id != record.metadata.id)
-                {
-                    continue;
-                }
-                checked += 1;
-                match crate::verify::verify(destination.as_ref(), record) {
-                    Ok(verified) => {
-                        ok += 1;
-                        let how = match verified {
-                            crate::verify::Verified::Whole => "",
-                            crate::verify::Verified::StoredOnly => {
-                                " (encrypted: stored bytes checked; --decrypt checks the contents)"
-                            }
-                        };
-                        stdoutln!(
-                            "ok      {} {} on {location}{how}",
-                            policy.name,
-                            record.metadata.id
-                        );
-                    }
-                    Err(problem) => {
-                        failed += 1;
-                        stdoutln!(
-                            "FAILED  {} {} on {location}: {problem}",
-                            policy.name,
-                            record.metadata.id
-                        );
-                    }
-                }
-            }
-        }
-    }
+    let needed = args.decrypt || args.identity.is_some();
+    let (policies, refused) = with_keys(policies, args, needed);
+    let mut tally = sweep::backups(
+        &policies,
+        args.backup.as_deref(),
+        &mut |checked| match checked {
+            Checked::Unlisted {
+                policy,
+                location,
+                reason,
+            } => stderrln!("error: {policy} on {location}: {reason}"),
+            Checked::Unreadable {
+                policy,
+                location,
+                name,
+                reason,
+            } => stdoutln!("FAILED  {policy} {name} on {location}: {reason}"),
+            Checked::Backup {
+                policy,
+                location,
+                id,
+                result: Ok(Verified::Whole),
+            } => stdoutln!("ok      {policy} {id} on {location}"),
+            Checked::Backup {
+                policy,
+                location,
+                id,
+                result: Ok(Verified::StoredOnly),
+            } => stdoutln!(
+                "ok      {policy} {id} on {location} (encrypted: stored bytes checked; --decrypt checks the contents)"
+            ),
+            Checked::Backup {
+                policy,
+                location,
+                id,
+                result: Err(problem),
+            } => stdoutln!("FAILED  {policy} {id} on {location}: {problem}"),
+        },
+    );
+    tally.errors += refused;
     if let Some(id) = &args.backup
-        && checked + unreadable == 0
+        && tally.checked + tally.unreadable == 0
     {
         stderrln!("error: no backup `{id}` found");
         return Ok(ExitStatus::Failure);
     }
-    let noun = if checked == 1 { "backup" } else { "backups" };
-    let sidecars = match unreadable {
-        0 => String::new(),
-        1 => "; 1 sidecar unreadable".to_owned(),
-        count => format!("; {count} sidecars unreadable"),
-    };
-    stdoutln!("Verified {checked} {noun}: {ok} ok, {failed} failed{sidecars}.");
-    Ok(if failed + unreadable > 0 {
-        ExitStatus::VerificationFailed
-    } else if errors > 0 {
-        ExitStatus::Failure
-    } else {
-        ExitStatus::Success
-    })
+    stdoutln!("{}", tally.summary());
+    Ok(tally.exit_status())
 }
 
 /// `verify --restore-test`: one drill per policy, each with its evidence record.
@@ -157,86 +134,35 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
     };
     let state = global.state();
     crate::runlog::start_log(&state, "verify", args.policy.as_deref());
-    let mut failed = 0;
-    let mut errors = 0;
-    let mut locked = 0;
-    let mut unusable = 0;
-    for policy in &policies {
-        if let Some(identity) = &args.identity
-            && let Err(error) = crate::codec::keys::load(policy, Some(identity))
-        {
-            stderrln!("error: {}: {error}", policy.name);
-            unusable += 1;
-            continue;
-        }
-        // The backup must not be pruned while it is restored.
-        let _lock = match state.lock(&policy.name) {
-            Ok(lock) => lock,
-            Err(error) => {
-                stderrln!("error: {error}");
-                match error.exit_status() {
-                    ExitStatus::Locked => locked += 1,
-                    _ => unusable += 1,
+    let (policies, refused) = with_keys(policies, args, args.identity.is_some());
+    let mut tally = drills::drills(&state, &policies, args.backup.as_deref(), &mut |drilled| {
+        match drilled {
+            Drilled::Unlocked(error) => stderrln!("error: {error}"),
+            Drilled::Problem(problem) => stderrln!("warning: {problem}"),
+            Drilled::Drill { policy, evidence } => {
+                let backup = evidence.backup.as_deref().unwrap_or("-");
+                if evidence.passed() {
+                    stdoutln!(
+                        "ok      {} {backup}: restored into {}, checked, scratch removed ({:.1} s)",
+                        policy.name,
+                        evidence
+                            .scratch_target
+                            .as_deref()
+                            .unwrap_or("a scratch target"),
+                        evidence.seconds
+                    );
+                } else {
+                    let error = evidence.error.as_deref().unwrap_or("unknown error");
+                    stdoutln!("FAILED  {} {backup}: {error}", policy.name);
                 }
-                continue;
             }
-        };
-        let evidence = crate::restore::drill::run(policy, args.backup.as_deref());
-        let (written, problems) = crate::restore::drill::keep(&state, policy, &evidence);
-        for problem in problems {
-            stderrln!("warning: {problem}");
-        }
-        let backup = evidence.backup.as_deref().unwrap_or("-");
-        if evidence.passed() {
-            stdoutln!(
-                "ok      {} {backup}: restored into {}, checked, scratch removed ({:.1} s)",
-                policy.name,
-                evidence
-                    .scratch_target
-                    .as_deref()
-                    .unwrap_or("a scratch target"),
-                evidence.seconds
-            );
-        } else {
-            failed += 1;
-            let error = evidence.error.as_deref().unwrap_or("unknown error");
-            stdoutln!("FAILED  {} {backup}: {error}", policy.name);
-            let error = format!("restore drill of {backup} failed: {error}");
-            for problem in crate::notify::other_failed(policy, error, evidence.backup.clone()) {
-                stderrln!("warning: {problem}");
+            Drilled::Kept(Ok(path)) => stdoutln!("        evidence: {}", path.display()),
+            Drilled::Kept(Err(error)) => {
+                stderrln!("error: cannot write the evidence record: {error}")
             }
         }
-        match written {
-            Ok(path) => stdoutln!("        evidence: {}", path.display()),
-            Err(error) => {
-                errors += 1;
-                stderrln!("error: cannot write the evidence record: {error}");
-            }
-        }
-    }
-    let noun = if policies.len() == 1 {
-        "policy"
-    } else {
-        "policies"
-    };
-    let skipped = locked + unusable;
-    stdoutln!(
-        "Restore-tested {} {noun}: {} passed, {failed} failed{}.",
-        policies.len(),
-        policies.len() - failed - skipped,
-        if skipped > 0 {
-            format!(", {skipped} skipped (locked or unusable state folder)")
-        } else {
-            String::new()
-        }
-    );
-    Ok(if failed > 0 {
-        ExitStatus::VerificationFailed
-    } else if errors + unusable > 0 {
-        ExitStatus::Failure
-    } else if locked > 0 {
-        ExitStatus::Locked
-    } else {
-        ExitStatus::Success
-    })
+    });
+    tally.unusable += refused;
+    stdoutln!("{}", tally.summary());
+    Ok(tally.exit_status())
 }

@@ -41,7 +41,7 @@ pub struct Inventory {
     pub policies: Vec<PolicyInventory>,
     /// When the newest passing restore drill of each policy started, from
     /// this host's state folder (the one piece of actual state not on the
-    /// destinations); filled in by the commands that plan.
+    /// destinations); filled in by the observe step.
     pub restore_tests: std::collections::BTreeMap<String, DateTime<Utc>>,
 }
 

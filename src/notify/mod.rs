@@ -119,7 +119,7 @@ impl Message {
             text.push_str(&format!(", backup {backup}"));
         }
         if let Some(size) = self.size_bytes {
-            text.push_str(&format!(" ({})", crate::cli::human_bytes(size)));
+            text.push_str(&format!(" ({})", crate::format::human_bytes(size)));
         }
         if let Some(error) = &self.error {
             text.push_str(&format!(": {error}"));
@@ -148,7 +148,7 @@ impl Message {
             body.push_str(&format!("Backup:   {backup}\n"));
         }
         if let Some(size) = self.size_bytes {
-            body.push_str(&format!("Size:     {}\n", crate::cli::human_bytes(size)));
+            body.push_str(&format!("Size:     {}\n", crate::format::human_bytes(size)));
         }
         if let Some(duration) = self.duration_seconds {
             body.push_str(&format!("Duration: {duration:.1} s\n"));

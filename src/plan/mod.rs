@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::exit::ExitStatus;
+use crate::format::{human_age, human_ago, local_time};
 use crate::inventory::{Inventory, PolicyInventory, RecordState};
 use crate::policy::Policy;
 use crate::retention::{self, Candidate};
@@ -331,30 +332,6 @@ impl Scope {
     }
 }
 
-/// Computes the plan. `policies` and `inventory` are in the same order.
-/// [`compute`], after asking every destination the plan would delete on
-/// whether it may (see [`crate::inventory::probe_deletes`]): where it may
-/// not, those deletes are held and the plan says why.
-pub fn compute_probing(
-    policies: &[Policy],
-    inventory: &mut Inventory,
-    crontab: &CrontabInput,
-    now: DateTime<Utc>,
-    scope: &Scope,
-) -> Plan {
-    let plan = compute(policies, inventory, crontab, now, scope);
-    let wanted: std::collections::BTreeSet<(String, String)> = plan
-        .actions
-        .iter()
-        .filter(|action| matches!(action.kind, ActionKind::Prune | ActionKind::Cleanup))
-        .filter_map(|action| Some((action.policy.clone()?, action.destination.clone()?)))
-        .collect();
-    if wanted.is_empty() || !crate::inventory::probe_deletes(policies, inventory, &wanted) {
-        return plan;
-    }
-    compute(policies, inventory, crontab, now, scope)
-}
-
 /// Computes the plan, limited to the kinds `scope` allows. Without
 /// `backup`, retention is computed over the backups there are (none is
 /// planned), so a prune-only run removes exactly what retention drops today.
@@ -592,9 +569,7 @@ fn plan_policy(
         }
         for orphan in &listing.orphans {
             let written = orphan.modified.unwrap_or(now);
-            if orphan
-                .name
-                .ends_with(crate::inventory::names::PARTIAL_SUFFIX)
+            if crate::inventory::names::is_partial(&orphan.name)
                 || crate::inventory::is_claim(&orphan.name)
             {
                 let started =
@@ -1071,35 +1046,6 @@ fn schedule_text(policy: &Policy) -> String {
         policy.schedule.expression(),
         policy.schedule.timezone()
     )
-}
-
-/// `2026-11-25 01:00 CET`: a time as people in the policy's time zone read it.
-pub fn local_time(time: DateTime<Utc>, timezone: chrono_tz::Tz) -> String {
-    time.with_timezone(&timezone)
-        .format("%Y-%m-%d %H:%M %Z")
-        .to_string()
-}
-
-/// `3 h ago`, `45 min ago`; `2 d in the future` for a time after `now`
-/// (a record from a host whose clock runs ahead, or a `--now` in the past).
-pub fn human_ago(age: Duration) -> String {
-    if age.num_minutes() < 0 {
-        format!("{} in the future", human_age(-age))
-    } else {
-        format!("{} ago", human_age(age))
-    }
-}
-
-/// `3 h`, `2 d`, `45 min`: a length of time (see [`human_ago`] for a time before now).
-pub fn human_age(age: Duration) -> String {
-    let minutes = age.num_minutes();
-    if minutes < 120 {
-        format!("{minutes} min")
-    } else if minutes < 48 * 60 {
-        format!("{} h", minutes / 60)
-    } else {
-        format!("{} d", minutes / (24 * 60))
-    }
 }
 
 fn plural(count: usize) -> &'static str {

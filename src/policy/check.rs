@@ -19,14 +19,20 @@ use super::spec::{
 };
 use super::yaml::{Key, Node, Span, Value};
 use super::{Policy, digest};
-use crate::retention::Retention;
+use crate::retention::{self, Retention, Within};
 use crate::schedule::{self, Schedule};
+
+/// Finds out whether an S3 destination is usable (writable, readable and
+/// deletable), or why not. The checks open no connection themselves: the
+/// command that asks for it passes the S3 client's probe.
+pub type S3Probe = fn(&S3Spec) -> Result<(), String>;
 
 /// What the checks may look at beyond the policy text.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
-    /// Check that destinations can be used (local folders writable; S3 writable and deletable).
-    pub check_destinations: bool,
+    /// Check that destinations can be used: local folders writable here, S3
+    /// destinations with this probe.
+    pub check_destinations: Option<S3Probe>,
     /// Warn about sources that are not there (an SQLite file that does not
     /// exist), as `validate` does; commands that back up say so when they run.
     pub check_sources: bool,
@@ -329,7 +335,7 @@ impl Checker<'_> {
                 }
             });
         if let Some(max_age) = json.pointer("/spec/health/max-age").and_then(Json::as_str)
-            && crate::status::max_age(max_age).is_none()
+            && super::units::max_age(max_age).is_none()
         {
             self.error(
                 "invalid-value",
@@ -339,7 +345,7 @@ impl Checker<'_> {
             );
         }
         if let Some(min_free) = json.pointer("/spec/health/min-free").and_then(Json::as_str)
-            && crate::status::MinFree::parse(min_free).is_none()
+            && super::units::MinFree::parse(min_free).is_none()
         {
             self.error(
                 "invalid-value",
@@ -697,7 +703,7 @@ impl Checker<'_> {
             let destination = match destination {
                 DestinationSpec::Local(local) => {
                     let path = self.resolve_path(&local.path);
-                    if self.options.check_destinations
+                    if self.options.check_destinations.is_some()
                         && let Err(reason) = local_destination_usable(&path)
                     {
                         self.error(
@@ -799,20 +805,19 @@ impl Checker<'_> {
                 Some(format!("{trimmed}/"))
             };
         }
-        if self.options.check_destinations && errors(&self.diagnostics) == errors_before {
-            let checked =
-                crate::destination::s3::S3::new(&resolved).and_then(|store| store.check_access());
-            if let Err(error) = checked {
-                self.error(
-                    "unreachable-destination",
-                    pointer,
-                    format!(
-                        "destination `{}` is not usable: {error}",
-                        crate::destination::describe(&DestinationSpec::S3(resolved.clone()))
-                    ),
-                    "check endpoint, region and bucket, and that the credentials may read, write and delete there (validate writes and deletes one small object to find out)",
-                );
-            }
+        if let Some(probe) = self.options.check_destinations
+            && errors(&self.diagnostics) == errors_before
+            && let Err(error) = probe(&resolved)
+        {
+            self.error(
+                "unreachable-destination",
+                pointer,
+                format!(
+                    "destination `{}` is not usable: {error}",
+                    crate::destination::describe(&DestinationSpec::S3(resolved.clone()))
+                ),
+                "check endpoint, region and bucket, and that the credentials may read, write and delete there (validate writes and deletes one small object to find out)",
+            );
         }
         resolved
     }
@@ -1037,9 +1042,45 @@ fn looks_like_address(address: &str) -> bool {
     })
 }
 
+/// Retention rules are resolved here, once, as the policy is loaded:
+/// [`crate::retention`] works on the resolved [`Retention`] only.
+impl Retention {
+    pub fn from_spec(spec: &RetentionSpec) -> Result<Retention, retention::Error> {
+        let within = spec
+            .keep_within
+            .as_deref()
+            .map(str::parse::<Within>)
+            .transpose()?;
+        Ok(Retention {
+            last: spec.keep_last.unwrap_or(0),
+            hourly: spec.keep_hourly.unwrap_or(0),
+            daily: spec.keep_daily.unwrap_or(0),
+            weekly: spec.keep_weekly.unwrap_or(0),
+            monthly: spec.keep_monthly.unwrap_or(0),
+            yearly: spec.keep_yearly.unwrap_or(0),
+            within,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn knows_when_rules_keep_nothing() {
+        let nothing = RetentionSpec {
+            keep_daily: Some(0),
+            keep_within: Some("0d".to_owned()),
+            ..RetentionSpec::default()
+        };
+        assert!(!Retention::from_spec(&nothing).unwrap().keeps_something());
+        let something = RetentionSpec {
+            keep_within: Some("1h".to_owned()),
+            ..RetentionSpec::default()
+        };
+        assert!(Retention::from_spec(&something).unwrap().keeps_something());
+    }
 
     #[test]
     fn bucket_names_follow_s3_rules() {

@@ -11,6 +11,7 @@ pub mod diagnostic;
 pub mod schema;
 pub mod secret;
 pub mod spec;
+pub mod units;
 pub mod yaml;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,7 +21,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::retention::Retention;
 use crate::schedule::Schedule;
-pub use check::Options;
+pub use check::{Options, S3Probe};
 pub use diagnostic::{Diagnostic, Severity};
 use spec::{
     API_VERSION, CompressionSpec, DestinationSpec, NotifySpec, PolicyDocumentSpec, SourceSpec,
@@ -78,6 +79,63 @@ impl Loaded {
 
     pub fn warning_count(&self) -> usize {
         self.diagnostics.len() - self.error_count()
+    }
+}
+
+/// Policies as the commands that act on them need them.
+#[derive(Debug)]
+pub struct Selection {
+    /// Every valid policy (the crontab block covers them all).
+    pub all: Vec<Policy>,
+    /// Those the command acts on.
+    pub selected: Vec<Policy>,
+    /// Errors found in the policy files.
+    pub errors: usize,
+}
+
+/// Why no policy could be selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unselected {
+    /// The files have errors and no valid policy.
+    Invalid,
+    /// No valid policy has the name, and the files have errors.
+    InvalidNamed(String),
+    /// No policy has the name.
+    Missing(String),
+}
+
+impl Loaded {
+    /// Every valid policy, or with `only` the one of that name, which must be valid.
+    pub fn select(&self, only: Option<&str>) -> Result<Selection, Unselected> {
+        let errors = self.error_count();
+        let Some(name) = only else {
+            if self.policies.is_empty() && errors > 0 {
+                return Err(Unselected::Invalid);
+            }
+            return Ok(Selection {
+                selected: self.policies.clone(),
+                all: self.policies.clone(),
+                errors,
+            });
+        };
+        let selected: Vec<Policy> = self
+            .policies
+            .iter()
+            .filter(|policy| policy.name == name)
+            .cloned()
+            .collect();
+        if selected.is_empty() {
+            return Err(if errors > 0 {
+                Unselected::InvalidNamed(name.to_owned())
+            } else {
+                Unselected::Missing(name.to_owned())
+            });
+        }
+        Ok(Selection {
+            all: self.policies.clone(),
+            selected,
+            errors,
+        })
     }
 }
 

@@ -9,6 +9,9 @@
 //! never prints: the command does.
 
 pub mod drill;
+pub mod drills;
+pub mod record;
+pub mod text;
 
 use std::io::Write as _;
 use std::path::Path;
@@ -406,8 +409,8 @@ pub fn plan_warnings(prepared: &Prepared) -> Vec<String> {
         warnings.push(format!(
             "not enough space in {}: {} needed, {} available",
             folder.display(),
-            crate::cli::human_bytes(prepared.needed()),
-            crate::cli::human_bytes(*available)
+            crate::format::human_bytes(prepared.needed()),
+            crate::format::human_bytes(*available)
         ));
     }
     warnings

@@ -10,6 +10,7 @@
 
 pub mod gather;
 pub mod prometheus;
+pub mod report;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use serde::Serialize;
 
 use crate::inventory::{PolicyInventory, RecordState};
 use crate::policy::Policy;
+use crate::policy::units::{MinFree, max_age};
 use crate::retention::{self, Candidate, Compliance};
 use crate::runlog::{PolicySummary, RunRecord};
 use crate::schedule::Schedule;
@@ -279,15 +281,6 @@ impl Report {
             policy_errors: 0,
         }
     }
-}
-
-/// A `max-age` value (`36h`, `2d`, `1d12h`; `m` is 30 days, `y` 365), if valid and not zero.
-pub fn max_age(text: &str) -> Option<Duration> {
-    let within: retention::Within = text.parse().ok()?;
-    let days =
-        i64::from(within.years) * 365 + i64::from(within.months) * 30 + i64::from(within.days);
-    let age = Duration::try_days(days)?.checked_add(&Duration::hours(within.hours.into()))?;
-    (age > Duration::zero()).then_some(age)
 }
 
 /// How long after a tick a backup may still land before it is overdue: a
@@ -626,49 +619,6 @@ pub fn next_backup_bytes(sizes: &[u64]) -> Option<u64> {
     Some(last + growth)
 }
 
-/// `spec.health.min-free`: a floor of free space, as a share of the file
-/// system or a size.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MinFree {
-    Percent(f64),
-    Bytes(u64),
-}
-
-impl MinFree {
-    /// `10%`, `2.5%`, `20GiB`, `500MiB`, `4096B`; `None` for anything else
-    /// (and for a share above 100%).
-    pub fn parse(text: &str) -> Option<MinFree> {
-        if let Some(share) = text.strip_suffix('%') {
-            let valid = !share.is_empty()
-                && share.chars().all(|c| c.is_ascii_digit() || c == '.')
-                && !share.starts_with('.');
-            let share: f64 = share.parse().ok().filter(|_| valid)?;
-            return (share <= 100.0).then_some(MinFree::Percent(share));
-        }
-        const UNITS: [(&str, u32); 5] =
-            [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10), ("B", 0)];
-        let (number, shift) = UNITS
-            .iter()
-            .find_map(|(unit, shift)| Some((text.strip_suffix(unit)?, *shift)))?;
-        if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        number
-            .parse::<u64>()
-            .ok()?
-            .checked_mul(1 << shift)
-            .map(MinFree::Bytes)
-    }
-
-    /// The floor in bytes on a file system of `total` bytes.
-    fn bytes(self, total: u64) -> u64 {
-        match self {
-            MinFree::Percent(share) => (total as f64 * share / 100.0) as u64,
-            MinFree::Bytes(bytes) => bytes,
-        }
-    }
-}
-
 /// Judges a local destination's free space: by the room left for backups of
 /// the expected next size, and by the policy's `min-free` floor if it has one.
 /// A full disk shared with other data is the disk's own alert; without a
@@ -679,7 +629,7 @@ fn capacity(
     next: Option<u64>,
     floor: Option<MinFree>,
 ) -> Option<(Health, String)> {
-    let free = crate::cli::human_bytes(space.free_bytes);
+    let free = crate::format::human_bytes(space.free_bytes);
     if let Some(next) = next.filter(|next| *next > 0) {
         let room = space.free_bytes / next;
         if space.free_bytes < next {
@@ -687,7 +637,7 @@ fn capacity(
                 Health::Critical,
                 format!(
                     "{location} has {free} free; the next backup needs about {}",
-                    crate::cli::human_bytes(next)
+                    crate::format::human_bytes(next)
                 ),
             ));
         }
@@ -697,7 +647,7 @@ fn capacity(
                 format!(
                     "{location} has {free} free: room for {room} more backup{} of about {}",
                     if room == 1 { "" } else { "s" },
-                    crate::cli::human_bytes(next)
+                    crate::format::human_bytes(next)
                 ),
             ));
         }
@@ -705,9 +655,12 @@ fn capacity(
     let floor = floor.filter(|floor| space.free_bytes < floor.bytes(space.total_bytes))?;
     let limit = match floor {
         MinFree::Percent(share) => {
-            format!("{share}% of {}", crate::cli::human_bytes(space.total_bytes))
+            format!(
+                "{share}% of {}",
+                crate::format::human_bytes(space.total_bytes)
+            )
         }
-        MinFree::Bytes(bytes) => crate::cli::human_bytes(bytes),
+        MinFree::Bytes(bytes) => crate::format::human_bytes(bytes),
     };
     Some((
         Health::Warning,
@@ -757,8 +710,8 @@ fn freshness(input: &Input, health: &mut PolicyHealth) {
             let age = now - *created_at;
             let shown = format!(
                 "newest backup {id} is {} old, more than max-age {}",
-                crate::plan::human_age(age),
-                crate::plan::human_age(limit)
+                crate::format::human_age(age),
+                crate::format::human_age(limit)
             );
             if age > limit * 2 {
                 (Health::Critical, shown)
@@ -789,8 +742,8 @@ fn freshness(input: &Input, health: &mut PolicyHealth) {
             let missed_two = before.is_some_and(|before| *created_at < before);
             let message = format!(
                 "overdue: no backup since {id} ({}); tick {} passed without one",
-                crate::plan::human_ago(now - *created_at),
-                crate::plan::local_time(expected, schedule.timezone())
+                crate::format::human_ago(now - *created_at),
+                crate::format::local_time(expected, schedule.timezone())
             );
             if missed_two {
                 (Health::Critical, message)
@@ -815,7 +768,7 @@ fn schedules(input: &Input, health: &mut PolicyHealth) {
             format!(
                 "schedule `{}` has no tick after {}: no backup will ever be due",
                 policy.schedule.expression(),
-                crate::plan::local_time(input.now, policy.schedule.timezone())
+                crate::format::local_time(input.now, policy.schedule.timezone())
             ),
         );
     }
@@ -828,7 +781,7 @@ fn schedules(input: &Input, health: &mut PolicyHealth) {
             format!(
                 "restore-test schedule `{}` has no tick after {}: no drill will ever be due",
                 drill.expression(),
-                crate::plan::local_time(input.now, drill.timezone())
+                crate::format::local_time(input.now, drill.timezone())
             ),
         );
     }
@@ -844,7 +797,7 @@ fn last_attempt(input: &Input, health: &mut PolicyHealth) {
     let kind = attempt.kind.word();
     let message = format!(
         "last attempt ({kind}) failed {}{}: {}",
-        crate::plan::human_ago(input.now - attempt.finished_at),
+        crate::format::human_ago(input.now - attempt.finished_at),
         if health.consecutive_failures > 1 {
             format!(", {} failures in a row", health.consecutive_failures)
         } else {
@@ -926,7 +879,7 @@ fn integrity(input: &Input, health: &mut PolicyHealth) {
             Health::Warning,
             format!(
                 "last restore drill failed {}{}",
-                crate::plan::human_ago(input.now - drill.started_at),
+                crate::format::human_ago(input.now - drill.started_at),
                 drill
                     .error
                     .as_deref()

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{Detail, Health, PolicyHealth, Report};
-use crate::cli::human_bytes;
+use crate::format::human_bytes;
 use crate::policy::diagnostic::paint;
 
 /// The report as text: `OK       app: …`, one line per policy, then the
@@ -70,7 +70,7 @@ fn line(policy: &PolicyHealth, report: &Report) -> String {
     ) {
         (Some(id), Some(created_at)) => parts.push(format!(
             "newest {id} ({})",
-            crate::plan::human_ago(report.now - created_at)
+            crate::format::human_ago(report.now - created_at)
         )),
         _ => parts.push("no backup".to_owned()),
     }
@@ -97,7 +97,7 @@ fn line(policy: &PolicyHealth, report: &Report) -> String {
     if let Some(attempt) = &policy.last_attempt {
         parts.push(format!(
             "last run ok {}",
-            crate::plan::human_ago(report.now - attempt.finished_at)
+            crate::format::human_ago(report.now - attempt.finished_at)
         ));
     }
     parts.push("retention met".to_owned());
@@ -107,7 +107,7 @@ fn line(policy: &PolicyHealth, report: &Report) -> String {
         .filter_map(|destination| destination.free_bytes)
         .min()
     {
-        parts.push(format!("{} free", crate::cli::human_bytes(free)));
+        parts.push(format!("{} free", crate::format::human_bytes(free)));
     }
     parts.join(", ")
 }

@@ -640,7 +640,7 @@ impl PostgresTarget {
         }
         Ok(format!(
             "{} streamed into pg_restore --single-transaction",
-            crate::cli::human_bytes(record.metadata.artifact.uncompressed_size)
+            crate::format::human_bytes(record.metadata.artifact.uncompressed_size)
         ))
     }
 
@@ -683,7 +683,7 @@ impl PostgresTarget {
         }
         Ok(format!(
             "{} decompressed locally, restored with pg_restore -j {jobs}",
-            crate::cli::human_bytes(record.metadata.artifact.uncompressed_size)
+            crate::format::human_bytes(record.metadata.artifact.uncompressed_size)
         ))
     }
 

@@ -284,7 +284,7 @@ impl Target for SqliteTarget {
         })?;
         Ok(format!(
             "{} written, checked ({}), renamed into place{}",
-            crate::cli::human_bytes(record.metadata.artifact.uncompressed_size),
+            crate::format::human_bytes(record.metadata.artifact.uncompressed_size),
             checked.detail,
             if wal { "; WAL mode kept" } else { "" }
         ))

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::apply::{ActionResult, ApplyReport, Outcome};
+use super::{ActionResult, ApplyReport, Outcome};
 use crate::notify;
 use crate::plan::{ActionKind, Plan};
 use crate::policy::Policy;
@@ -17,7 +17,7 @@ use crate::runlog::{RunKind, RunRecord};
 use crate::state::StateDir;
 
 /// Per policy: when its actions began and ended, and what failed.
-pub(super) struct Records {
+pub struct Records {
     /// Policies with actions (crontab aside) or plan errors, and those errors.
     policies: BTreeMap<String, Vec<String>>,
     /// Policies whose plan takes a backup (they get dead-man pings).
@@ -30,7 +30,7 @@ pub(super) struct Records {
 }
 
 impl Records {
-    pub(super) fn new(plan: &Plan) -> Records {
+    pub fn new(plan: &Plan) -> Records {
         let mut policies: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for action in &plan.actions {
             if let Some(policy) = &action.policy
@@ -64,7 +64,7 @@ impl Records {
     }
 
     /// Before the actions: start pings for the policies that back up.
-    pub(super) fn start(&mut self, policies: &[Policy]) -> Vec<String> {
+    pub fn start(&mut self, policies: &[Policy]) -> Vec<String> {
         let mut problems = Vec::new();
         for policy in policies
             .iter()
@@ -77,7 +77,7 @@ impl Records {
     }
 
     /// After each action: its time, and its failure.
-    pub(super) fn observe(&mut self, result: &ActionResult) {
+    pub fn observe(&mut self, result: &ActionResult) {
         let now = Utc::now();
         let headline = crate::plan::text::headline(&result.action, false);
         let headline = headline.trim_start();
@@ -118,7 +118,7 @@ impl Records {
     }
 
     /// After the actions: one record per policy that had something to do.
-    pub(super) fn finish(
+    pub fn finish(
         &self,
         state: &StateDir,
         policies: &[Policy],

@@ -1,0 +1,260 @@
+//! The observe step: everything a plan is computed from, gathered once into
+//! one value ([`Observed`]), as omicron's planning input is.
+//!
+//! It reads the destinations (through the sidecar cache), this host's drill
+//! evidence, the crontab and the free space of local destinations, and asks
+//! destinations whether they allow the deletes a plan wants. It decides
+//! nothing: [`crate::plan::compute`] turns the value into a plan, purely,
+//! and [`crate::apply`] carries the plan out. It prints nothing either;
+//! what it has to say comes back as [`Observed::warnings`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+
+use crate::inventory::{Inventory, SidecarCache};
+use crate::plan::{ActionKind, CrontabInput, Plan, Scope};
+use crate::policy::spec::{DestinationSpec, S3Spec};
+use crate::policy::{Policy, Selection};
+use crate::schedule::crontab::{self, Target};
+use crate::state::StateDir;
+use crate::status::{Space, gather};
+
+/// What to look at, and where.
+pub struct Options<'a> {
+    /// This host's state folder: drill evidence, and the paths cron's lines name.
+    pub state: &'a StateDir,
+    /// The sidecar cache; `None` reads every sidecar.
+    pub cache: Option<&'a SidecarCache>,
+    pub crontab: CrontabOptions,
+    /// Also read the free space of every local destination (for `status`).
+    pub space: bool,
+    /// The time the crontab block is rendered for.
+    pub now: DateTime<Utc>,
+}
+
+/// Whether and where the managed crontab block is read.
+#[derive(Debug, Clone, Default)]
+pub struct CrontabOptions {
+    /// `--no-crontab`: leave the crontab alone.
+    pub skip: bool,
+    /// A crontab file (cron.d) instead of the user's crontab.
+    pub file: Option<PathBuf>,
+    /// The policies were given as arguments, not as the full set.
+    pub paths_given: bool,
+    /// The policy paths cron's lines pass to `backup` (made absolute).
+    pub policy_paths: Vec<PathBuf>,
+}
+
+/// The planning input: the actual state, as one value.
+#[derive(Debug)]
+pub struct Observed {
+    /// What the selected policies' destinations hold, with the newest
+    /// passing drill of every policy that has drills.
+    pub inventory: Inventory,
+    /// The crontab as found and the block the policies want.
+    pub crontab: CrontabInput,
+    /// Where the crontab lives, when this run manages it.
+    pub crontab_target: Option<Target>,
+    /// Per policy, the free space of each local destination by location
+    /// (with [`Options::space`]).
+    pub space: BTreeMap<String, BTreeMap<String, Result<Space, String>>>,
+    /// Things the user should know about what was looked at.
+    pub warnings: Vec<String>,
+}
+
+/// Gathers everything `plan` (and `status`) judges for `selection`.
+pub fn observe(selection: &Selection, options: &Options) -> Observed {
+    let mut inventory = crate::inventory::gather(&selection.selected, options.cache);
+    add_restore_tests(options.state, &selection.selected, &mut inventory);
+    let mut warnings = Vec::new();
+    let (crontab, crontab_target) = crontab_input(selection, options, &mut warnings);
+    let space = if options.space {
+        selection
+            .selected
+            .iter()
+            .map(|policy| (policy.name.clone(), local_space(policy)))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    Observed {
+        inventory,
+        crontab,
+        crontab_target,
+        space,
+        warnings,
+    }
+}
+
+/// Computes the plan over `observed`, after asking every destination the
+/// plan would delete on whether it may (see
+/// [`crate::inventory::probe_deletes`]): where it may not, those deletes are
+/// held and the plan says why.
+pub fn plan(
+    policies: &[Policy],
+    observed: &mut Observed,
+    now: DateTime<Utc>,
+    scope: &Scope,
+) -> Plan {
+    let compute = |observed: &Observed| {
+        crate::plan::compute(policies, &observed.inventory, &observed.crontab, now, scope)
+    };
+    let plan = compute(observed);
+    let wanted: BTreeSet<(String, String)> = plan
+        .actions
+        .iter()
+        .filter(|action| matches!(action.kind, ActionKind::Prune | ActionKind::Cleanup))
+        .filter_map(|action| Some((action.policy.clone()?, action.destination.clone()?)))
+        .collect();
+    if wanted.is_empty()
+        || !crate::inventory::probe_deletes(policies, &mut observed.inventory, &wanted)
+    {
+        return plan;
+    }
+    compute(observed)
+}
+
+/// `validate --check-destinations` for an S3 destination: the bucket
+/// answers, and the credentials may write, read back and delete there.
+pub fn probe_s3(spec: &S3Spec) -> Result<(), String> {
+    crate::destination::s3::S3::new(spec)
+        .and_then(|store| store.check_access())
+        .map_err(|error| error.to_string())
+}
+
+/// Adds when each policy's newest passing restore drill ran: from this
+/// host's evidence records, and from those beside the backups (which any
+/// host sees, a CI job included).
+fn add_restore_tests(state: &StateDir, policies: &[Policy], inventory: &mut Inventory) {
+    for policy in policies
+        .iter()
+        .filter(|policy| policy.restore_test.is_some())
+    {
+        let here = crate::restore::drill::last_passed(state.path(), &policy.name);
+        let beside = inventory
+            .policy(&policy.name)
+            .into_iter()
+            .flat_map(|found| &found.destinations)
+            .filter_map(|destination| destination.listing.as_ref().ok())
+            .flat_map(|listing| listing.drills.iter().copied())
+            .max();
+        if let Some(last) = here.max(beside) {
+            inventory.restore_tests.insert(policy.name.clone(), last);
+        }
+    }
+}
+
+/// The free space of each of `policy`'s local destinations.
+fn local_space(policy: &Policy) -> BTreeMap<String, Result<Space, String>> {
+    policy
+        .destinations
+        .iter()
+        .filter_map(|spec| match spec {
+            DestinationSpec::Local(local) => Some((
+                crate::destination::describe(spec),
+                gather::space(&local.path),
+            )),
+            DestinationSpec::S3(_) => None,
+        })
+        .collect()
+}
+
+/// The crontab as found and the block the policies want, and where it lives.
+fn crontab_input(
+    selection: &Selection,
+    options: &Options,
+    warnings: &mut Vec<String>,
+) -> (CrontabInput, Option<Target>) {
+    let wanted = &options.crontab;
+    let unmanaged = |reason: String| (CrontabInput::Unmanaged { reason }, None);
+    if wanted.skip {
+        return unmanaged("--no-crontab".to_owned());
+    }
+    if wanted.paths_given {
+        return unmanaged("policies were given as arguments; the crontab follows the full set (-p/--policies, BACKUP_POLICIES or policies/), so no other policy loses its line".to_owned());
+    }
+    if selection.errors > 0 {
+        return unmanaged(format!(
+            "left as is while the policy files have {} error{}, so no policy loses its line",
+            selection.errors,
+            if selection.errors == 1 { "" } else { "s" }
+        ));
+    }
+    let target = match &wanted.file {
+        Some(file) => {
+            warnings.extend(crontab::file_name_warning(file));
+            Target::File(std::path::absolute(file).unwrap_or_else(|_| file.clone()))
+        }
+        None => Target::User(None),
+    };
+    let found = crontab::read(&target)
+        .and_then(|text| planned_block(selection, options, &target).map(|block| (text, block)));
+    match found {
+        Ok((text, planned_block)) => (
+            CrontabInput::Found {
+                target: target.describe(),
+                text,
+                planned_block,
+            },
+            Some(target),
+        ),
+        Err(crontab::Error::NotInstalled) => unmanaged(
+            "the `crontab` program is not installed (install cron, or pass --crontab-file or --no-crontab)".to_owned(),
+        ),
+        Err(error) => (
+            CrontabInput::Unreadable {
+                target: target.describe(),
+                error: error.to_string(),
+            },
+            Some(target),
+        ),
+    }
+}
+
+/// The block that runs `backup apply --policy NAME` for every valid policy.
+fn planned_block(
+    selection: &Selection,
+    options: &Options,
+    target: &Target,
+) -> Result<String, crontab::Error> {
+    let state = options.state;
+    let invocation = crontab::Invocation {
+        binary: std::env::current_exe()
+            .and_then(|binary| binary.canonicalize())
+            .unwrap_or_else(|_| PathBuf::from("backup")),
+        policy_paths: options
+            .crontab
+            .policy_paths
+            .iter()
+            .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()))
+            .collect(),
+        state_dir: state.path().to_owned(),
+        log_dir: state.log_dir(),
+        crontab_file: match target {
+            Target::File(file) => Some(file.clone()),
+            Target::User(_) => None,
+        },
+    };
+    let lines: Vec<crontab::Line> = selection
+        .all
+        .iter()
+        .map(|policy| crontab::Line {
+            policy: &policy.name,
+            schedule: &policy.schedule,
+        })
+        .collect();
+    // A system crontab (cron.d) names the user each line runs as.
+    let user = match target {
+        Target::File(_) => Some(crontab::invoking_user().unwrap_or_else(|| "root".to_owned())),
+        Target::User(_) => None,
+    };
+    crontab::render_block(
+        &lines,
+        &invocation,
+        crontab::host_timezone(),
+        user.as_deref(),
+        options.now,
+    )
+}

@@ -1,0 +1,61 @@
+//! The units of `spec.health`: `max-age` durations (`36h`, `1d12h`) and
+//! `min-free` floors (`10%`, `20GiB`).
+//!
+//! Parsers only, used by the policy checks and by `status`; they read nothing
+//! and know nothing of the backups they will judge.
+
+use chrono::Duration;
+
+use crate::retention::Within;
+
+/// A `max-age` value (`36h`, `2d`, `1d12h`; `m` is 30 days, `y` 365), if valid and not zero.
+pub fn max_age(text: &str) -> Option<Duration> {
+    let within: Within = text.parse().ok()?;
+    let days =
+        i64::from(within.years) * 365 + i64::from(within.months) * 30 + i64::from(within.days);
+    let age = Duration::try_days(days)?.checked_add(&Duration::hours(within.hours.into()))?;
+    (age > Duration::zero()).then_some(age)
+}
+
+/// `spec.health.min-free`: a floor of free space, as a share of the file
+/// system or a size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MinFree {
+    Percent(f64),
+    Bytes(u64),
+}
+
+impl MinFree {
+    /// `10%`, `2.5%`, `20GiB`, `500MiB`, `4096B`; `None` for anything else
+    /// (and for a share above 100%).
+    pub fn parse(text: &str) -> Option<MinFree> {
+        if let Some(share) = text.strip_suffix('%') {
+            let valid = !share.is_empty()
+                && share.chars().all(|c| c.is_ascii_digit() || c == '.')
+                && !share.starts_with('.');
+            let share: f64 = share.parse().ok().filter(|_| valid)?;
+            return (share <= 100.0).then_some(MinFree::Percent(share));
+        }
+        const UNITS: [(&str, u32); 5] =
+            [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10), ("B", 0)];
+        let (number, shift) = UNITS
+            .iter()
+            .find_map(|(unit, shift)| Some((text.strip_suffix(unit)?, *shift)))?;
+        if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        number
+            .parse::<u64>()
+            .ok()?
+            .checked_mul(1 << shift)
+            .map(MinFree::Bytes)
+    }
+
+    /// The floor in bytes on a file system of `total` bytes.
+    pub fn bytes(self, total: u64) -> u64 {
+        match self {
+            MinFree::Percent(share) => (total as f64 * share / 100.0) as u64,
+            MinFree::Bytes(bytes) => bytes,
+        }
+    }
+}
