@@ -12,6 +12,7 @@
 //! call the trait and never match on a kind; a kind that lacks a piece does
 //! not compile. This module decides nothing about when to back up or restore.
 
+pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
@@ -34,15 +35,16 @@ pub fn open(spec: &SourceSpec) -> Box<dyn Database> {
     match spec {
         SourceSpec::Postgres(spec) => Box::new(postgres::Postgres::new(spec.clone())),
         SourceSpec::Sqlite(spec) => Box::new(sqlite::Sqlite::new(spec.clone())),
+        SourceSpec::Mysql(spec) => Box::new(mysql::Mysql::new(spec.clone())),
     }
 }
 
 /// One kind of database, for one policy's source.
 pub trait Database: Send + Sync {
-    /// The kind sidecars record as `source.kind`: `postgres`, `sqlite`.
+    /// The kind sidecars record as `source.kind`: `postgres`, `sqlite`, `mysql`.
     fn kind(&self) -> &'static str;
     /// The format of its backups, as sidecars record it and file names carry
-    /// it (`<id>.<format>.<compression>`): `pgdump`, `sqlite`.
+    /// it (`<id>.<format>.<compression>`): `pgdump`, `sqlite`, `mysql`.
     fn format(&self) -> &'static str;
     /// A consistent dump of the database, its secrets resolved.
     fn dump(&self) -> Result<Box<dyn Dump>, DumpError>;
@@ -74,6 +76,28 @@ pub trait Database: Send + Sync {
     /// the policy's own database; those left by killed drills of the policy
     /// are removed first.
     fn scratch(&self, policy: &str, id: &str) -> Result<Scratch, Error>;
+    /// What `validate` finds wrong with the policy's source, beyond its
+    /// shape (which the schema checks): conflicting fields, refused options.
+    /// Reads no secret and connects nothing.
+    fn check_spec(&self) -> Vec<SpecProblem> {
+        Vec::new()
+    }
+}
+
+/// A problem `validate` reports in a policy's source, found by its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecProblem {
+    /// An error (the policy is refused) or a warning.
+    pub error: bool,
+    /// The diagnostic's code: `conflicting-fields`, `refused-option`, …
+    pub code: &'static str,
+    /// Where, below the kind's own key: `url`, `mysqldump-options/2`.
+    pub field: String,
+    /// Point at the field's key rather than its value (a missing field's
+    /// parent: `field` is then the kind's own key, empty).
+    pub at_key: bool,
+    pub message: String,
+    pub hint: String,
 }
 
 /// A consistent copy of one database, written uncompressed into a sink.
