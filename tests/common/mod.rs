@@ -63,6 +63,7 @@ pub fn run(directory: &Path, args: &[&str]) -> Run {
         .into()
 }
 
+pub mod mysql;
 pub mod postgres;
 
 /// Writes a policy file for `source` (a YAML block under `source:`) backed up to `destination`.

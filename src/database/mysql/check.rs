@@ -42,7 +42,13 @@ const REFUSED: [&str; 30] = [
     "--print-defaults",
 ];
 
-fn problem(error: bool, code: &'static str, field: &str, message: String, hint: &str) -> SpecProblem {
+fn problem(
+    error: bool,
+    code: &'static str,
+    field: &str,
+    message: String,
+    hint: &str,
+) -> SpecProblem {
     SpecProblem {
         error,
         code,

@@ -160,7 +160,12 @@ impl Connection {
         let mut command = Command::new(self.program(names));
         command.arg(format!("--defaults-extra-file={}", options.display()));
         // Only what we set reaches the client: stray MYSQL_* variables must not redirect it.
-        for key in ["MYSQL_PWD", "MYSQL_HOST", "MYSQL_TCP_PORT", "MYSQL_UNIX_PORT"] {
+        for key in [
+            "MYSQL_PWD",
+            "MYSQL_HOST",
+            "MYSQL_TCP_PORT",
+            "MYSQL_UNIX_PORT",
+        ] {
             command.env_remove(key);
         }
         command
@@ -238,9 +243,14 @@ pub fn client_error(stderr: &str) -> DumpError {
 
 /// Whether a client's error output says it could not connect or log in.
 pub fn is_connect_failure(stderr: &str) -> bool {
-    ["Can't connect", "Access denied", "Unknown database", "Unknown MySQL server host"]
-        .iter()
-        .any(|needle| stderr.contains(needle))
+    [
+        "Can't connect",
+        "Access denied",
+        "Unknown database",
+        "Unknown MySQL server host",
+    ]
+    .iter()
+    .any(|needle| stderr.contains(needle))
 }
 
 /// The last lines of a client's error output, joined.
@@ -306,7 +316,10 @@ fn parse_url(url: &str) -> Result<Connection, DumpError> {
     };
     let port = port
         .filter(|port| !port.is_empty())
-        .map(|port| port.parse::<u16>().map_err(|_| invalid("the port is not a number")))
+        .map(|port| {
+            port.parse::<u16>()
+                .map_err(|_| invalid("the port is not a number"))
+        })
         .transpose()?;
     let mut socket = None;
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
@@ -403,7 +416,11 @@ mod tests {
 
     #[test]
     fn refuses_bad_urls() {
-        for url in ["postgresql://db/app", "mysql://db:port/app", "mysql://db/app?ssl=1"] {
+        for url in [
+            "postgresql://db/app",
+            "mysql://db:port/app",
+            "mysql://db/app?ssl=1",
+        ] {
             let spec = MysqlSpec {
                 url: Some(url.to_owned()),
                 ..MysqlSpec::default()

@@ -119,7 +119,10 @@ pub fn scratch_database_prefix(policy: &str) -> String {
 pub fn scratch_marker(policy: &str) -> String {
     use sha2::{Digest as _, Sha256};
     let hash = crate::inventory::metadata::hex(&Sha256::digest(policy.as_bytes()));
-    format!("backup: restore-test scratch database of policy {}", &hash[..12])
+    format!(
+        "backup: restore-test scratch database of policy {}",
+        &hash[..12]
+    )
 }
 
 /// `10.11.6-MariaDB-0+deb12u1` → `10.11`; `8.0.36` → `8.0`: MariaDB and

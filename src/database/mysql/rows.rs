@@ -18,7 +18,7 @@ enum State {
     Line,
     /// Inside a line that starts nothing counted, up to its end.
     Skip,
-    /// In an insert statement's header, after its table name, up to `VALUES `.
+    /// In an insert statement's header, after its table name, up to `VALUES`.
     Header { backquoted: bool },
     /// In an insert statement's values.
     Values {
@@ -129,15 +129,27 @@ impl Counter {
                     if self.window.len() > 7 {
                         self.window.remove(0);
                     }
-                    if self.window == b"VALUES " {
+                    // `VALUES` and a space or a line break (MariaDB 10.11
+                    // puts each tuple on a line of its own), or the first tuple.
+                    if self.window.len() == 7
+                        && self.window.starts_with(b"VALUES")
+                        && (byte.is_ascii_whitespace() || byte == b'(')
+                    {
                         self.state = State::Values {
                             depth: 0,
                             quote: None,
                             escaped: false,
                         };
+                        if byte == b'(' {
+                            self.byte(byte);
+                        }
                     } else if byte == b'\n' || byte == b';' {
                         // Not an insert with values after all (INSERT … SELECT).
-                        self.state = if byte == b'\n' { State::Line } else { State::Skip };
+                        self.state = if byte == b'\n' {
+                            State::Line
+                        } else {
+                            State::Skip
+                        };
                     }
                 }
             }
@@ -280,21 +292,17 @@ mod tests {
         counter
     }
 
-    const DUMP: &str = "/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump 10.19-10.11.19-MariaDB, for debian-linux-gnu (x86_64)\n--\n-- Host: 127.0.0.1    Database: app\n-- ------------------------------------------------------\n-- Server version\t10.11.19-MariaDB-0+deb12u1\n\nDROP TABLE IF EXISTS `orders`;\nCREATE TABLE `orders` (\n  `id` int(11) NOT NULL\n) ENGINE=InnoDB;\nINSERT INTO `orders` VALUES (1,'a(b'),(2,'it\\'s ( \\\\'),(3,NULL),(4,0x28);\nINSERT INTO `orders` VALUES (5,'x;y),(z');\nCREATE TABLE `empty` (\n  `id` int\n);\nCREATE TABLE `we``ird` (`v` text);\nINSERT INTO `we``ird` VALUES ('('),('\"');\n/*!50001 CREATE VIEW `v` AS SELECT 1 AS `id` */;\nDELIMITER ;;\nCREATE TABLE `fake` (\nINSERT INTO `orders` VALUES (9);\n;;\nDELIMITER ;\nINSERT INTO `cols` (`a`, `VALUES (`) VALUES (1,2),(3,4);\n-- Dump completed on 2026-12-01 14:00:00\n";
+    const DUMP: &str = "/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump 10.19-10.11.19-MariaDB, for debian-linux-gnu (x86_64)\n--\n-- Host: 127.0.0.1    Database: app\n-- ------------------------------------------------------\n-- Server version\t10.11.19-MariaDB-0+deb12u1\n\nDROP TABLE IF EXISTS `orders`;\nCREATE TABLE `orders` (\n  `id` int(11) NOT NULL\n) ENGINE=InnoDB;\nINSERT INTO `orders` VALUES (1,'a(b'),(2,'it\\'s ( \\\\'),(3,NULL),(4,0x28);\nINSERT INTO `orders` VALUES\n(5,'x;y),(z');\nCREATE TABLE `empty` (\n  `id` int\n);\nCREATE TABLE `we``ird` (`v` text);\nINSERT INTO `we``ird` VALUES ('('),('\"');\n/*!50001 CREATE VIEW `v` AS SELECT 1 AS `id` */;\nDELIMITER ;;\nCREATE TABLE `fake` (\nINSERT INTO `orders` VALUES (9);\n;;\nDELIMITER ;\nINSERT INTO `cols` (`a`, `VALUES (`) VALUES (1,2),(3,4);\n-- Dump completed on 2026-12-01 14:00:00\n";
 
     #[test]
     fn counts_tuples_outside_strings_in_any_chunking() {
         for chunk in [1, 2, 3, 7, 64, 100_000] {
             let counter = count(DUMP, chunk);
-            let expected: BTreeMap<String, u64> = [
-                ("orders", 5),
-                ("empty", 0),
-                ("we`ird", 2),
-                ("cols", 2),
-            ]
-            .into_iter()
-            .map(|(table, rows)| (table.to_owned(), rows))
-            .collect();
+            let expected: BTreeMap<String, u64> =
+                [("orders", 5), ("empty", 0), ("we`ird", 2), ("cols", 2)]
+                    .into_iter()
+                    .map(|(table, rows)| (table.to_owned(), rows))
+                    .collect();
             assert_eq!(counter.rows, expected, "chunk {chunk}");
             assert!(counter.header);
             assert!(counter.completed());

@@ -139,10 +139,7 @@ impl MysqlTarget {
             })
             .collect();
         // With --force a missing table is an error on stderr, and the rest still count.
-        let output = self
-            .connection
-            .query_with(None, &sql, true)
-            .map_err(fail)?;
+        let output = self.connection.query_with(None, &sql, true).map_err(fail)?;
         Ok(output
             .lines()
             .filter_map(|line| {
@@ -354,9 +351,12 @@ impl Target for MysqlTarget {
     }
 
     fn remove(&self) -> Result<(), Error> {
-        self.query(&format!("DROP DATABASE IF EXISTS {}", quote(&self.database)))
-            .map(drop)
-            .map_err(|error| fail(format!("cannot drop database {}: {error}", self.database)))
+        self.query(&format!(
+            "DROP DATABASE IF EXISTS {}",
+            quote(&self.database)
+        ))
+        .map(drop)
+        .map_err(|error| fail(format!("cannot drop database {}: {error}", self.database)))
     }
 
     fn remove_added(&self, before: Option<&BTreeSet<String>>) -> Result<(), Error> {
@@ -370,10 +370,7 @@ impl Target for MysqlTarget {
         let mut plan = TargetPlan::default();
         let backup: BTreeSet<String> = metadata.source.row_counts.keys().cloned().collect();
         if let Some(tables) = &info.tables {
-            let dropped: Vec<&str> = backup
-                .intersection(tables)
-                .map(String::as_str)
-                .collect();
+            let dropped: Vec<&str> = backup.intersection(tables).map(String::as_str).collect();
             if !dropped.is_empty() {
                 plan.contents.push((
                     "drops",

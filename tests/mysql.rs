@@ -1,0 +1,425 @@
+//! Backups of a real MariaDB server (one throwaway server for this test
+//! binary, [`common::mysql`]): round trips through `backup restore`, a
+//! drill, the stock tools (`gunzip -c | mariadb`), failures that leave
+//! nothing behind, and a password that never leaves the option file.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::mysql::{PASSWORD, server};
+use common::{Run, backup, files_under, sidecars, write_policy};
+
+/// A database `name` with rows that test the dump's quoting: quotes,
+/// parentheses, backslashes, line breaks, binary data, a table name with a
+/// space, an empty table, a trigger and a routine.
+fn setup(name: &str) {
+    let server = server();
+    server.sql(
+        "",
+        &format!("DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}`"),
+    );
+    server.sql(
+        name,
+        "CREATE TABLE orders (id int AUTO_INCREMENT PRIMARY KEY, customer varchar(64) NOT NULL, note text, total decimal(12,2), payload blob);
+         INSERT INTO orders (customer, note, total, payload) VALUES
+           ('o''brien', 'it''s (1),(2); \\\\ done', 12.50, X'28290027'),
+           ('plain', 'line\\nbreak\\ttab', 1.00, NULL),
+           ('paren', '),(', 0, X'');
+         INSERT INTO orders (customer, note, total)
+           SELECT CONCAT('c', seq), REPEAT(MD5(seq), 3), seq / 7 FROM seq_1_to_3000;
+         CREATE TABLE `order lines` (id bigint, sku varchar(32));
+         INSERT INTO `order lines` SELECT seq, CONCAT('sku-', seq) FROM seq_1_to_777;
+         CREATE TABLE empty (id int);
+         CREATE TABLE audit (at timestamp DEFAULT CURRENT_TIMESTAMP, what varchar(32));
+         CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW INSERT INTO audit (what) VALUES ('insert');
+         INSERT INTO orders (customer) VALUES ('after the trigger');
+         CREATE PROCEDURE count_orders() SELECT COUNT(*) FROM orders;",
+    );
+}
+
+fn policy(folder: &Path, name: &str, database: &str, extra: &str) -> PathBuf {
+    let source = format!(
+        "    mysql:\n      url: {}\n      password: ${{env:BACKUP_TEST_MYSQL_PASSWORD}}{extra}",
+        server().url(database)
+    );
+    write_policy(folder, name, &source, &folder.join("store"))
+}
+
+fn run(folder: &Path, policy: &str, args: &[&str]) -> Run {
+    backup(folder)
+        .env("BACKUP_TEST_MYSQL_PASSWORD", PASSWORD)
+        .args(["-p", &format!("{policy}.yaml")])
+        .args(args)
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn shell(script: &str) -> String {
+    let output = Command::new("bash")
+        .args(["-o", "pipefail", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{script}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn pre_restore_ids(folder: &Path) -> usize {
+    sidecars(folder)
+        .into_iter()
+        .filter(|sidecar| {
+            sidecar["tags"]
+                .as_array()
+                .is_some_and(|tags| tags.iter().any(|tag| tag == "pre-restore"))
+        })
+        .count()
+}
+
+#[test]
+fn mysql_round_trip_through_restore_a_new_database_a_drill_and_stock_tools() {
+    let server = server();
+    setup("shop");
+    let work = tempfile::tempdir().unwrap();
+    policy(work.path(), "shop", "shop", "");
+    let taken = run(work.path(), "shop", &["run", "shop"]);
+    assert_eq!(taken.code, 0, "{taken:?}");
+    let folder = work.path().join("store/shop");
+    let metadata = sidecars(&folder).pop().expect("a sidecar");
+    assert_eq!(metadata["source"]["kind"], "mysql");
+    assert_eq!(metadata["format"], "mysql");
+    assert_eq!(metadata["source"]["database"], "shop");
+    assert!(
+        metadata["source"]["server_version"]
+            .as_str()
+            .unwrap()
+            .contains("MariaDB"),
+        "{metadata}"
+    );
+    let counts = &metadata["source"]["row_counts"];
+    assert_eq!(counts["orders"], 3004, "{counts}");
+    assert_eq!(counts["order lines"], 777);
+    assert_eq!(counts["empty"], 0);
+    // The trigger fired for the insert after it.
+    assert_eq!(counts["audit"], 1);
+    let name = metadata["artifact"]["name"].as_str().unwrap().to_owned();
+    assert!(name.ends_with(".mysql.gz"), "{name}");
+
+    let list = run(work.path(), "shop", &["list"]);
+    assert_eq!(list.code, 0, "{list:?}");
+    assert!(
+        list.stdout.contains(&metadata["id"].as_str().unwrap()[..8]),
+        "{}",
+        list.stdout
+    );
+    let verified = run(work.path(), "shop", &["verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+
+    // The stock tools alone: sha256sum agrees, and gunzip -c | mariadb restores it.
+    let sum = shell(&format!("cd {} && sha256sum {name}", folder.display()));
+    assert_eq!(
+        sum.split_whitespace().next().unwrap(),
+        metadata["artifact"]["sha256"]
+    );
+    server.sql("", "DROP DATABASE IF EXISTS stock; CREATE DATABASE stock");
+    shell(&format!(
+        "gunzip -c {} | mariadb --no-defaults --socket={} -u root stock",
+        folder.join(&name).display(),
+        server.socket().display()
+    ));
+    let at_backup = server.contents("shop");
+    assert_eq!(server.contents("stock"), at_backup);
+    assert_eq!(
+        server
+            .sql("stock", "SHOW TRIGGERS LIKE 'orders'")
+            .lines()
+            .count(),
+        1
+    );
+
+    // Change the database, then restore it: a safety backup first, the
+    // backup's tables as they were, a table it does not hold left alone.
+    server.sql(
+        "shop",
+        "DELETE FROM orders WHERE id > 100; DROP TABLE `order lines`; CREATE TABLE extra (id int); INSERT INTO extra VALUES (1),(2);",
+    );
+    let dry = run(work.path(), "shop", &["restore", "shop", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    for expected in [
+        "MariaDB database shop on 127.0.0.1:",
+        "mariadb-dump header and `-- Dump completed` trailer",
+        "tables in the target but not in the backup (the dump drops and recreates only its own tables: they stay as they are): extra",
+        "tables in the backup but not in the target (created): order lines",
+        "compatible (same major version)",
+    ] {
+        assert!(dry.stdout.contains(expected), "{expected}: {}", dry.stdout);
+    }
+    let restored = run(work.path(), "shop", &["restore", "shop", "--yes"]);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    assert!(
+        restored.stdout.contains("row counts of 4 tables match"),
+        "{}",
+        restored.stdout
+    );
+    let mut now = server.contents("shop");
+    assert_eq!(now.remove("extra").as_deref(), Some("1\n2"));
+    assert_eq!(now, at_backup, "every table as at backup time");
+    assert_eq!(pre_restore_ids(&folder), 1);
+
+    // Into a database that does not exist yet: created, no safety backup.
+    let fresh = run(
+        work.path(),
+        "shop",
+        &["restore", "shop", "--to", "shop_fresh", "--yes"],
+    );
+    assert_eq!(fresh.code, 0, "{fresh:?}");
+    assert_eq!(server.contents("shop_fresh"), at_backup);
+    assert_eq!(pre_restore_ids(&folder), 1);
+
+    // A drill: a marked scratch database, checked and dropped; one a killed
+    // drill of this policy left is dropped too, a look-alike without the
+    // marker is someone else's and stays.
+    let prefix = backup::database::mysql::scratch_database_prefix("shop");
+    let abandoned = format!("{prefix}deadbeef");
+    let lookalike = format!("{prefix}cafef00d");
+    server.sql(
+        "",
+        &format!(
+            "CREATE DATABASE {abandoned}; CREATE TABLE {abandoned}.backup_drill_marker (marker varchar(255)); INSERT INTO {abandoned}.backup_drill_marker VALUES ('{}'); CREATE DATABASE {lookalike}; CREATE TABLE {lookalike}.backup_drill_marker (marker varchar(255));",
+            backup::database::mysql::scratch_marker("shop")
+        ),
+    );
+    let drill = run(work.path(), "shop", &["verify", "--restore-test"]);
+    assert_eq!(drill.code, 0, "{drill:?}");
+    let left = server.sql(
+        "",
+        &format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{prefix}%'"
+        ),
+    );
+    assert_eq!(
+        left, lookalike,
+        "the drill's and the abandoned scratch databases are gone"
+    );
+    let evidence = files_under(&work.path().join(".state/restore-tests/shop"));
+    let record: serde_json::Value = serde_json::from_slice(&evidence[0].1).unwrap();
+    assert_eq!(record["result"], "passed", "{record}");
+    assert_eq!(record["row_counts"]["orders"]["actual"], 3004);
+    server.sql(
+        "",
+        &format!("DROP DATABASE {lookalike}; DROP DATABASE stock; DROP DATABASE shop_fresh"),
+    );
+}
+
+/// Nothing visible and nothing half-written in the policy's folder.
+fn assert_nothing_left(folder: &Path) {
+    let left: Vec<PathBuf> = files_under(folder)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn mysql_failures_leave_nothing_and_keep_earlier_backups() {
+    setup("failing");
+    let work = tempfile::tempdir().unwrap();
+    policy(work.path(), "good", "failing", "");
+    let taken = run(work.path(), "good", &["run", "good"]);
+    assert_eq!(taken.code, 0, "{taken:?}");
+    let store = work.path().join("store");
+    let before = files_under(&store);
+
+    // A mariadb-dump that is killed part way through its output.
+    let killed = work.path().join("bin-killed");
+    std::fs::create_dir_all(&killed).unwrap();
+    let script = killed.join("mariadb-dump");
+    std::fs::write(
+        &script,
+        "#!/bin/bash\n/usr/bin/mariadb-dump \"$@\" | head -c 20000; kill -9 $$\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let down = format!(
+        "mysql://app@127.0.0.1:{}/failing",
+        common::postgres::free_port()
+    );
+    let cases = [
+        ("server down", down.as_str(), PASSWORD, "", "Can't connect"),
+        (
+            "wrong password",
+            &server().url("failing") as &str,
+            "not-the-password",
+            "",
+            "Access denied",
+        ),
+        (
+            "missing database",
+            &server().url("no_such_db"),
+            PASSWORD,
+            "",
+            "Unknown database",
+        ),
+        (
+            "dump killed",
+            &server().url("failing"),
+            PASSWORD,
+            &format!("\n      bin-dir: {}", killed.display()) as &str,
+            "mariadb-dump failed (signal: 9",
+        ),
+    ];
+    for (case, url, password, extra, expected) in cases {
+        let source = format!(
+            "    mysql:\n      url: {url}\n      password: ${{env:BACKUP_TEST_MYSQL_PASSWORD}}{extra}"
+        );
+        write_policy(work.path(), "bad", &source, &store);
+        let result: Run = backup(work.path())
+            .env("BACKUP_TEST_MYSQL_PASSWORD", password)
+            .args(["-p", "bad.yaml", "run", "bad"])
+            .output()
+            .unwrap()
+            .into();
+        assert_eq!(result.code, 1, "{case}: {result:?}");
+        assert!(
+            result.stderr.contains(expected),
+            "{case}: {}",
+            result.stderr
+        );
+        assert!(
+            result.stderr.contains("backup of `bad` failed"),
+            "{case}: {}",
+            result.stderr
+        );
+        assert!(
+            !result.stderr.contains(PASSWORD),
+            "{case}: password in the error"
+        );
+        assert_nothing_left(&store.join("bad"));
+        assert_eq!(
+            files_under(&store.join("good")),
+            before,
+            "{case}: earlier backups changed"
+        );
+    }
+    // No option file outlives its command.
+    let tmp = work.path().join(".state/tmp");
+    let left: Vec<PathBuf> = files_under(&tmp)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    assert!(left.is_empty(), "scratch files left: {left:?}");
+    server().sql("", "DROP DATABASE failing");
+}
+
+/// The command lines and environments of every process of this machine that
+/// mention `needle`, and whether a `mariadb-dump` with an option file was seen.
+fn scan_processes(needle: &str) -> (Vec<String>, bool) {
+    let mut found = Vec::new();
+    let mut dump_seen = false;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let path = entry.path();
+        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("mariadb-dump") && cmdline.contains("--defaults-extra-file=") {
+            dump_seen = true;
+            let environ = std::fs::read(path.join("environ")).unwrap_or_default();
+            if String::from_utf8_lossy(&environ).contains(needle) {
+                found.push(format!("environment of {cmdline}"));
+            }
+        }
+        if cmdline.contains(needle) {
+            found.push(cmdline);
+        }
+    }
+    (found, dump_seen)
+}
+
+#[test]
+fn the_mysql_password_is_never_in_argv_output_state_or_sidecars() {
+    setup("canary");
+    server().sql(
+        "canary",
+        "CREATE TABLE big (id int, filler text); INSERT INTO big SELECT seq, REPEAT('x', 2000) FROM seq_1_to_3000;",
+    );
+    let work = tempfile::tempdir().unwrap();
+    // A mariadb-dump that dawdles while its output is read, so that its
+    // command line can be seen.
+    let slow = work.path().join("bin-slow");
+    std::fs::create_dir_all(&slow).unwrap();
+    let script = slow.join("mariadb-dump");
+    std::fs::write(
+        &script,
+        "#!/bin/bash\nexec -a mariadb-dump /usr/bin/mariadb-dump \"$@\" | { sleep 2; cat; }\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/mariadb", slow.join("mariadb")).unwrap();
+    // The password comes from a file outside the test's folder, so that
+    // neither this test's environment nor its folder holds it to begin with.
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("mysql-password");
+    std::fs::write(&password_file, PASSWORD).unwrap();
+    let source = format!(
+        "    mysql:\n      url: {}\n      password: ${{file:{}}}\n      bin-dir: {}",
+        server().url("canary"),
+        password_file.display(),
+        slow.display()
+    );
+    write_policy(work.path(), "canary", &source, &work.path().join("store"));
+    let run = |args: &[&str]| -> Run {
+        backup(work.path())
+            .args(["-p", "canary.yaml"])
+            .args(args)
+            .output()
+            .unwrap()
+            .into()
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scanner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut leaks = Vec::new();
+            let mut seen = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (found, dump_seen) = scan_processes(PASSWORD);
+                for leak in found {
+                    if !leaks.contains(&leak) {
+                        leaks.push(leak);
+                    }
+                }
+                seen |= dump_seen;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            (leaks, seen)
+        })
+    };
+    let result = run(&["-vvv", "run", "canary"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (leaks, seen) = scanner.join().unwrap();
+    assert_eq!(result.code, 0, "{result:?}");
+    assert!(seen, "the dump ran unseen");
+    assert!(leaks.is_empty(), "the password in a process: {leaks:?}");
+    for output in [&result.stdout, &result.stderr] {
+        assert!(!output.contains(PASSWORD), "password in output");
+    }
+    let restored = run(&["restore", "canary", "--to", "canary_copy", "--yes"]);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    assert!(!restored.stdout.contains(PASSWORD) && !restored.stderr.contains(PASSWORD));
+    for (path, bytes) in files_under(work.path()) {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(PASSWORD),
+            "password in {}",
+            path.display()
+        );
+    }
+    server().sql("", "DROP DATABASE canary; DROP DATABASE canary_copy");
+}
