@@ -142,7 +142,14 @@ pub fn check(spec: &MysqlSpec) -> Vec<SpecProblem> {
             ));
         }
     }
-    for (name, path) in [("socket", &spec.socket), ("bin-dir", &spec.bin_dir)] {
+    for (name, path, example) in [
+        (
+            "socket",
+            &spec.socket,
+            "for example `/run/mysqld/mysqld.sock`",
+        ),
+        ("bin-dir", &spec.bin_dir, "for example `/usr/bin`"),
+    ] {
         if let Some(path) = path
             && !path.is_absolute()
         {
@@ -151,7 +158,7 @@ pub fn check(spec: &MysqlSpec) -> Vec<SpecProblem> {
                 "invalid-value",
                 name,
                 format!("`{name}` must be an absolute path"),
-                "for example `/run/mysqld/mysqld.sock` or `/usr/bin`",
+                example,
             ));
         }
     }
