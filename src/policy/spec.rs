@@ -122,10 +122,6 @@ impl VerifySpec {
 /// The database a policy backs up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "a policy holds one source; boxing buys nothing"
-)]
 pub enum SourceSpec {
     /// A PostgreSQL database, dumped with `pg_dump` in custom format.
     Postgres(PostgresSpec),
