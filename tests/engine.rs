@@ -8,30 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::postgres::{Cluster, PASSWORD};
-use common::{backup, files_under, run, sidecars, sqlite3, write_policy};
-
-fn shell(script: &str) -> String {
-    let output = Command::new("bash")
-        .args(["-o", "pipefail", "-c", script])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{script}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Nothing visible and nothing half-written in the policy's folder.
-fn assert_nothing_left(folder: &Path) {
-    let left: Vec<PathBuf> = files_under(folder)
-        .into_iter()
-        .map(|(path, _)| path)
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
-}
+use common::{
+    assert_nothing_left, backup, files_under, run, shell, sidecars, sqlite3, write_policy,
+};
 
 #[test]
 fn postgres_backups_restore_with_stock_tools_and_fail_cleanly() {

@@ -7,10 +7,11 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::mysql::{PASSWORD, server};
-use common::{Run, backup, files_under, sidecars, write_policy};
+use common::{
+    Run, assert_nothing_left, backup, files_under, pre_restore_ids, shell, sidecars, write_policy,
+};
 
 /// A database `name` with rows that test the dump's quoting: quotes,
 /// parentheses, backslashes, line breaks, binary data, a table name with a
@@ -56,31 +57,6 @@ fn run(folder: &Path, policy: &str, args: &[&str]) -> Run {
         .output()
         .unwrap()
         .into()
-}
-
-fn shell(script: &str) -> String {
-    let output = Command::new("bash")
-        .args(["-o", "pipefail", "-c", script])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{script}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn pre_restore_ids(folder: &Path) -> usize {
-    sidecars(folder)
-        .into_iter()
-        .filter(|sidecar| {
-            sidecar["tags"]
-                .as_array()
-                .is_some_and(|tags| tags.iter().any(|tag| tag == "pre-restore"))
-        })
-        .count()
 }
 
 #[test]
@@ -171,7 +147,7 @@ fn mysql_round_trip_through_restore_a_new_database_a_drill_and_stock_tools() {
     let mut now = server.contents("shop");
     assert_eq!(now.remove("extra").as_deref(), Some("1\n2"));
     assert_eq!(now, at_backup, "every table as at backup time");
-    assert_eq!(pre_restore_ids(&folder), 1);
+    assert_eq!(pre_restore_ids(&folder).len(), 1);
 
     // Into a database that does not exist yet: created, no safety backup.
     let fresh = run(
@@ -181,7 +157,7 @@ fn mysql_round_trip_through_restore_a_new_database_a_drill_and_stock_tools() {
     );
     assert_eq!(fresh.code, 0, "{fresh:?}");
     assert_eq!(server.contents("shop_fresh"), at_backup);
-    assert_eq!(pre_restore_ids(&folder), 1);
+    assert_eq!(pre_restore_ids(&folder).len(), 1);
 
     // A drill: a marked scratch database, checked and dropped; one a killed
     // drill of this policy left is dropped too, a look-alike without the
@@ -216,15 +192,6 @@ fn mysql_round_trip_through_restore_a_new_database_a_drill_and_stock_tools() {
         "",
         &format!("DROP DATABASE {lookalike}; DROP DATABASE stock; DROP DATABASE shop_fresh"),
     );
-}
-
-/// Nothing visible and nothing half-written in the policy's folder.
-fn assert_nothing_left(folder: &Path) {
-    let left: Vec<PathBuf> = files_under(folder)
-        .into_iter()
-        .map(|(path, _)| path)
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[test]

@@ -409,3 +409,51 @@ pub fn major(version: &str) -> String {
         _ => parts.first().copied().unwrap_or_default().to_owned(),
     }
 }
+
+/// What a restore plan says of the backup's version against the target's,
+/// with `major` telling a kind's release series (`15`, `10.11`).
+pub fn compatibility(
+    backup: Option<&String>,
+    target: Option<&String>,
+    major: fn(&str) -> String,
+) -> String {
+    match (backup, target) {
+        (Some(backup), Some(target)) if major(backup) == major(target) => {
+            "compatible (same major version)".to_owned()
+        }
+        (Some(_), Some(_)) => "major versions differ (see the warning)".to_owned(),
+        _ => "unknown".to_owned(),
+    }
+}
+
+/// The plan's `drops` line for the tables a restore drops and recreates, if any.
+pub fn dropped_tables(dropped: &[&str]) -> Option<(&'static str, String)> {
+    (!dropped.is_empty()).then(|| {
+        (
+            "drops",
+            format!(
+                "{} table{} and recreates {} from the backup: {}",
+                dropped.len(),
+                if dropped.len() == 1 { "" } else { "s" },
+                if dropped.len() == 1 { "it" } else { "them" },
+                dropped.join(", ")
+            ),
+        )
+    })
+}
+
+/// The last `count` non-empty lines of a tool's error output, joined
+/// (`no message` if there are none).
+pub fn last_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    let start = lines.len().saturating_sub(count);
+    let tail = lines[start..].join(" | ");
+    if tail.is_empty() {
+        "no message".to_owned()
+    } else {
+        tail
+    }
+}

@@ -209,3 +209,40 @@ pub fn sqlite3(database: &Path, sql: &str) -> String {
     );
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
+
+/// Runs `script` in bash with `pipefail`; its stdout (fails the test if it fails).
+pub fn shell(script: &str) -> String {
+    let output = Command::new("bash")
+        .args(["-o", "pipefail", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{script}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Nothing visible and nothing half-written in the policy's folder.
+pub fn assert_nothing_left(folder: &Path) {
+    let left: Vec<PathBuf> = files_under(folder)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The ids of the safety backups (`pre-restore`) in a policy's folder.
+pub fn pre_restore_ids(folder: &Path) -> Vec<String> {
+    sidecars(folder)
+        .into_iter()
+        .filter(|sidecar| {
+            sidecar["tags"]
+                .as_array()
+                .is_some_and(|tags| tags.iter().any(|tag| tag == "pre-restore"))
+        })
+        .map(|sidecar| sidecar["id"].as_str().unwrap().to_owned())
+        .collect()
+}

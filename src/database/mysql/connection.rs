@@ -255,17 +255,7 @@ pub fn is_connect_failure(stderr: &str) -> bool {
 
 /// The last lines of a client's error output, joined.
 pub fn last_lines(text: &str) -> String {
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .collect();
-    let start = lines.len().saturating_sub(3);
-    let tail = lines[start..].join(" | ");
-    if tail.is_empty() {
-        "no message".to_owned()
-    } else {
-        tail
-    }
+    crate::database::last_lines(text, 3)
 }
 
 /// An option file value, double-quoted with the escapes the clients read

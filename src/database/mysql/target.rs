@@ -16,8 +16,8 @@ use std::process::Stdio;
 use super::connection::{CLIENT, Connection, last_lines, literal, quote, unhex};
 use crate::database::postgres::dump::{drain, joined};
 use crate::database::{
-    Checked, Error, Failed, Target, TargetInfo, TargetPlan, compare_counts, created_tables,
-    table_differences,
+    Checked, Error, Failed, Target, TargetInfo, TargetPlan, compare_counts, compatibility,
+    created_tables, dropped_tables, table_differences,
 };
 use crate::destination::Destination;
 use crate::inventory::{BackupMetadata, BackupRecord};
@@ -371,26 +371,13 @@ impl Target for MysqlTarget {
         let backup: BTreeSet<String> = metadata.source.row_counts.keys().cloned().collect();
         if let Some(tables) = &info.tables {
             let dropped: Vec<&str> = backup.intersection(tables).map(String::as_str).collect();
-            if !dropped.is_empty() {
-                plan.contents.push((
-                    "drops",
-                    format!(
-                        "{} table{} and recreates {} from the backup: {}",
-                        dropped.len(),
-                        if dropped.len() == 1 { "" } else { "s" },
-                        if dropped.len() == 1 { "it" } else { "them" },
-                        dropped.join(", ")
-                    ),
-                ));
-            }
+            plan.contents.extend(dropped_tables(&dropped));
         }
-        plan.compatibility = match (&metadata.source.server_version, &info.version) {
-            (Some(backup), Some(target)) if super::major(backup) == super::major(target) => {
-                "compatible (same major version)".to_owned()
-            }
-            (Some(_), Some(_)) => "major versions differ (see the warning)".to_owned(),
-            _ => "unknown".to_owned(),
-        };
+        plan.compatibility = compatibility(
+            metadata.source.server_version.as_ref(),
+            info.version.as_ref(),
+            super::major,
+        );
         let counted = backup.len();
         plan.checks_after = format!(
             "row counts of {counted} table{}",

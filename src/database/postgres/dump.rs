@@ -486,17 +486,7 @@ pub(crate) fn joined(handle: Option<JoinHandle<String>>) -> String {
 }
 
 fn last_lines(text: &str) -> String {
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .collect();
-    let start = lines.len().saturating_sub(5);
-    let tail = lines[start..].join(" | ");
-    if tail.is_empty() {
-        "no message".to_owned()
-    } else {
-        tail
-    }
+    crate::database::last_lines(text, 5)
 }
 
 /// The `(schema, table)` pairs whose rows a `pg_restore --list` says the dump holds.
