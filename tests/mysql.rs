@@ -390,3 +390,67 @@ fn the_mysql_password_is_never_in_argv_output_state_or_sidecars() {
     }
     server().sql("", "DROP DATABASE canary; DROP DATABASE canary_copy");
 }
+
+#[test]
+fn a_mysql_restore_that_fails_part_way_is_rolled_back_from_the_safety_backup() {
+    let server = server();
+    setup("rollback");
+    let work = tempfile::tempdir().unwrap();
+    // The real clients, and a `mariadb` that, once armed, feeds the restore
+    // only the first 30 kB of the dump (its first tables are replaced by
+    // then) and fails; queries (`--skip-column-names`) and the rollback go
+    // through untouched.
+    let bin = work.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let armed = work.path().join("armed");
+    let script = bin.join("mariadb");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/bash\ncase \"$*\" in *--skip-column-names*) exec /usr/bin/mariadb \"$@\";; esac\nif [ -e {armed} ]; then rm {armed}; head -c 30000 | /usr/bin/mariadb \"$@\"; exit 1; fi\nexec /usr/bin/mariadb \"$@\"\n",
+            armed = armed.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/mariadb-dump", bin.join("mariadb-dump")).unwrap();
+    policy(
+        work.path(),
+        "rollback",
+        "rollback",
+        &format!("\n      bin-dir: {}", bin.display()),
+    );
+    let taken = run(work.path(), "rollback", &["run", "rollback"]);
+    assert_eq!(taken.code, 0, "{taken:?}");
+    server.sql(
+        "rollback",
+        "DELETE FROM orders WHERE id > 10; CREATE TABLE extra (id int); INSERT INTO extra VALUES (7);",
+    );
+    let before = server.contents("rollback");
+
+    std::fs::write(&armed, "").unwrap();
+    let failed = run(work.path(), "rollback", &["restore", "rollback", "--yes"]);
+    assert!(!armed.exists(), "the restore went through the armed client");
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(
+        failed.stderr.contains("the mariadb client failed"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        failed
+            .stderr
+            .contains("Rolled back: restored the safety backup"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(
+        server.contents("rollback"),
+        before,
+        "the database as it was before the restore"
+    );
+    let log = std::fs::read_to_string(work.path().join(".state/logs/restore.jsonl")).unwrap();
+    assert!(log.contains("\"rolled-back\""), "{log}");
+    assert!(!log.contains(PASSWORD));
+    server.sql("", "DROP DATABASE rollback");
+}
