@@ -37,7 +37,8 @@ fn setup(name: &str) {
          CREATE TABLE audit (at timestamp DEFAULT CURRENT_TIMESTAMP, what varchar(32));
          CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW INSERT INTO audit (what) VALUES ('insert');
          INSERT INTO orders (customer) VALUES ('after the trigger');
-         CREATE PROCEDURE count_orders() SELECT COUNT(*) FROM orders;",
+         CREATE PROCEDURE count_orders() SELECT COUNT(*) FROM orders;
+         CREATE VIEW big_orders AS SELECT id, total FROM orders WHERE total > 100;",
     );
 }
 
@@ -286,18 +287,29 @@ fn mysql_failures_leave_nothing_and_keep_earlier_backups() {
 }
 
 /// The command lines and environments of every process of this machine that
-/// mention `needle`, and whether a `mariadb-dump` with an option file was seen.
-fn scan_processes(needle: &str) -> (Vec<String>, bool) {
+/// mention `needle`, and the option files of the `mariadb-dump`s of
+/// `database` seen (other tests dump too), with their permissions.
+fn scan_processes(needle: &str, database: &str) -> (Vec<String>, Vec<(PathBuf, u32)>) {
     let mut found = Vec::new();
-    let mut dump_seen = false;
+    let mut dump_seen = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let path = entry.path();
         let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains("mariadb-dump") && cmdline.contains("--defaults-extra-file=") {
-            dump_seen = true;
+        if cmdline.contains("mariadb-dump")
+            && cmdline.trim_end().ends_with(&format!(" -- {database}"))
+            && let Some(options) = cmdline
+                .split(' ')
+                .find_map(|argument| argument.strip_prefix("--defaults-extra-file="))
+        {
+            if let Ok(metadata) = std::fs::metadata(options) {
+                dump_seen.push((
+                    PathBuf::from(options),
+                    metadata.permissions().mode() & 0o777,
+                ));
+            }
             let environ = std::fs::read(path.join("environ")).unwrap_or_default();
             if String::from_utf8_lossy(&environ).contains(needle) {
                 found.push(format!("environment of {cmdline}"));
@@ -355,15 +367,15 @@ fn the_mysql_password_is_never_in_argv_output_state_or_sidecars() {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut leaks = Vec::new();
-            let mut seen = false;
+            let mut seen = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (found, dump_seen) = scan_processes(PASSWORD);
+                let (found, dump_seen) = scan_processes(PASSWORD, "canary");
                 for leak in found {
                     if !leaks.contains(&leak) {
                         leaks.push(leak);
                     }
                 }
-                seen |= dump_seen;
+                seen.extend(dump_seen);
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             (leaks, seen)
@@ -373,7 +385,16 @@ fn the_mysql_password_is_never_in_argv_output_state_or_sidecars() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (leaks, seen) = scanner.join().unwrap();
     assert_eq!(result.code, 0, "{result:?}");
-    assert!(seen, "the dump ran unseen");
+    assert!(!seen.is_empty(), "the dump ran unseen");
+    for (options, mode) in &seen {
+        assert_eq!(*mode, 0o600, "{}", options.display());
+        assert!(
+            options.starts_with(work.path().join(".state/tmp")),
+            "the option file is not in the state folder: {}",
+            options.display()
+        );
+        assert!(!options.exists(), "{} outlived the dump", options.display());
+    }
     assert!(leaks.is_empty(), "the password in a process: {leaks:?}");
     for output in [&result.stdout, &result.stderr] {
         assert!(!output.contains(PASSWORD), "password in output");
