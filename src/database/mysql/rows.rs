@@ -71,8 +71,26 @@ impl Default for Counter {
 
 impl Counter {
     pub fn feed(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.byte(byte);
+        let mut index = 0;
+        while index < bytes.len() {
+            // Runs that change nothing are skipped whole: the rest of a
+            // line not counted, and quoted text up to its quote or a backslash.
+            let rest = &bytes[index..];
+            let next = match self.state {
+                State::Skip => rest.iter().position(|&byte| byte == b'\n'),
+                State::Values {
+                    quote: Some(open),
+                    escaped: false,
+                    ..
+                } => rest.iter().position(|&byte| byte == open || byte == b'\\'),
+                _ => Some(0),
+            };
+            let Some(next) = next else {
+                return;
+            };
+            index += next;
+            self.byte(bytes[index]);
+            index += 1;
         }
     }
 
@@ -310,6 +328,65 @@ mod tests {
                 counter.server_version.as_deref(),
                 Some("10.11.19-MariaDB-0+deb12u1")
             );
+        }
+    }
+
+    /// A string literal as mariadb-dump writes it.
+    fn escaped(text: &str) -> String {
+        let mut out = String::from("'");
+        for character in text.chars() {
+            match character {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\0' => out.push_str("\\0"),
+                other => out.push(other),
+            }
+        }
+        out.push('\'');
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn counts_any_rows_in_any_chunks(
+            tables in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::collection::vec("[a-z();,'\"\\\\`\n()0-9 ]{0,12}", 1..4),
+                    0..20,
+                ),
+                1..4,
+            ),
+            per_statement in 1usize..5,
+            chunk in 1usize..64,
+        ) {
+            let mut dump = String::from("-- MariaDB dump 10.19\n");
+            let mut expected = BTreeMap::new();
+            for (index, rows) in tables.iter().enumerate() {
+                let name = format!("t`{index}");
+                dump.push_str(&format!("CREATE TABLE `{}` (\n  `v` text\n);\n", name.replace('`', "``")));
+                expected.insert(name.clone(), rows.len() as u64);
+                for statement in rows.chunks(per_statement) {
+                    let tuples: Vec<String> = statement
+                        .iter()
+                        .map(|values| {
+                            let values: Vec<String> = values.iter().map(|value| escaped(value)).collect();
+                            format!("({})", values.join(","))
+                        })
+                        .collect();
+                    dump.push_str(&format!(
+                        "INSERT INTO `{}` VALUES\n{};\n",
+                        name.replace('`', "``"),
+                        tuples.join(",\n")
+                    ));
+                }
+            }
+            dump.push_str("-- Dump completed on 2026-12-01 14:00:00\n");
+            let counter = count(&dump, chunk);
+            proptest::prop_assert_eq!(&counter.rows, &expected);
+            proptest::prop_assert!(counter.completed());
         }
     }
 
