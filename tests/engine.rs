@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::postgres::{Cluster, PASSWORD};
 use common::{
-    assert_nothing_left, backup, files_under, run, shell, sidecars, sqlite3, write_policy,
+    Tmpfs, assert_nothing_left, backup, files_under, run, shell, sidecars, sqlite3, write_policy,
 };
 
 #[test]
@@ -572,39 +572,6 @@ fn a_run_killed_at_any_point_leaves_only_complete_backups() {
         still.is_empty(),
         "abandoned scratch copies remain: {still:?}"
     );
-}
-
-/// A small tmpfs, unmounted on drop.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` at `path`; `None` where mounting is not permitted (not root).
-    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(path).unwrap();
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(path)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then(|| Tmpfs {
-            path: path.to_owned(),
-        })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
 }
 
 #[test]

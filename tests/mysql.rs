@@ -475,3 +475,49 @@ fn a_mysql_restore_that_fails_part_way_is_rolled_back_from_the_safety_backup() {
     assert!(!log.contains(PASSWORD));
     server.sql("", "DROP DATABASE rollback");
 }
+
+#[test]
+fn a_full_disk_fails_the_mysql_backup_and_keeps_earlier_ones() {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let Some(_tmpfs) = common::Tmpfs::mount(&store, "1m") else {
+        assert!(
+            !common::postgres::running_as_root(),
+            "running as root, mounting a tmpfs must work"
+        );
+        eprintln!("SKIPPED: mounting a tmpfs needs root");
+        return;
+    };
+    let server = server();
+    server.sql("", "DROP DATABASE IF EXISTS full; CREATE DATABASE full");
+    server.sql(
+        "full",
+        "CREATE TABLE t (v blob); INSERT INTO t VALUES (RANDOM_BYTES(1000));",
+    );
+    policy(work.path(), "full", "full", "");
+    let taken = run(work.path(), "full", &["run", "full"]);
+    assert_eq!(taken.code, 0, "{taken:?}");
+    let before = files_under(&store.join("full"));
+    assert_eq!(before.len(), 2, "one backup: data and sidecar");
+
+    // About 3 MB of incompressible bytes: more than the 1 MiB file system holds.
+    server.sql(
+        "full",
+        "INSERT INTO t SELECT RANDOM_BYTES(1024) FROM seq_1_to_3000;",
+    );
+    let result = run(work.path(), "full", &["run", "full"]);
+    assert_eq!(result.code, 1, "{result:?}");
+    assert!(
+        result.stderr.contains("No space left on device"),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(
+        files_under(&store.join("full")),
+        before,
+        "the failed backup left something, or changed the earlier one"
+    );
+    let verified = run(work.path(), "full", &["verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+    server.sql("", "DROP DATABASE full");
+}
