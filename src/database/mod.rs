@@ -17,8 +17,9 @@ pub mod postgres;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -456,4 +457,22 @@ pub fn last_lines(text: &str, count: usize) -> String {
     } else {
         tail
     }
+}
+
+/// Reads a child's output stream to the end, on a thread of its own.
+pub(crate) fn drain(stream: Option<impl Read + Send + 'static>) -> Option<JoinHandle<String>> {
+    stream.map(|mut stream| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = stream.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    })
+}
+
+/// What [`drain`] read (empty if the thread failed).
+pub(crate) fn joined(handle: Option<JoinHandle<String>>) -> String {
+    handle
+        .and_then(|handle| handle.join().ok())
+        .unwrap_or_default()
 }

@@ -203,14 +203,14 @@ impl Connection {
                 program: self.program(CLIENT).display().to_string(),
                 source,
             })?;
-        let stdout = crate::database::postgres::dump::drain(child.stdout.take());
-        let stderr = crate::database::postgres::dump::drain(child.stderr.take());
+        let stdout = crate::database::drain(child.stdout.take());
+        let stderr = crate::database::drain(child.stderr.take());
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(sql.as_bytes());
         }
         let status = child.wait();
-        let stdout = crate::database::postgres::dump::joined(stdout);
-        let stderr = crate::database::postgres::dump::joined(stderr);
+        let stdout = crate::database::joined(stdout);
+        let stderr = crate::database::joined(stderr);
         let status = status.map_err(|source| DumpError::Spawn {
             program: self.program(CLIENT).display().to_string(),
             source,

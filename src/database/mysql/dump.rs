@@ -12,8 +12,7 @@ use std::process::Stdio;
 
 use super::connection::{Connection, DUMPER, client_error, is_connect_failure, last_lines};
 use super::rows::Counter;
-use crate::database::postgres::dump::{drain, joined};
-use crate::database::{Dump, DumpError as Error, Report};
+use crate::database::{Dump, DumpError as Error, Report, drain, joined};
 use crate::policy::spec::MysqlSpec;
 
 /// Size of the chunks the dump is read in.

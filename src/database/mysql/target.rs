@@ -14,10 +14,9 @@ use std::io::BufWriter;
 use std::process::Stdio;
 
 use super::connection::{CLIENT, Connection, last_lines, literal, quote, unhex};
-use crate::database::postgres::dump::{drain, joined};
 use crate::database::{
     Checked, Error, Failed, Target, TargetInfo, TargetPlan, compare_counts, compatibility,
-    created_tables, dropped_tables, table_differences,
+    created_tables, drain, dropped_tables, joined, table_differences,
 };
 use crate::destination::Destination;
 use crate::inventory::{BackupMetadata, BackupRecord};
