@@ -285,6 +285,29 @@ impl Drop for Scratch {
     }
 }
 
+/// A drill's scratch database on a policy's own server, for the kinds that
+/// have one: the databases a killed drill left (`abandoned`, already
+/// dropped) are logged, then `target` is created and marked as the drill's;
+/// if marking fails it is dropped again (only marked databases are ever
+/// dropped as abandoned), and if creating fails nothing of that name is touched.
+pub fn marked_scratch<T: Target + 'static>(
+    policy: &str,
+    abandoned: Vec<String>,
+    target: T,
+    create: impl FnOnce(&T) -> Result<(), Error>,
+    mark: impl FnOnce(&T) -> Result<(), Error>,
+) -> Result<Scratch, Error> {
+    for name in abandoned {
+        tracing::warn!(policy, database = %name, "Dropped a scratch database left by a killed drill.");
+    }
+    create(&target)?;
+    if let Err(error) = mark(&target) {
+        let _ = target.remove();
+        return Err(error);
+    }
+    Ok(Scratch::new(Box::new(target), None))
+}
+
 /// Why a restore could not go ahead or did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
