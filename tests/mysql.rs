@@ -402,6 +402,21 @@ fn the_mysql_password_is_never_in_argv_output_state_or_sidecars() {
     let restored = run(&["restore", "canary", "--to", "canary_copy", "--yes"]);
     assert_eq!(restored.code, 0, "{restored:?}");
     assert!(!restored.stdout.contains(PASSWORD) && !restored.stderr.contains(PASSWORD));
+    // Into a URL that holds the password, given as a reference.
+    let url_file = secrets.path().join("restore-url");
+    std::fs::write(
+        &url_file,
+        format!(
+            "mysql://app:{PASSWORD}@127.0.0.1:{}/canary_url",
+            server().port
+        ),
+    )
+    .unwrap();
+    let to = format!("${{file:{}}}", url_file.display());
+    let by_url = run(&["restore", "canary", "--to", &to, "--yes"]);
+    assert_eq!(by_url.code, 0, "{by_url:?}");
+    assert!(!by_url.stdout.contains(PASSWORD) && !by_url.stderr.contains(PASSWORD));
+    assert_eq!(server().contents("canary_url"), server().contents("canary"));
     for (path, bytes) in files_under(work.path()) {
         assert!(
             !String::from_utf8_lossy(&bytes).contains(PASSWORD),
@@ -409,7 +424,10 @@ fn the_mysql_password_is_never_in_argv_output_state_or_sidecars() {
             path.display()
         );
     }
-    server().sql("", "DROP DATABASE canary; DROP DATABASE canary_copy");
+    server().sql(
+        "",
+        "DROP DATABASE canary; DROP DATABASE canary_copy; DROP DATABASE canary_url",
+    );
 }
 
 #[test]
