@@ -27,6 +27,10 @@ pub enum Error {
     Encrypt(String),
     #[error("cannot decrypt: {0}")]
     Decrypt(String),
+    #[error(
+        "it is encrypted and no identity was given: set `encryption.age.identity` in the policy or pass `--identity FILE`"
+    )]
+    NoIdentity,
 }
 
 /// How data is compressed before it is stored.
@@ -55,11 +59,30 @@ impl Compression {
         extension(self.name())
     }
 
+    /// What a policy's `compression` asks for.
+    pub fn from_spec(spec: &crate::policy::spec::CompressionSpec) -> Compression {
+        use crate::policy::spec::CompressionSpec;
+        match spec {
+            CompressionSpec::Gzip(gzip) => Compression::Gzip { level: gzip.level },
+            CompressionSpec::Zstd(zstd) => Compression::Zstd { level: zstd.level },
+            CompressionSpec::None(_) => Compression::None,
+        }
+    }
+
+    /// For people: `gzip level 6`, `zstd level 3`, `none`.
+    pub fn describe(self) -> String {
+        match self {
+            Compression::Gzip { level } => format!("gzip level {level}"),
+            Compression::Zstd { level } => format!("zstd level {level}"),
+            Compression::None => "none".to_owned(),
+        }
+    }
+
     /// A compressor on every core that writes into `output`.
     pub fn compressor<W: Write + Send + 'static>(
         self,
         output: W,
-    ) -> Result<Box<dyn Compressor>, Error> {
+    ) -> Result<Box<dyn Compressor<W>>, Error> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         match self {
             Compression::Gzip { level } => {
@@ -97,19 +120,17 @@ pub fn extension(name: &str) -> &'static str {
 }
 
 /// A compressor's input. [`Compressor::finish`] writes the end of the
-/// stream; after a failed write it must not be called (the compressor has
-/// shut down).
-pub trait Compressor: Write + Send {
-    fn finish(self: Box<Self>) -> io::Result<()>;
+/// stream and gives the output back; after a failed write it must not be
+/// called (the compressor has shut down).
+pub trait Compressor<W>: Write + Send {
+    fn finish(self: Box<Self>) -> io::Result<W>;
 }
 
-impl<W: Write + Send + 'static> Compressor
+impl<W: Write + Send + 'static> Compressor<W>
     for gzp::par::compress::ParCompress<'static, gzp::deflate::Gzip, W>
 {
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
-        gzp::ZWriter::finish(&mut *self)
-            .map(drop)
-            .map_err(|error| io::Error::other(error.to_string()))
+    fn finish(mut self: Box<Self>) -> io::Result<W> {
+        gzp::ZWriter::finish(&mut *self).map_err(|error| io::Error::other(error.to_string()))
     }
 }
 
@@ -128,11 +149,11 @@ impl<W: Write> Write for ZstdCompressor<W> {
     }
 }
 
-impl<W: Write + Send> Compressor for ZstdCompressor<W> {
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
+impl<W: Write + Send> Compressor<W> for ZstdCompressor<W> {
+    fn finish(mut self: Box<Self>) -> io::Result<W> {
         match self.0.take() {
-            Some(encoder) => encoder.finish().and_then(|mut output| output.flush()),
-            None => Ok(()),
+            Some(encoder) => encoder.finish(),
+            None => Err(io::Error::other("the compressor has finished")),
         }
     }
 }
@@ -149,10 +170,156 @@ impl<W: Write> Write for Plain<W> {
     }
 }
 
-impl<W: Write + Send> Compressor for Plain<W> {
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
-        self.0.flush()
+impl<W: Write + Send> Compressor<W> for Plain<W> {
+    fn finish(mut self: Box<Self>) -> io::Result<W> {
+        self.0.flush()?;
+        Ok(self.0)
     }
+}
+
+/// Where compressed bytes go before they are stored: as they are, or
+/// through an age stream.
+pub enum Sealed<W: Write> {
+    Plain(W),
+    Age(Box<age::stream::StreamWriter<W>>),
+}
+
+impl<W: Write> Sealed<W> {
+    /// `output` itself, or an age stream into it when `recipients` are given.
+    pub fn new(recipients: Option<&Recipients>, output: W) -> Result<Sealed<W>, Error> {
+        Ok(match recipients {
+            None => Sealed::Plain(output),
+            Some(recipients) => Sealed::Age(Box::new(recipients.encryptor(output)?)),
+        })
+    }
+
+    /// Writes the end of the age stream (its last chunk) and flushes.
+    pub fn finish(self) -> io::Result<W> {
+        let mut output = match self {
+            Sealed::Plain(output) => output,
+            Sealed::Age(writer) => writer.finish()?,
+        };
+        output.flush()?;
+        Ok(output)
+    }
+}
+
+impl<W: Write> Write for Sealed<W> {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        match self {
+            Sealed::Plain(output) => output.write(buffer),
+            Sealed::Age(writer) => writer.write(buffer),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sealed::Plain(output) => output.flush(),
+            // An age stream writes whole chunks only; the last one at `finish`.
+            Sealed::Age(_) => Ok(()),
+        }
+    }
+}
+
+/// The identities this process may decrypt with, by policy: registered by
+/// the command that needs them (from `--identity FILE` or the policy's
+/// `encryption.age.identity`) and read by whatever decodes a backup of that
+/// policy (verify, restore, drills). Kept as the key text, parsed when used;
+/// never printed.
+pub mod keys {
+    use std::collections::BTreeMap;
+    use std::sync::{Mutex, PoisonError};
+
+    use age::secrecy::{ExposeSecret as _, SecretString};
+
+    use super::{Error, Identities};
+
+    static KEYS: Mutex<BTreeMap<String, (String, SecretString)>> = Mutex::new(BTreeMap::new());
+
+    /// Registers `text` (an identity file's contents, from `what`) for
+    /// `policy`'s backups, after checking that it holds a key.
+    pub fn provide(policy: &str, what: &str, text: SecretString) -> Result<(), Error> {
+        Identities::parse(text.expose_secret(), what)?;
+        KEYS.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(policy.to_owned(), (what.to_owned(), text));
+        Ok(())
+    }
+
+    /// Registers the identity for `policy`'s backups: the file `given` on
+    /// the command line, else the policy's `encryption.age.identity`
+    /// reference, resolved. Whether there was one.
+    pub fn load(
+        policy: &crate::policy::Policy,
+        given: Option<&std::path::Path>,
+    ) -> Result<bool, Error> {
+        if let Some(path) = given {
+            let what = path.display().to_string();
+            let text = crate::bounded::read_capped(
+                std::fs::File::open(path).map_err(|error| Error::Identity {
+                    what: what.clone(),
+                    reason: error.to_string(),
+                })?,
+                crate::bounded::RECORD_LIMIT,
+            )
+            .map_err(|error| Error::Identity {
+                what: what.clone(),
+                reason: error.to_string(),
+            })?;
+            let text = String::from_utf8(text).map_err(|_| Error::Identity {
+                what: what.clone(),
+                reason: "it is not text".to_owned(),
+            })?;
+            provide(&policy.name, &what, SecretString::from(text))?;
+            return Ok(true);
+        }
+        let Some(crate::policy::spec::EncryptionSpec::Age(age)) = &policy.encryption else {
+            return Ok(false);
+        };
+        let Some(reference) = &age.identity else {
+            return Ok(false);
+        };
+        let what = format!("the identity of policy `{}`", policy.name);
+        let secret = crate::policy::secret::Template::parse(reference)
+            .and_then(|template| template.resolve())
+            .map_err(|error| Error::Identity {
+                what: what.clone(),
+                reason: error.to_string(),
+            })?;
+        provide(
+            &policy.name,
+            &what,
+            SecretString::from(secret.expose().to_owned()),
+        )?;
+        Ok(true)
+    }
+
+    /// The identities registered for `policy`, if any.
+    pub fn for_policy(policy: &str) -> Option<Result<Identities, Error>> {
+        let keys = KEYS.lock().unwrap_or_else(PoisonError::into_inner);
+        let (what, text) = keys.get(policy)?;
+        Some(Identities::parse(text.expose_secret(), what))
+    }
+}
+
+/// A reader of the bytes a stored stream holds: decrypted with `identities`
+/// when `encrypted`, then decompressed with `compression` (a sidecar's name).
+/// Damage is found where it is (a read error), so a caller reads to the end
+/// before it trusts any of it.
+pub fn decoder<'a>(
+    reader: impl Read + 'a,
+    compression: &str,
+    encrypted: bool,
+    identities: Option<&Identities>,
+) -> Result<Box<dyn Read + 'a>, Error> {
+    if !is_known(compression) {
+        return Err(Error::UnknownCompression(compression.to_owned()));
+    }
+    if !encrypted {
+        return decompressor(compression, reader);
+    }
+    let identities = identities.ok_or(Error::NoIdentity)?;
+    decompressor(compression, identities.decryptor(reader)?)
 }
 
 /// A reader of what `reader` holds compressed with `name` (a sidecar's
@@ -353,7 +520,7 @@ mod tests {
             .compressor(Shared(std::sync::Arc::clone(&stored)))
             .unwrap();
         compressor.write_all(data).unwrap();
-        compressor.finish().unwrap();
+        compressor.finish().unwrap().flush().unwrap();
         let stored = stored.lock().unwrap().clone();
         let mut decoded = Vec::new();
         decompressor(compression.name(), stored.as_slice())

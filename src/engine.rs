@@ -1,4 +1,5 @@
-//! Taking one backup: source → gzip (on every core) → SHA-256 → every destination.
+//! Taking one backup: source → gzip or zstd (on every core) → age (when the
+//! policy encrypts) → SHA-256 → every destination.
 //!
 //! One pass, streamed: memory stays flat whatever the database size. The
 //! commit protocol is the same on every destination: data to a temporary
@@ -15,17 +16,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use gzp::deflate::Gzip;
-use gzp::par::compress::{ParCompress, ParCompressBuilder};
-use gzp::{Compression, ZWriter as _};
 use sha2::{Digest as _, Sha256};
 
+use crate::codec;
 use crate::database::{self, Database, Dump, DumpError};
 use crate::destination::{self, Destination, Upload};
-use crate::inventory::metadata::{Artifact, BackupMetadata, FORMAT_VERSION, SourceInfo, hex};
+use crate::inventory::metadata::{
+    Artifact, BackupMetadata, Encryption, FORMAT_VERSION, SourceInfo, hex,
+};
 use crate::inventory::{self, base_id, names};
 use crate::policy::Policy;
-use crate::policy::spec::CompressionSpec;
+use crate::policy::spec::EncryptionSpec;
 
 /// Why a backup failed as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,8 @@ pub enum Error {
     Source(#[from] DumpError),
     #[error("compression failed: {0}")]
     Compression(String),
+    #[error("encryption failed: {0}")]
+    Encryption(String),
     #[error("no destination could be written: {0}")]
     NoDestination(String),
 }
@@ -133,7 +136,19 @@ fn take(
     tags: &[String],
 ) -> Result<(BackupMetadata, Vec<Stored>), Error> {
     let id = claim.id.clone();
-    let name = names::artifact(&id, database.format(), ".gz");
+    let compression = codec::Compression::from_spec(&policy.compression);
+    let recipients = match &policy.encryption {
+        Some(EncryptionSpec::Age(age)) => Some(
+            codec::Recipients::parse(&age.recipients)
+                .map_err(|error| Error::Encryption(error.to_string()))?,
+        ),
+        None => None,
+    };
+    let name = names::artifact(
+        &id,
+        database.format(),
+        &codec::suffix(compression.name(), recipients.is_some()),
+    );
 
     let mut failed = Vec::new();
     let mut uploads = Vec::new();
@@ -167,13 +182,12 @@ fn take(
         hasher: Sha256::new(),
         written: 0,
     }));
-    let CompressionSpec::Gzip(gzip) = &policy.compression;
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let compressor: ParCompress<Gzip, SharedTee> = ParCompressBuilder::new()
-        .num_threads(threads)
-        .map_err(|error| Error::Compression(error.to_string()))?
-        .compression_level(Compression::new(gzip.level))
-        .from_writer(SharedTee(Arc::clone(&tee)));
+    // dump → compress (every core) → encrypt → hash and store.
+    let sealed = codec::Sealed::new(recipients.as_ref(), SharedTee(Arc::clone(&tee)))
+        .map_err(|error| Error::Encryption(error.to_string()))?;
+    let compressor = compression
+        .compressor(sealed)
+        .map_err(|error| Error::Compression(error.to_string()))?;
     let mut input = Counting {
         inner: compressor,
         read: 0,
@@ -183,21 +197,32 @@ fn take(
         broken: false,
     };
     let dumped = dump.dump(&mut input);
-    let read = input.read;
+    // The progress handle and the output go with `input`, so both can be taken back.
+    let Counting {
+        inner,
+        read,
+        broken,
+        tee: counted,
+        ..
+    } = input;
+    drop(counted);
     // After a failed write the compressor has already shut down; finishing it again would panic.
-    let finished = if input.broken {
+    let finished = if broken {
+        drop(inner);
         Err(Error::Compression(
             "the compressed stream broke off".to_owned(),
         ))
     } else {
-        input
-            .inner
+        inner
             .finish()
-            .map(drop)
             .map_err(|error| Error::Compression(error.to_string()))
+            .and_then(|sealed| {
+                sealed
+                    .finish()
+                    .map(drop)
+                    .map_err(|error| Error::Encryption(error.to_string()))
+            })
     };
-    // Release the progress handle on the output too, so it can be taken back.
-    drop(input);
     let mut tee = Arc::try_unwrap(tee)
         .map_err(|_| Error::Compression("the compressor kept its output".to_owned()))?
         .into_inner()
@@ -224,9 +249,13 @@ fn take(
             name: name.clone(),
             size: tee.written,
             sha256,
-            compression: "gzip".to_owned(),
+            compression: compression.name().to_owned(),
             uncompressed_size: read,
         },
+        encryption: recipients.as_ref().map(|recipients| Encryption {
+            method: "age".to_owned(),
+            recipients: recipients.fingerprints().to_vec(),
+        }),
         format: Some(database.format().to_owned()),
         parts: Vec::new(),
         source: SourceInfo {

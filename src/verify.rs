@@ -9,7 +9,6 @@
 
 use std::io::{self, Read, Write};
 
-use flate2::read::GzDecoder;
 use sha2::{Digest as _, Sha256};
 
 use crate::database::Database;
@@ -33,6 +32,13 @@ pub enum Problem {
     ChecksumMismatch { expected: String, actual: String },
     #[error("the gzip stream is damaged: {0}")]
     Gzip(String),
+    /// A stream of another compression (`zstd`) that does not decode.
+    #[error("the {compression} stream is damaged: {reason}")]
+    Decode { compression: String, reason: String },
+    /// An encrypted backup that cannot be decrypted: no identity, the wrong
+    /// one, or damage inside the age stream.
+    #[error("cannot decrypt: {0}")]
+    Decrypt(String),
     #[error("cannot read the data: {0}")]
     Read(String),
     #[error("the data is not restorable: {0}")]
@@ -42,14 +48,32 @@ pub enum Problem {
     Write(String),
 }
 
-/// Reads `record`'s data (every part) from `destination` and checks it against its sidecar.
-pub fn verify(destination: &dyn Destination, record: &BackupRecord) -> Result<(), Problem> {
+/// How much of a backup [`verify`] could check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// Stored bytes and the decoded stream.
+    Whole,
+    /// An encrypted backup without an identity to decrypt it with: the
+    /// stored bytes only (size and SHA-256, which cover the ciphertext).
+    StoredOnly,
+}
+
+/// Reads `record`'s data (every part) from `destination` and checks it
+/// against its sidecar: decoded end to end, or for an encrypted backup
+/// without an identity registered ([`crate::codec::keys`]), the stored bytes.
+pub fn verify(destination: &dyn Destination, record: &BackupRecord) -> Result<Verified, Problem> {
+    if record.metadata.encryption.is_some()
+        && crate::codec::keys::for_policy(&record.metadata.policy).is_none()
+    {
+        verify_stored(destination, record)?;
+        return Ok(Verified::StoredOnly);
+    }
     check_sidecar(destination, &record.metadata)?;
     for object in record.metadata.objects() {
         let reader = open_object(destination, record, object)?;
-        verify_stream(reader, object, &mut io::sink())?;
+        verify_stream(reader, &record.metadata, object, &mut io::sink())?;
     }
-    Ok(())
+    Ok(Verified::Whole)
 }
 
 /// Checks that the stored bytes of `record` are the ones its (re-read,
@@ -169,13 +193,89 @@ pub fn verify_restorable(
     database.check_restorable(destination, record)
 }
 
-/// `record`'s data from `destination`, decompressed, unchecked (for reading
-/// its head only; [`verify_into`] checks the whole stream).
+/// `record`'s data from `destination`, decrypted and decompressed,
+/// unchecked (for reading its head only; [`verify_into`] checks the whole stream).
 pub fn open_decoded(
     destination: &dyn Destination,
     record: &BackupRecord,
-) -> Result<impl Read, Problem> {
-    Ok(GzDecoder::new(open_data(destination, record)?))
+) -> Result<Box<dyn Read>, Problem> {
+    let metadata = &record.metadata;
+    let identities = identities(metadata)?;
+    crate::codec::decoder(
+        open_data(destination, record)?,
+        &metadata.artifact.compression,
+        metadata.encryption.is_some(),
+        identities.as_ref(),
+    )
+    .map_err(|error| decode_problem(&metadata.artifact.compression, error))
+}
+
+/// That `record`'s data can be decoded here at all (a known codec, and for
+/// an encrypted backup, an identity that opens it): its first bytes are
+/// read, before a restore touches anything.
+pub fn check_decodable(
+    destination: &dyn Destination,
+    record: &BackupRecord,
+) -> Result<(), Problem> {
+    let mut head = [0_u8; 1];
+    open_decoded(destination, record)?
+        .read(&mut head)
+        .map(drop)
+        .map_err(|error| {
+            read_problem(
+                record.metadata.encryption.is_some(),
+                &record.metadata.artifact.compression,
+                error,
+            )
+        })
+}
+
+/// The identities to decrypt `metadata`'s backup with, when it is encrypted.
+fn identities(metadata: &BackupMetadata) -> Result<Option<crate::codec::Identities>, Problem> {
+    if metadata.encryption.is_none() {
+        return Ok(None);
+    }
+    match crate::codec::keys::for_policy(&metadata.policy) {
+        None => Err(Problem::Decrypt(
+            crate::codec::Error::NoIdentity.to_string(),
+        )),
+        Some(parsed) => parsed
+            .map(Some)
+            .map_err(|error| Problem::Decrypt(error.to_string())),
+    }
+}
+
+/// The problem for a codec that cannot start on a stream.
+fn decode_problem(compression: &str, error: crate::codec::Error) -> Problem {
+    use crate::codec::Error;
+    match error {
+        Error::Decrypt(_) | Error::NoIdentity | Error::Identity { .. } => {
+            Problem::Decrypt(error.to_string())
+        }
+        Error::UnknownCompression(_) => Problem::Unrestorable(error.to_string()),
+        error => Problem::Decode {
+            compression: compression.to_owned(),
+            reason: error.to_string(),
+        },
+    }
+}
+
+/// The problem for a read of a decoded stream that failed: damage inside
+/// the age stream, or in the compressed one.
+fn read_problem(encrypted: bool, compression: &str, error: io::Error) -> Problem {
+    let reason = error.to_string();
+    if encrypted
+        && (reason.contains("chunk") || reason.contains("decrypt") || reason.contains("age"))
+    {
+        return Problem::Decrypt(format!("the age stream is damaged: {reason}"));
+    }
+    match compression {
+        "gzip" => Problem::Gzip(reason),
+        _ => Problem::Decode {
+            compression: compression.to_owned(),
+            reason,
+        },
+    }
 }
 
 /// Streams `record`'s data from `destination`, decompressed, into `sink`,
@@ -187,23 +287,29 @@ pub fn verify_into(
     sink: &mut dyn Write,
 ) -> Result<(), Problem> {
     let reader = open_data(destination, record)?;
-    verify_stream(reader, &record.metadata.artifact, sink)
+    verify_stream(reader, &record.metadata, &record.metadata.artifact, sink)
 }
 
-/// Like [`verify_into`], from a reader of the stored (compressed) bytes of
-/// `artifact` (the backup's data, or one of its parts).
+/// Like [`verify_into`], from a reader of the stored (compressed, maybe
+/// encrypted) bytes of `artifact` (the backup's data, or one of its parts).
 pub fn verify_stream(
     reader: impl Read,
+    metadata: &BackupMetadata,
     artifact: &Artifact,
     sink: &mut dyn Write,
 ) -> Result<(), Problem> {
+    let identities = identities(metadata)?;
+    let encrypted = metadata.encryption.is_some();
+    let compression = artifact.compression.as_str();
     let mut hashing = Hashing {
         inner: reader,
         hasher: Sha256::new(),
         bytes: 0,
         failed: None,
     };
-    let mut decoder = GzDecoder::new(&mut hashing);
+    let mut decoder =
+        crate::codec::decoder(&mut hashing, compression, encrypted, identities.as_ref())
+            .map_err(|error| decode_problem(compression, error))?;
     let mut buffer = vec![0_u8; CHUNK];
     let mut decoded: u64 = 0;
     let mut decode_error = None;
@@ -217,7 +323,7 @@ pub fn verify_stream(
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => {
-                decode_error = Some(error.to_string());
+                decode_error = Some(error);
                 break;
             }
         }
@@ -230,14 +336,18 @@ pub fn verify_stream(
     }
     compare(&hashing, artifact)?;
     if let Some(error) = decode_error {
-        return Err(Problem::Gzip(error));
+        return Err(read_problem(encrypted, compression, error));
     }
     // 0: not recorded (a sidecar written by another tool).
     if artifact.uncompressed_size != 0 && decoded != artifact.uncompressed_size {
-        return Err(Problem::Gzip(format!(
-            "it decompresses to {decoded} bytes, the sidecar says {}",
-            artifact.uncompressed_size
-        )));
+        return Err(read_problem(
+            false,
+            compression,
+            io::Error::other(format!(
+                "it decompresses to {decoded} bytes, the sidecar says {}",
+                artifact.uncompressed_size
+            )),
+        ));
     }
     sink.flush()
         .map_err(|error| Problem::Write(error.to_string()))?;

@@ -1382,3 +1382,81 @@ fn restore_memory_stays_flat() {
         "peak memory {kilobytes} KiB restoring a 64 MiB database"
     );
 }
+
+/// zstd and age on PostgreSQL: the dump goes through `pg_restore --list`
+/// decrypted, restores decrypt with the policy's identity (also in parallel
+/// from a local decoded copy) and a drill does too; the safety backup is
+/// encrypted like every backup of the policy.
+#[test]
+fn postgres_zstd_and_age_backups_restore_in_one_pass_and_in_parallel() {
+    let cluster = Cluster::start();
+    pg_setup(&cluster, "app");
+    let work = tempfile::tempdir().unwrap();
+    let key = work.path().join("key.txt");
+    let generated = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{generated:?}");
+    let public = String::from_utf8(
+        Command::new("age-keygen")
+            .arg("-y")
+            .arg(&key)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    pg_policy(&cluster, work.path(), None);
+    let policy = work.path().join("app.yaml");
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str(&format!(
+        "  compression:\n    zstd: {{level: 3}}\n  encryption:\n    age:\n      recipients: [{}]\n      identity: ${{file:{}}}\n",
+        public.trim(),
+        key.display()
+    ));
+    std::fs::write(&policy, text).unwrap();
+    let taken = pg_run(work.path(), &["run", "app"]);
+    assert_eq!(taken.code, 0, "{taken:?}");
+    let at_backup = pg_contents(&cluster, "app");
+    let sidecar = sidecars(&work.path().join("store"))
+        .into_iter()
+        .find(|sidecar| sidecar["id"].is_string())
+        .unwrap();
+    assert!(
+        sidecar["artifact"]["name"]
+            .as_str()
+            .unwrap()
+            .ends_with(".pgdump.zst.age"),
+        "{sidecar}"
+    );
+    pg_change(&cluster, "app");
+
+    let dry = pg_run(work.path(), &["restore", "app", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    let restored = pg_run(work.path(), &["restore", "app", "--yes"]);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    let mut now = pg_contents(&cluster, "app");
+    now.remove("public.extra");
+    assert_eq!(now, at_backup);
+    let safety = sidecars(&work.path().join("store"))
+        .into_iter()
+        .find(|sidecar| {
+            sidecar["tags"]
+                .as_array()
+                .is_some_and(|tags| tags.iter().any(|tag| tag == "pre-restore"))
+        })
+        .unwrap();
+    assert_eq!(safety["encryption"]["method"], "age", "{safety}");
+
+    let parallel = pg_run(
+        work.path(),
+        &["restore", "app", "--to", "parallel", "--jobs", "2", "--yes"],
+    );
+    assert_eq!(parallel.code, 0, "{parallel:?}");
+    let drill = pg_run(work.path(), &["verify", "--restore-test"]);
+    assert_eq!(drill.code, 0, "{drill:?}");
+    let decrypted = pg_run(work.path(), &["verify", "--decrypt"]);
+    assert_eq!(decrypted.code, 0, "{decrypted:?}");
+}

@@ -46,6 +46,10 @@ pub struct RestoreArgs {
     /// `5m`, `1h`, or `0` to wait for ever. What it waits for is shown while it waits.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
     pub lock_timeout: std::time::Duration,
+    /// The age identity file (or SSH private key) an encrypted backup is
+    /// decrypted with. Default: the policy's `encryption.age.identity`.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<std::path::PathBuf>,
 }
 
 /// `30s`, `5m`, `1h`, or a number of seconds.
@@ -91,6 +95,10 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
         Ok(mut policies) => policies.remove(0),
         Err(status) => return Ok(status),
     };
+    if let Err(error) = crate::codec::keys::load(&policy, args.identity.as_deref()) {
+        stderrln!("error: {error}");
+        return Ok(ExitStatus::Usage);
+    }
     let state = global.state();
     // Apply and prune wait while a backup of this policy is being restored.
     let _lock = match state.lock(&policy.name) {

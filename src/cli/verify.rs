@@ -21,6 +21,14 @@ pub struct VerifyArgs {
     /// check it against its metadata, drop the scratch target, and keep a JSON evidence record.
     #[arg(long)]
     pub restore_test: bool,
+    /// Also decrypt encrypted backups and check what they hold (without it,
+    /// their stored bytes are checked: size and SHA-256). The key comes from
+    /// --identity or the policy's `encryption.age.identity`.
+    #[arg(long)]
+    pub decrypt: bool,
+    /// The age identity file (or SSH private key) to decrypt with.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<std::path::PathBuf>,
 }
 
 pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitStatus> {
@@ -37,6 +45,25 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitStatus>
     let (mut checked, mut ok, mut failed, mut unreadable, mut errors) =
         (0_usize, 0_usize, 0_usize, 0_usize, 0_usize);
     for policy in &policies {
+        if args.decrypt || args.identity.is_some() {
+            match crate::codec::keys::load(policy, args.identity.as_deref()) {
+                Err(error) => {
+                    stderrln!("error: {}: {error}", policy.name);
+                    errors += 1;
+                    continue;
+                }
+                Ok(false) if policy.encryption.is_some() => {
+                    stderrln!(
+                        "error: {}: --decrypt needs a key: {}",
+                        policy.name,
+                        crate::codec::Error::NoIdentity
+                    );
+                    errors += 1;
+                    continue;
+                }
+                Ok(_) => {}
+            }
+        }
         for spec in &policy.destinations {
             let location = destination::describe(spec);
             let opened = destination::open(spec);
@@ -74,10 +101,16 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitStatus>
                 }
                 checked += 1;
                 match crate::verify::verify(destination.as_ref(), record) {
-                    Ok(()) => {
+                    Ok(verified) => {
                         ok += 1;
+                        let how = match verified {
+                            crate::verify::Verified::Whole => "",
+                            crate::verify::Verified::StoredOnly => {
+                                " (encrypted: stored bytes checked; --decrypt checks the contents)"
+                            }
+                        };
                         stdoutln!(
-                            "ok      {} {} on {location}",
+                            "ok      {} {} on {location}{how}",
                             policy.name,
                             record.metadata.id
                         );
@@ -129,6 +162,13 @@ fn restore_test(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitSt
     let mut locked = 0;
     let mut unusable = 0;
     for policy in &policies {
+        if let Some(identity) = &args.identity
+            && let Err(error) = crate::codec::keys::load(policy, Some(identity))
+        {
+            stderrln!("error: {}: {error}", policy.name);
+            unusable += 1;
+            continue;
+        }
         // The backup must not be pruned while it is restored.
         let _lock = match state.lock(&policy.name) {
             Ok(lock) => lock,

@@ -41,6 +41,11 @@ pub struct BackupMetadata {
     /// verified and pruned like `artifact`. Absent for a backup of one object.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<Artifact>,
+    /// Client-side encryption of the stored bytes (of every part), after
+    /// compression: the SHA-256 and size are of the encrypted bytes, so
+    /// integrity is checked without a key. Absent when not encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
     /// What was backed up.
     pub source: SourceInfo,
     /// Version of backup that took it.
@@ -254,12 +259,23 @@ pub struct Artifact {
     pub size: u64,
     /// SHA-256 of the stored bytes, lowercase hex; `sha256sum` prints the same.
     pub sha256: String,
-    /// Compression of the stored bytes: `gzip`.
+    /// Compression of the stored bytes: `gzip`, `zstd` or `none`.
     pub compression: String,
     /// Size in bytes before compression; absent (0) when unknown, as in
     /// sidecars written by other tools, and then not checked.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub uncompressed_size: u64,
+}
+
+/// How a backup's stored bytes are encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Encryption {
+    /// `age` (age-encryption.org; `age -d -i KEY` decrypts).
+    pub method: String,
+    /// Which keys can decrypt: per recipient, `sha256:` and the first 16 hex
+    /// digits of the SHA-256 of its public key as the policy writes it.
+    /// Never a key.
+    pub recipients: Vec<String>,
 }
 
 /// What was backed up, and what a restore must find again.

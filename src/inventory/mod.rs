@@ -352,7 +352,7 @@ pub fn read_listed(
         if let Some(kind) = irregular {
             // A sub-folder (`wal/`) is listed on its own.
             let known = names::is_sub_folder(name) && *kind == "a folder";
-            if !(known || (names::is_json(name) && id.is_some())) {
+            if !(known || names::is_json(name) && id.is_some()) {
                 listing.unexpected.push((
                     name.clone(),
                     format!("it is {kind}, not a file; left as is"),

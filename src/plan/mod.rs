@@ -140,6 +140,9 @@ pub struct PolicyPlan {
     pub backups: usize,
     /// The newest complete backup, if any.
     pub newest: Option<String>,
+    /// How new backups are stored: `gzip level 6`, `zstd level 3, age to 2 recipients`.
+    #[serde(default)]
+    pub codec: String,
     /// Every backup retention keeps (newest first), the planned one included.
     pub kept: Vec<Kept>,
     /// The plan would prune more than half of the policy's backups; `apply`
@@ -153,6 +156,23 @@ pub struct PolicyPlan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<String>,
 }
+
+/// The codec of `policy`'s new backups, for people.
+pub fn codec(policy: &Policy) -> String {
+    let compression = crate::codec::Compression::from_spec(&policy.compression).describe();
+    match &policy.encryption {
+        None => compression,
+        Some(crate::policy::spec::EncryptionSpec::Age(age)) => format!(
+            "{compression}, age to {} recipient{}",
+            age.recipients.len(),
+            if age.recipients.len() == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+/// The codec every policy had before there was a choice: not repeated in
+/// the text plan.
+pub const DEFAULT_CODEC: &str = "gzip level 6";
 
 /// The crontab as found, given to [`compute`].
 #[derive(Debug, Clone)]
@@ -476,6 +496,7 @@ fn plan_policy(
         file: policy.file.display().to_string(),
         backups: 0,
         newest: None,
+        codec: codec(policy),
         kept: Vec::new(),
         mass_delete: false,
         warnings: Vec::new(),

@@ -43,9 +43,14 @@ pub fn render(plan: &Plan, options: Options) -> String {
                 )
             },
         );
+        let codec = if policy.codec == super::DEFAULT_CODEC {
+            String::new()
+        } else {
+            format!("; stored as {}", policy.codec)
+        };
         let _ = writeln!(
             out,
-            "{} ({}): {newest}",
+            "{} ({}): {newest}{codec}",
             paint(color, "1", &policy.name),
             policy.file
         );

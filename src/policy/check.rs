@@ -46,7 +46,7 @@ const HORIZON_YEARS: u32 = 5;
 
 /// The fields whose text may hold `${env:…}` and `${file:…}` references
 /// (`[]` stands for any list index, `*` for any key).
-const REFERENCE_FIELDS: [&str; 20] = [
+const REFERENCE_FIELDS: [&str; 21] = [
     "spec.source.postgres.url",
     "spec.source.postgres.host",
     "spec.source.postgres.user",
@@ -67,10 +67,11 @@ const REFERENCE_FIELDS: [&str; 20] = [
     "spec.notify.email.smtp.username",
     "spec.notify.email.smtp.password",
     "spec.notify.healthchecks.url",
+    "spec.encryption.age.identity",
 ];
 
 /// The fields whose literal text may be a secret: shown masked in snippets.
-pub(super) const SECRET_FIELDS: [&str; 10] = [
+pub(super) const SECRET_FIELDS: [&str; 11] = [
     "spec.source.postgres.url",
     "spec.source.postgres.password",
     "spec.source.mysql.url",
@@ -81,6 +82,7 @@ pub(super) const SECRET_FIELDS: [&str; 10] = [
     "spec.notify.webhook.headers.*",
     "spec.notify.email.smtp.password",
     "spec.notify.healthchecks.url",
+    "spec.encryption.age.identity",
 ];
 
 /// Whether `field` (with `[]` for list indexes) matches one of `patterns`.
@@ -354,6 +356,9 @@ impl Checker<'_> {
             );
         }
         let document = document?;
+        if let Some(super::spec::EncryptionSpec::Age(age)) = &document.spec.encryption {
+            self.check_age(age);
+        }
         if self.error_count() > errors_before {
             return None;
         }
@@ -369,6 +374,7 @@ impl Checker<'_> {
             retention: retention?,
             destinations,
             compression: document.spec.compression.clone(),
+            encryption: document.spec.encryption.clone(),
             notify: document.spec.notify.clone(),
             restore_test,
             health: document.spec.health.clone(),
@@ -892,6 +898,31 @@ impl Checker<'_> {
                     "${env:SMTP_PASSWORD}",
                 );
             }
+        }
+    }
+
+    /// Recipients must be public keys this version can encrypt to; the
+    /// identity, a private key, only ever a reference (the policy lives in git).
+    fn check_age(&mut self, age: &super::spec::AgeSpec) {
+        for (index, recipient) in age.recipients.iter().enumerate() {
+            if let Err(error) = crate::codec::Recipients::parse(std::slice::from_ref(recipient)) {
+                self.error(
+                    "invalid-value",
+                    &format!("/spec/encryption/age/recipients/{index}"),
+                    error.to_string(),
+                    "give the public key `age-keygen -y KEY` prints (age1…), or an SSH public key (ssh-ed25519 …)",
+                );
+            }
+        }
+        if let Some(identity) = &age.identity
+            && Template::parse(identity).is_ok_and(|template| !template.has_references())
+        {
+            self.error(
+                "literal-secret",
+                "/spec/encryption/age/identity",
+                "the identity is a private key and must not be written into the policy",
+                "reference the key file instead: `${file:/etc/backup/age.key}` (mode 0600), or `${env:BACKUP_AGE_IDENTITY}`",
+            );
         }
     }
 

@@ -48,6 +48,7 @@ pub struct Policy {
     /// The destinations, local paths made absolute and S3 prefixes ending in `/`.
     pub destinations: Vec<DestinationSpec>,
     pub compression: CompressionSpec,
+    pub encryption: Option<spec::EncryptionSpec>,
     pub notify: Option<NotifySpec>,
     /// When restore drills are due (`verify.restore-test`), in the schedule's time zone.
     pub restore_test: Option<Schedule>,

@@ -123,6 +123,11 @@ pub fn run(policy: &Policy, backup: Option<&str>) -> Evidence {
 }
 
 fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Result<(), String> {
+    // An encrypted policy's drill decrypts with the policy's identity,
+    // unless the command was given one.
+    if crate::codec::keys::for_policy(&policy.name).is_none() {
+        crate::codec::keys::load(policy, None).map_err(|error| error.to_string())?;
+    }
     let request = Request {
         backup: backup.map_or(Choice::Latest, |id| Choice::Id(id.to_owned())),
         from: None,

@@ -285,12 +285,16 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
     // The backup's table of contents, where its kind has one: what the
     // restore drops, creates and keeps.
     let mut listing = None;
+    // The ids tried, to name the backup when the newest one is refused.
+    let mut tried = std::collections::BTreeSet::new();
     for candidate in candidates {
         let (destination, record) = (candidate.destination.as_ref(), &candidate.record);
+        tried.insert(record.metadata.id.clone());
         let checked = if request.dry_run {
             verify::verify_restorable(destination, record, database.as_ref())
         } else {
             verify::verify_stored(destination, record)
+                .and_then(|()| verify::check_decodable(destination, record))
                 .and_then(|()| database.read_contents(destination, record))
         };
         match checked {
@@ -317,6 +321,7 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
     let Some(chosen) = verified else {
         let id = match &request.backup {
             Choice::Id(id) => id.clone(),
+            Choice::Latest if tried.len() == 1 => tried.iter().next().cloned().unwrap_or_default(),
             Choice::Latest => "latest".to_owned(),
         };
         steps.push(Step::timed("verify", started, false, problems.join("; ")));
@@ -724,6 +729,7 @@ mod tests {
             },
             format: None,
             parts: Vec::new(),
+            encryption: None,
             source: SourceInfo {
                 kind: kind.to_owned(),
                 server_version: Some(backup_version.to_owned()),

@@ -58,7 +58,7 @@ impl Health {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     /// `freshness`, `last-attempt`, `retention`, `integrity`, `drill`,
-    /// `capacity`, `destination` or `crontab`.
+    /// `capacity`, `destination`, `crontab` or `encryption`.
     pub check: &'static str,
     pub severity: Health,
     pub message: String,
@@ -363,6 +363,20 @@ pub fn evaluate(input: Input) -> PolicyHealth {
     };
     destinations(&input, &mut health);
     freshness(&input, &mut health);
+    // A backup no one can decrypt is no backup.
+    if let Some(crate::policy::spec::EncryptionSpec::Age(age)) = &input.policy.encryption
+        && age.identity.is_none()
+    {
+        health.find(
+            "encryption",
+            Health::Warning,
+            format!(
+                "backups are encrypted to {} recipient{} but no identity is configured to restore with: set encryption.age.identity (a ${{file:…}} reference), or keep the key where every restore can pass --identity",
+                age.recipients.len(),
+                if age.recipients.len() == 1 { "" } else { "s" }
+            ),
+        );
+    }
     schedules(&input, &mut health);
     last_attempt(&input, &mut health);
     integrity(&input, &mut health);

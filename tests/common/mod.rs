@@ -124,6 +124,7 @@ pub fn sidecar_for(
         },
         format: Some("sqlite".to_owned()),
         parts: Vec::new(),
+        encryption: None,
         source: SourceInfo {
             kind: "sqlite".to_owned(),
             server_version: Some("3.46.1".to_owned()),
