@@ -539,3 +539,65 @@ fn a_full_disk_fails_the_mysql_backup_and_keeps_earlier_ones() {
     assert_eq!(verified.code, 0, "{verified:?}");
     server.sql("", "DROP DATABASE full");
 }
+
+#[test]
+fn zstd_and_age_mysql_backups_restore_with_backup_and_with_the_stock_tools() {
+    let server = server();
+    setup("sealed");
+    let work = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let identity = keys.path().join("key.txt");
+    let made = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let public = shell(&format!("age-keygen -y {}", identity.display()));
+    policy(
+        work.path(),
+        "sealed",
+        "sealed",
+        &format!(
+            "\n  compression:\n    zstd: {{level: 3}}\n  encryption:\n    age:\n      recipients: [{}]\n      identity: ${{file:{}}}",
+            public.trim(),
+            identity.display()
+        ),
+    );
+    let taken = run(work.path(), "sealed", &["run", "sealed"]);
+    assert_eq!(taken.code, 0, "{taken:?}");
+    let folder = work.path().join("store/sealed");
+    let metadata = sidecars(&folder).pop().expect("a sidecar");
+    let name = metadata["artifact"]["name"].as_str().unwrap().to_owned();
+    assert!(name.ends_with(".mysql.zst.age"), "{name}");
+    assert_eq!(metadata["source"]["row_counts"]["orders"], 3004);
+    let at_backup = server.contents("sealed");
+
+    // age -d | zstd -d | mariadb: the stock tools alone.
+    server.sql(
+        "",
+        "DROP DATABASE IF EXISTS sealed_stock; CREATE DATABASE sealed_stock",
+    );
+    shell(&format!(
+        "age -d -i {} {} | zstd -d | mariadb --no-defaults --socket={} -u root sealed_stock",
+        identity.display(),
+        folder.join(&name).display(),
+        server.socket().display()
+    ));
+    assert_eq!(server.contents("sealed_stock"), at_backup);
+
+    // backup restore (decrypted with the policy's identity) and a drill.
+    let restored = run(
+        work.path(),
+        "sealed",
+        &["restore", "sealed", "--to", "sealed_copy", "--yes"],
+    );
+    assert_eq!(restored.code, 0, "{restored:?}");
+    assert_eq!(server.contents("sealed_copy"), at_backup);
+    let drill = run(work.path(), "sealed", &["verify", "--restore-test"]);
+    assert_eq!(drill.code, 0, "{drill:?}");
+    server.sql(
+        "",
+        "DROP DATABASE sealed; DROP DATABASE sealed_stock; DROP DATABASE sealed_copy",
+    );
+}
