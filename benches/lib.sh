@@ -1,5 +1,5 @@
 # Shared by the benchmark scripts: a throwaway PostgreSQL cluster, a
-# throwaway Garage node, and a timer. Source it after setting `root`; it
+# throwaway MariaDB server, a throwaway Garage node, and a timer. Source it after setting `root`; it
 # creates "$work" and removes it, with both servers, on exit.
 
 work="$(mktemp -d /tmp/backup-bench.XXXXXX)"
@@ -53,6 +53,41 @@ fill_postgres() {
             (random() * 1000)::int, random() * 10000, now() - random() * interval '365 days'
         FROM generate_series(1, $rows) i;"
     psql -d "$db" -c "VACUUM ANALYZE orders"
+}
+
+# start_mariadb: mariadb-install-db + mariadbd (--no-defaults: nothing of the
+# machine's own server) on a free port and the socket "$work/mysql.sock"; as
+# root the server runs as `mysql` and root connects over the socket.
+start_mariadb() {
+    mkdir -p "$work/mysql"
+    local user=()
+    if [ "$(id -u)" -eq 0 ]; then chown mysql: "$work/mysql"; user=(--user=mysql); fi
+    mariadb-install-db --no-defaults --datadir="$work/mysql/data" --skip-test-db "${user[@]}" >/dev/null
+    mysql_socket="$work/mysql/sock"
+    mariadbd --no-defaults --datadir="$work/mysql/data" --port="$(free_port)" --bind-address=127.0.0.1 \
+        --socket="$mysql_socket" --log-error="$work/mysql/err.log" --pid-file="$work/mysql/pid" \
+        --skip-log-bin --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=0 "${user[@]}" >/dev/null 2>&1 &
+    stoppers+=("stop_process $!")
+    until mariadb_sql -e 'SELECT 1' >/dev/null 2>&1; do sleep 0.2; done
+}
+
+mariadb_sql() { mariadb --no-defaults --socket="$mysql_socket" -u root --batch --skip-column-names "$@"; }
+
+# fill_mariadb DB SIZE_MB: the same realistic rows as fill_postgres.
+fill_mariadb() {
+    local db="$1" size="$2"
+    local rows=$(( size * 1024 * 1024 / 200 ))
+    mariadb_sql -e "CREATE DATABASE $db"
+    mariadb_sql "$db" -e "CREATE TABLE orders (id bigint, customer text, note text, quantity int, price double, created timestamp NULL);
+        INSERT INTO orders SELECT seq, CONCAT(MD5(RAND()), MD5(RAND())),
+            SUBSTR(REPEAT(CONCAT(MD5(RAND()), ' lorem ipsum dolor ', FLOOR(RAND() * 1e9)), 3), 1, 40 + FLOOR(RAND() * 40)),
+            FLOOR(RAND() * 1000), RAND() * 10000, NOW() - INTERVAL FLOOR(RAND() * 365 * 86400) SECOND
+        FROM seq_1_to_$rows;"
+}
+
+# mysql_source DB: a source block for DB on the throwaway MariaDB server.
+mysql_source() {
+    printf '    mysql:\n      host: localhost\n      socket: %s\n      user: root\n      database: %s\n' "$mysql_socket" "$1"
 }
 
 garage_bin() { command -v garage || echo "${CARGO_HOME:-$HOME/.cargo}/bin/garage"; }

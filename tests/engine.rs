@@ -8,30 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::postgres::{Cluster, PASSWORD};
-use common::{backup, files_under, run, sidecars, sqlite3, write_policy};
-
-fn shell(script: &str) -> String {
-    let output = Command::new("bash")
-        .args(["-o", "pipefail", "-c", script])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{script}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Nothing visible and nothing half-written in the policy's folder.
-fn assert_nothing_left(folder: &Path) {
-    let left: Vec<PathBuf> = files_under(folder)
-        .into_iter()
-        .map(|(path, _)| path)
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
-}
+use common::{
+    Tmpfs, assert_nothing_left, backup, files_under, run, shell, sidecars, sqlite3, write_policy,
+};
 
 #[test]
 fn postgres_backups_restore_with_stock_tools_and_fail_cleanly() {
@@ -593,39 +572,6 @@ fn a_run_killed_at_any_point_leaves_only_complete_backups() {
         still.is_empty(),
         "abandoned scratch copies remain: {still:?}"
     );
-}
-
-/// A small tmpfs, unmounted on drop.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` at `path`; `None` where mounting is not permitted (not root).
-    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(path).unwrap();
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(path)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then(|| Tmpfs {
-            path: path.to_owned(),
-        })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::postgres::{Cluster, PASSWORD, running_as_root};
-use common::{Run, backup, files_under, run, sidecars, sqlite3, write_policy};
+use common::{Run, backup, files_under, pre_restore_ids, run, sidecars, sqlite3, write_policy};
 
 /// Every table's full contents, schema included, as `sqlite3 .dump` prints them.
 fn dump(database: &Path) -> String {
@@ -23,18 +23,6 @@ fn dump(database: &Path) -> String {
         .unwrap();
     assert!(output.status.success());
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn pre_restore_ids(folder: &Path) -> Vec<String> {
-    sidecars(folder)
-        .into_iter()
-        .filter(|sidecar| {
-            sidecar["tags"]
-                .as_array()
-                .is_some_and(|tags| tags.iter().any(|tag| tag == "pre-restore"))
-        })
-        .map(|sidecar| sidecar["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// Files next to the target other than the ones named.

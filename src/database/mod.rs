@@ -12,12 +12,14 @@
 //! call the trait and never match on a kind; a kind that lacks a piece does
 //! not compile. This module decides nothing about when to back up or restore.
 
+pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -34,15 +36,16 @@ pub fn open(spec: &SourceSpec) -> Box<dyn Database> {
     match spec {
         SourceSpec::Postgres(spec) => Box::new(postgres::Postgres::new(spec.clone())),
         SourceSpec::Sqlite(spec) => Box::new(sqlite::Sqlite::new(spec.clone())),
+        SourceSpec::Mysql(spec) => Box::new(mysql::Mysql::new(spec.clone())),
     }
 }
 
 /// One kind of database, for one policy's source.
 pub trait Database: Send + Sync {
-    /// The kind sidecars record as `source.kind`: `postgres`, `sqlite`.
+    /// The kind sidecars record as `source.kind`: `postgres`, `sqlite`, `mysql`.
     fn kind(&self) -> &'static str;
     /// The format of its backups, as sidecars record it and file names carry
-    /// it (`<id>.<format>.<compression>`): `pgdump`, `sqlite`.
+    /// it (`<id>.<format>.<compression>`): `pgdump`, `sqlite`, `mysql`.
     fn format(&self) -> &'static str;
     /// A consistent dump of the database, its secrets resolved.
     fn dump(&self) -> Result<Box<dyn Dump>, DumpError>;
@@ -74,6 +77,28 @@ pub trait Database: Send + Sync {
     /// the policy's own database; those left by killed drills of the policy
     /// are removed first.
     fn scratch(&self, policy: &str, id: &str) -> Result<Scratch, Error>;
+    /// What `validate` finds wrong with the policy's source, beyond its
+    /// shape (which the schema checks): conflicting fields, refused options.
+    /// Reads no secret and connects nothing.
+    fn check_spec(&self) -> Vec<SpecProblem> {
+        Vec::new()
+    }
+}
+
+/// A problem `validate` reports in a policy's source, found by its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecProblem {
+    /// An error (the policy is refused) or a warning.
+    pub error: bool,
+    /// The diagnostic's code: `conflicting-fields`, `refused-option`, …
+    pub code: &'static str,
+    /// Where, below the kind's own key: `url`, `mysqldump-options/2`.
+    pub field: String,
+    /// Point at the field's key rather than its value (a missing field's
+    /// parent: `field` is then the kind's own key, empty).
+    pub at_key: bool,
+    pub message: String,
+    pub hint: String,
 }
 
 /// A consistent copy of one database, written uncompressed into a sink.
@@ -260,6 +285,29 @@ impl Drop for Scratch {
     }
 }
 
+/// A drill's scratch database on a policy's own server, for the kinds that
+/// have one: the databases a killed drill left (`abandoned`, already
+/// dropped) are logged, then `target` is created and marked as the drill's;
+/// if marking fails it is dropped again (only marked databases are ever
+/// dropped as abandoned), and if creating fails nothing of that name is touched.
+pub fn marked_scratch<T: Target + 'static>(
+    policy: &str,
+    abandoned: Vec<String>,
+    target: T,
+    create: impl FnOnce(&T) -> Result<(), Error>,
+    mark: impl FnOnce(&T) -> Result<(), Error>,
+) -> Result<Scratch, Error> {
+    for name in abandoned {
+        tracing::warn!(policy, database = %name, "Dropped a scratch database left by a killed drill.");
+    }
+    create(&target)?;
+    if let Err(error) = mark(&target) {
+        let _ = target.remove();
+        return Err(error);
+    }
+    Ok(Scratch::new(Box::new(target), None))
+}
+
 /// Why a restore could not go ahead or did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -384,4 +432,70 @@ pub fn major(version: &str) -> String {
         Some(first) if first < 10 && parts.len() > 1 => format!("{first}.{}", parts[1]),
         _ => parts.first().copied().unwrap_or_default().to_owned(),
     }
+}
+
+/// What a restore plan says of the backup's version against the target's,
+/// with `major` telling a kind's release series (`15`, `10.11`).
+pub fn compatibility(
+    backup: Option<&String>,
+    target: Option<&String>,
+    major: fn(&str) -> String,
+) -> String {
+    match (backup, target) {
+        (Some(backup), Some(target)) if major(backup) == major(target) => {
+            "compatible (same major version)".to_owned()
+        }
+        (Some(_), Some(_)) => "major versions differ (see the warning)".to_owned(),
+        _ => "unknown".to_owned(),
+    }
+}
+
+/// The plan's `drops` line for the tables a restore drops and recreates, if any.
+pub fn dropped_tables(dropped: &[&str]) -> Option<(&'static str, String)> {
+    (!dropped.is_empty()).then(|| {
+        (
+            "drops",
+            format!(
+                "{} table{} and recreates {} from the backup: {}",
+                dropped.len(),
+                if dropped.len() == 1 { "" } else { "s" },
+                if dropped.len() == 1 { "it" } else { "them" },
+                dropped.join(", ")
+            ),
+        )
+    })
+}
+
+/// The last `count` non-empty lines of a tool's error output, joined
+/// (`no message` if there are none).
+pub fn last_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    let start = lines.len().saturating_sub(count);
+    let tail = lines[start..].join(" | ");
+    if tail.is_empty() {
+        "no message".to_owned()
+    } else {
+        tail
+    }
+}
+
+/// Reads a child's output stream to the end, on a thread of its own.
+pub(crate) fn drain(stream: Option<impl Read + Send + 'static>) -> Option<JoinHandle<String>> {
+    stream.map(|mut stream| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = stream.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    })
+}
+
+/// What [`drain`] read (empty if the thread failed).
+pub(crate) fn joined(handle: Option<JoinHandle<String>>) -> String {
+    handle
+        .and_then(|handle| handle.join().ok())
+        .unwrap_or_default()
 }

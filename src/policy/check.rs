@@ -52,12 +52,17 @@ const HORIZON_YEARS: u32 = 5;
 
 /// The fields whose text may hold `${env:…}` and `${file:…}` references
 /// (`[]` stands for any list index, `*` for any key).
-const REFERENCE_FIELDS: [&str; 16] = [
+const REFERENCE_FIELDS: [&str; 21] = [
     "spec.source.postgres.url",
     "spec.source.postgres.host",
     "spec.source.postgres.user",
     "spec.source.postgres.database",
     "spec.source.postgres.password",
+    "spec.source.mysql.url",
+    "spec.source.mysql.host",
+    "spec.source.mysql.user",
+    "spec.source.mysql.database",
+    "spec.source.mysql.password",
     "spec.destinations[].s3.endpoint",
     "spec.destinations[].s3.region",
     "spec.destinations[].s3.access-key-id",
@@ -72,9 +77,11 @@ const REFERENCE_FIELDS: [&str; 16] = [
 ];
 
 /// The fields whose literal text may be a secret: shown masked in snippets.
-pub(super) const SECRET_FIELDS: [&str; 9] = [
+pub(super) const SECRET_FIELDS: [&str; 11] = [
     "spec.source.postgres.url",
     "spec.source.postgres.password",
+    "spec.source.mysql.url",
+    "spec.source.mysql.password",
     "spec.destinations[].s3.secret-access-key",
     "spec.destinations[].s3.session-token",
     "spec.notify.webhook.url",
@@ -571,7 +578,7 @@ impl Checker<'_> {
     }
 
     fn check_source(&mut self, source: &SourceSpec) -> SourceSpec {
-        match source {
+        let resolved = match source {
             SourceSpec::Postgres(postgres) => {
                 self.check_postgres(postgres);
                 SourceSpec::Postgres(postgres.clone())
@@ -589,6 +596,34 @@ impl Checker<'_> {
                 }
                 SourceSpec::Sqlite(resolved)
             }
+            SourceSpec::Mysql(mysql) => SourceSpec::Mysql(mysql.clone()),
+        };
+        self.check_kind(&resolved);
+        resolved
+    }
+
+    /// The checks the source's kind makes of its own fields ([`crate::database::Database::check_spec`]).
+    fn check_kind(&mut self, source: &SourceSpec) {
+        let database = crate::database::open(source);
+        let base = format!("/spec/source/{}", database.kind());
+        for problem in database.check_spec() {
+            let pointer = if problem.field.is_empty() {
+                base.clone()
+            } else {
+                format!("{base}/{}", problem.field)
+            };
+            let (span, field) = if problem.at_key {
+                self.locate_key(&pointer)
+            } else {
+                self.locate(&pointer)
+            };
+            let diagnostic = if problem.error {
+                Diagnostic::error(problem.code, self.file, problem.message)
+            } else {
+                Diagnostic::warning(problem.code, self.file, problem.message)
+            };
+            self.diagnostics
+                .push(diagnostic.at(span).field(field).hint(problem.hint));
         }
     }
 

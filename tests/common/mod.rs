@@ -63,6 +63,7 @@ pub fn run(directory: &Path, args: &[&str]) -> Run {
         .into()
 }
 
+pub mod mysql;
 pub mod postgres;
 
 /// Writes a policy file for `source` (a YAML block under `source:`) backed up to `destination`.
@@ -208,4 +209,74 @@ pub fn sqlite3(database: &Path, sql: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Runs `script` in bash with `pipefail`; its stdout (fails the test if it fails).
+pub fn shell(script: &str) -> String {
+    let output = Command::new("bash")
+        .args(["-o", "pipefail", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{script}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Nothing visible and nothing half-written in the policy's folder.
+pub fn assert_nothing_left(folder: &Path) {
+    let left: Vec<PathBuf> = files_under(folder)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The ids of the safety backups (`pre-restore`) in a policy's folder.
+pub fn pre_restore_ids(folder: &Path) -> Vec<String> {
+    sidecars(folder)
+        .into_iter()
+        .filter(|sidecar| {
+            sidecar["tags"]
+                .as_array()
+                .is_some_and(|tags| tags.iter().any(|tag| tag == "pre-restore"))
+        })
+        .map(|sidecar| sidecar["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A small tmpfs, unmounted on drop.
+pub struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` at `path`; `None` where mounting is not permitted (not root).
+    pub fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| Tmpfs {
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
 }

@@ -14,7 +14,6 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::str::FromStr as _;
-use std::thread::JoinHandle;
 
 use tokio_postgres::config::{Host, SslMode as ClientSslMode};
 use tokio_postgres::tls::MakeTlsConnect;
@@ -467,36 +466,10 @@ fn pump(
     }
 }
 
-/// Reads a child's output stream to the end, on a thread of its own.
-pub(crate) fn drain(stream: Option<impl Read + Send + 'static>) -> Option<JoinHandle<String>> {
-    stream.map(|mut stream| {
-        std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = stream.read_to_end(&mut text);
-            String::from_utf8_lossy(&text).into_owned()
-        })
-    })
-}
-
-/// What [`drain`] read (empty if the thread failed).
-pub(crate) fn joined(handle: Option<JoinHandle<String>>) -> String {
-    handle
-        .and_then(|handle| handle.join().ok())
-        .unwrap_or_default()
-}
+pub(crate) use crate::database::{drain, joined};
 
 fn last_lines(text: &str) -> String {
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .collect();
-    let start = lines.len().saturating_sub(5);
-    let tail = lines[start..].join(" | ");
-    if tail.is_empty() {
-        "no message".to_owned()
-    } else {
-        tail
-    }
+    crate::database::last_lines(text, 5)
 }
 
 /// The `(schema, table)` pairs whose rows a `pg_restore --list` says the dump holds.

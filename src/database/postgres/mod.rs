@@ -107,18 +107,15 @@ impl Database for Postgres {
         let own = PostgresTarget::resolve(&self.spec, None)?;
         let prefix = scratch_database_prefix(policy, own.database());
         let marker = scratch_marker(policy);
-        for name in own.drop_abandoned(&prefix, &marker) {
-            tracing::warn!(policy, database = %name, "Dropped a scratch database left by a killed drill.");
-        }
-        let name = format!("{prefix}{}", crate::state::random_suffix());
-        let target = own.sibling(&name);
-        target.create()?;
-        // Only marked databases are ever dropped as abandoned.
-        if let Err(error) = target.mark(&marker) {
-            let _ = target.remove();
-            return Err(error);
-        }
-        Ok(Scratch::new(Box::new(target), None))
+        let abandoned = own.drop_abandoned(&prefix, &marker);
+        let target = own.sibling(&format!("{prefix}{}", crate::state::random_suffix()));
+        super::marked_scratch(
+            policy,
+            abandoned,
+            target,
+            PostgresTarget::create,
+            |target| target.mark(&marker),
+        )
     }
 }
 

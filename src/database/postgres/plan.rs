@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use super::target::PostgresTarget;
-use crate::database::{TargetInfo, TargetPlan, created_tables, major, table_differences};
+use crate::database::{
+    TargetInfo, TargetPlan, compatibility, created_tables, dropped_tables, major, table_differences,
+};
 use crate::inventory::BackupMetadata;
 
 /// The PostgreSQL part of the restore plan of `target` for `metadata`.
@@ -34,18 +36,7 @@ pub(super) fn plan(
             .filter(|table| !kept.contains(table))
             .map(String::as_str)
             .collect();
-        if !dropped.is_empty() {
-            plan.contents.push((
-                "drops",
-                format!(
-                    "{} table{} and recreates {} from the backup: {}",
-                    dropped.len(),
-                    plural(dropped.len()),
-                    if dropped.len() == 1 { "it" } else { "them" },
-                    dropped.join(", ")
-                ),
-            ));
-        }
+        plan.contents.extend(dropped_tables(&dropped));
     }
     if let Some(kept) = target.kept() {
         let rows = |table: &String| {
@@ -93,13 +84,11 @@ pub(super) fn plan(
             ));
         }
     }
-    plan.compatibility = match (&metadata.source.server_version, &info.version) {
-        (Some(backup), Some(target)) if major(backup) == major(target) => {
-            "compatible (same major version)".to_owned()
-        }
-        (Some(_), Some(_)) => "major versions differ (see the warning)".to_owned(),
-        _ => "unknown".to_owned(),
-    };
+    plan.compatibility = compatibility(
+        metadata.source.server_version.as_ref(),
+        info.version.as_ref(),
+        major,
+    );
     let counted = metadata
         .source
         .row_counts

@@ -902,17 +902,7 @@ fn conninfo_dbname(database: &str) -> String {
 }
 
 fn last_lines(text: &str) -> String {
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .collect();
-    let start = lines.len().saturating_sub(3);
-    let tail = lines[start..].join(" | ");
-    if tail.is_empty() {
-        "no message".to_owned()
-    } else {
-        tail
-    }
+    crate::database::last_lines(text, 3)
 }
 
 #[cfg(test)]
