@@ -150,7 +150,8 @@ aws_cli() {
 }
 
 # policy NAME SOURCE-YAML DESTINATION-YAML: a policy, daily, keeping
-# ${keep:-1} backups.
+# ${keep:-1} backups, with ${codec} (compression/encryption YAML under
+# `spec:`) when set.
 policy() {
     cat <<YAML
 apiVersion: backup/v1
@@ -166,6 +167,7 @@ $2
     keep-last: ${keep:-1}
   destinations:
 $3
+${codec:-}
 YAML
 }
 

@@ -234,6 +234,14 @@ fn restores_decrypt_with_the_policy_identity_and_refuse_keys_and_damage_before_t
     let (sidecar, data) = site.backup();
     let id = sidecar["id"].as_str().unwrap().to_owned();
 
+    let dry = site.run(&["restore", "app", "--to", "new.db", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(
+        dry.stdout
+            .contains("SHA-256, age stream, zstd stream, SQLite header"),
+        "{}",
+        dry.stdout
+    );
     let restored = site.run(&["restore", "app", "--to", "new.db", "--yes"]);
     assert_eq!(restored.code, 0, "{restored:?}");
     assert_eq!(site.rows("new.db"), site.rows("app.db"));

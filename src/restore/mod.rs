@@ -343,8 +343,21 @@ pub fn prepare(policy: &Policy, request: &Request) -> Result<Prepared, (Error, V
     };
     let metadata = &chosen.record.metadata;
     let mut checks = vec!["sidecar digest", "size", "SHA-256"];
+    if metadata.encryption.is_some() {
+        // Without a dry run the stream is decrypted as it is restored; here
+        // only that the key opens it.
+        checks.push(if request.dry_run {
+            "age stream"
+        } else {
+            "age key"
+        });
+    }
     if request.dry_run {
-        checks.push("gzip stream");
+        checks.push(match metadata.artifact.compression.as_str() {
+            "zstd" => "zstd stream",
+            "none" => "length",
+            _ => "gzip stream",
+        });
         checks.push(database.restorable_check());
     }
     steps.push(Step::timed(
