@@ -493,6 +493,50 @@ pub(crate) fn drain(stream: Option<impl Read + Send + 'static>) -> Option<JoinHa
     })
 }
 
+/// What streaming a backup into a restore tool gave.
+pub(crate) struct Streamed {
+    /// The stream's own result: damage, a failed read, or the tool that
+    /// stopped reading.
+    pub streamed: Result<(), Problem>,
+    pub status: std::io::Result<std::process::ExitStatus>,
+    pub stderr: String,
+}
+
+/// Runs `command` (a restore tool reading its standard input) and streams
+/// `record`, decoded and checked ([`crate::verify::verify_into`]), into it.
+/// A damaged stream is cut short, so the tool sees no end of input it could
+/// commit. Err: the tool could not be started.
+pub(crate) fn stream_into(
+    mut command: std::process::Command,
+    destination: &dyn Destination,
+    record: &BackupRecord,
+    tool: &str,
+) -> std::io::Result<Streamed> {
+    use std::process::Stdio;
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn()?;
+    let stderr = drain(child.stderr.take());
+    let mut stdin = child.stdin.take();
+    let streamed = match stdin.as_mut() {
+        Some(stdin) => crate::verify::verify_into(
+            destination,
+            record,
+            &mut std::io::BufWriter::with_capacity(1 << 20, stdin),
+        ),
+        None => Err(Problem::Write(format!("no {tool} input"))),
+    };
+    drop(stdin);
+    let status = child.wait();
+    Ok(Streamed {
+        streamed,
+        status,
+        stderr: joined(stderr),
+    })
+}
+
 /// What [`drain`] read (empty if the thread failed).
 pub(crate) fn joined(handle: Option<JoinHandle<String>>) -> String {
     handle

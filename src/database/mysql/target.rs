@@ -9,20 +9,18 @@
 //! way has changed the target: the generic restore puts the safety backup
 //! back (or drops a database it created).
 
+use crate::database::{Streamed, stream_into};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufWriter;
-use std::process::Stdio;
 
 use super::connection::{CLIENT, Connection, last_lines, literal, quote, unhex};
 use crate::database::{
     Checked, Error, Failed, Target, TargetInfo, TargetPlan, compare_counts, compatibility,
-    created_tables, drain, dropped_tables, joined, table_differences,
+    created_tables, dropped_tables, table_differences,
 };
 use crate::destination::Destination;
 use crate::inventory::{BackupMetadata, BackupRecord};
 use crate::policy::secret::Template;
 use crate::policy::spec::{MysqlSpec, SourceSpec};
-use crate::verify;
 
 fn fail(reason: impl std::fmt::Display) -> Error {
     Error::Target(reason.to_string())
@@ -273,26 +271,14 @@ impl Target for MysqlTarget {
         let mut command = self.connection.command(CLIENT, options.path());
         command
             .args(["--batch", "--connect-timeout=10"])
-            .arg(format!("--database={}", self.database))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().map_err(|error| {
+            .arg(format!("--database={}", self.database));
+        let Streamed {
+            streamed,
+            status,
+            stderr,
+        } = stream_into(command, destination, record, "mariadb").map_err(|error| {
             Failed::untouched(fail(format!("cannot run {}: {error}", program.display())))
         })?;
-        let stderr = drain(child.stderr.take());
-        let mut stdin = child.stdin.take();
-        let streamed = match stdin.as_mut() {
-            Some(stdin) => verify::verify_into(
-                destination,
-                record,
-                &mut BufWriter::with_capacity(1 << 20, stdin),
-            ),
-            None => Err(verify::Problem::Write("no mariadb input".to_owned())),
-        };
-        drop(stdin);
-        let status = child.wait();
-        let stderr = joined(stderr);
         drop(options);
         let status_text = status
             .as_ref()

@@ -14,12 +14,13 @@
 //! them, as they are in the database (see [`super::toc`]), so that
 //! `--clean` never empties them.
 
+use crate::database::{Streamed, stream_into};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufWriter, Write as _};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::dump::{Server, describe, drain, joined, quote};
+use super::dump::{Server, describe, quote};
 use super::locks;
 use super::toc::{Keep, Toc};
 use crate::database::{Checked, Error, Failed, Target, TargetInfo, TargetPlan};
@@ -594,28 +595,14 @@ impl PostgresTarget {
         destination: &dyn Destination,
         record: &BackupRecord,
     ) -> Result<String, Failed> {
-        command
-            .arg("--single-transaction")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
+        command.arg("--single-transaction");
+        // A damaged stream is cut short, so pg_restore cannot commit it.
+        let Streamed {
+            streamed,
+            status,
+            stderr,
+        } = stream_into(command, destination, record, "pg_restore")
             .map_err(|error| Failed::untouched(fail(format!("cannot run pg_restore: {error}"))))?;
-        let stderr = drain(child.stderr.take());
-        let mut stdin = child.stdin.take();
-        let streamed = match stdin.as_mut() {
-            Some(stdin) => verify::verify_into(
-                destination,
-                record,
-                &mut BufWriter::with_capacity(1 << 20, stdin),
-            ),
-            None => Err(verify::Problem::Write("no pg_restore input".to_owned())),
-        };
-        // A damaged stream is cut short here, so pg_restore cannot commit it.
-        drop(stdin);
-        let status = child.wait();
-        let stderr = joined(stderr);
         let succeeded = status.as_ref().is_ok_and(std::process::ExitStatus::success);
         if let Err(problem) = streamed {
             let error = crate::database::streaming_error(record, problem, |_| {
