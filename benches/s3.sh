@@ -11,7 +11,9 @@
 #   `aws s3 cp` of the same compressed file (which only uploads), against
 #   the script it replaces (`pg_dump -Fc | gzip > f; sha256sum f; aws s3 cp
 #   f`), and against `backup run` to a local folder (what the upload adds).
-#   Reports times, ratios, and peak RSS.
+#   Reports times, ratios, and peak RSS. With `codec` set (YAML under
+#   `spec:`, e.g. codec=$'  compression:\n    zstd: {level: 3}') both
+#   backups use it.
 # inventory: POLICIES x PER_POLICY backups (sidecars and data) are put in the
 #   bucket, then `backup plan` over all the policies (every sidecar listed,
 #   read and checked against its data) is timed against
@@ -45,7 +47,7 @@ upload() {
     read -r backup_s backup_rss < <(measure "$backup" -q -p "$work/upload.yaml" run upload)
     read -r local_s _ < <(measure "$backup" -q -p "$work/local.yaml" run local)
     local file
-    file="$(ls "$work"/store/local/*.pgdump.gz)"
+    file="$(ls "$work"/store/local/*.pgdump*)"
     read -r aws_s aws_rss < <(measure "$aws_bin" --endpoint-url "$S3_ENDPOINT" s3 cp --only-show-errors "$file" s3://bench/cp/upload.pgdump.gz)
     # What a script does to get the same into S3: dump, compress, hash, upload.
     read -r script_s _ < <(measure bash -o pipefail -c "'$pg_bin/pg_dump' -Fc -d bench_upload | gzip > '$work/script.gz' && sha256sum '$work/script.gz' && '$aws_bin' --endpoint-url '$S3_ENDPOINT' s3 cp --only-show-errors '$work/script.gz' s3://bench/cp/script.gz")
