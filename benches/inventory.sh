@@ -12,6 +12,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 source "$root/benches/lib.sh"
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 backup="$root/target/release/backup"
+export BACKUP_STATE_DIR="$work/state"
 
 sqlite3 "$work/seed.sqlite" "CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('seed');"
 source_yaml="    sqlite:
@@ -23,13 +24,14 @@ printf '%-8s %10s %10s %10s %10s %12s\n' backups "list s" "list MiB" "plan s" "p
 previous=""
 for count in "${@:-1000 10000 100000}"; do
     store="$work/store-$count"
-    # COUNT hourly backups: the seed's data (hard links), sidecars naming their
+    # COUNT hourly backups: the seed's data (copies: a file system allows
+    # fewer hard links than that), sidecars naming their
     # own id and time, sealed as backup seals them.
     python3 - "$work/seed-store/seed" "$store/app" "$count" <<'PY'
 import datetime, hashlib, json, os, sys
 seed, out, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sidecar = json.load(open(next(os.path.join(seed, n) for n in os.listdir(seed) if n.endswith(".json"))))
-data = os.path.join(seed, sidecar["artifact"]["name"])
+data = open(os.path.join(seed, sidecar["artifact"]["name"]), "rb").read()
 os.makedirs(out)
 start = datetime.datetime(2015, 1, 1, 0, 0, tzinfo=datetime.timezone.utc)
 for k in range(count):
@@ -44,7 +46,8 @@ for k in range(count):
     meta["sidecar_sha256"] = hashlib.sha256(canonical.encode()).hexdigest()
     with open(os.path.join(out, ident + ".json"), "w") as f:
         json.dump(meta, f)
-    os.link(data, os.path.join(out, ident + ".sqlite.gz"))
+    with open(os.path.join(out, ident + ".sqlite.gz"), "wb") as f:
+        f.write(data)
 PY
     keep="$count" policy app "$source_yaml" "$(local_destination "$store")" > "$work/app-$count.yaml"
     # Warm the page cache once, so every N is measured the same way.

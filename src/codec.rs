@@ -215,8 +215,9 @@ impl<W: Write> Write for Sealed<W> {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Sealed::Plain(output) => output.flush(),
-            // An age stream writes whole chunks only; the last one at `finish`.
-            Sealed::Age(_) => Ok(()),
+            // Flushes what whole chunks were written; the last, partial one
+            // is written at `finish`.
+            Sealed::Age(writer) => writer.flush(),
         }
     }
 }
