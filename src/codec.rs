@@ -99,9 +99,16 @@ impl Compression {
                 let mut encoder = zstd::stream::write::Encoder::new(output, level)
                     .map_err(|error| Error::Compressor(error.to_string()))?;
                 let threads = u32::try_from(threads).unwrap_or(1);
+                // Jobs of 2 MiB (zstd's default at level 3 is 8 MiB): a
+                // third of the memory on two workers for 0.5% in size
+                // (measured with `zstd -3 -T2 -B`), so peak RSS stays flat
+                // and small whatever the database size.
                 encoder
                     .multithread(threads)
                     .and_then(|()| encoder.include_checksum(true))
+                    .and_then(|()| {
+                        encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))
+                    })
                     .map_err(|error| Error::Compressor(error.to_string()))?;
                 Ok(Box::new(ZstdCompressor(Some(encoder))))
             }
@@ -109,6 +116,9 @@ impl Compression {
         }
     }
 }
+
+/// Bytes of input per zstd job (each worker compresses one at a time).
+const ZSTD_JOB_SIZE: u32 = 2 << 20;
 
 /// The file name extension of compression `name` (`.gz`, `.zst`, nothing).
 pub fn extension(name: &str) -> &'static str {
