@@ -266,17 +266,15 @@ pub mod keys {
     ) -> Result<bool, Error> {
         if let Some(path) = given {
             let what = path.display().to_string();
-            let text = crate::bounded::read_capped(
-                std::fs::File::open(path).map_err(|error| Error::Identity {
-                    what: what.clone(),
-                    reason: error.to_string(),
-                })?,
-                crate::bounded::RECORD_LIMIT,
-            )
-            .map_err(|error| Error::Identity {
-                what: what.clone(),
-                reason: error.to_string(),
-            })?;
+            // As every file named on the command line or in a policy: a
+            // regular file (a FIFO would wait for ever), read capped.
+            let text =
+                crate::bounded::read_file(path, crate::bounded::RECORD_LIMIT).map_err(|error| {
+                    Error::Identity {
+                        what: what.clone(),
+                        reason: error.to_string(),
+                    }
+                })?;
             let text = String::from_utf8(text).map_err(|_| Error::Identity {
                 what: what.clone(),
                 reason: "it is not text".to_owned(),
@@ -305,6 +303,13 @@ pub mod keys {
         Ok(true)
     }
 
+    /// Whether an identity is registered for `policy`.
+    pub fn has(policy: &str) -> bool {
+        KEYS.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(policy)
+    }
+
     /// The identities registered for `policy`, if any.
     pub fn for_policy(policy: &str) -> Option<Result<Identities, Error>> {
         let keys = KEYS.lock().unwrap_or_else(PoisonError::into_inner);
@@ -330,7 +335,39 @@ pub fn decoder<'a>(
         return decompressor(compression, reader);
     }
     let identities = identities.ok_or(Error::NoIdentity)?;
-    decompressor(compression, identities.decryptor(reader)?)
+    decompressor(compression, Decrypting(identities.decryptor(reader)?))
+}
+
+/// A read of a decoded stream that failed inside the age stream (damage,
+/// a cut), as opposed to in the compressed one: the payload of the
+/// `io::Error` the read returns, so callers can tell the two apart
+/// whatever the decompressor above it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DecryptFailure(String);
+
+impl DecryptFailure {
+    /// Whether `error` is one.
+    pub fn is(error: &io::Error) -> bool {
+        error
+            .get_ref()
+            .is_some_and(|inner| inner.is::<DecryptFailure>())
+    }
+}
+
+/// The age stream's reader, its errors marked as [`DecryptFailure`]s.
+struct Decrypting<R>(R);
+
+impl<R: Read> Read for Decrypting<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buffer).map_err(|error| {
+            if error.kind() == io::ErrorKind::Interrupted || DecryptFailure::is(&error) {
+                error
+            } else {
+                io::Error::new(error.kind(), DecryptFailure(error.to_string()))
+            }
+        })
+    }
 }
 
 /// A reader of what `reader` holds compressed with `name` (a sidecar's

@@ -64,9 +64,7 @@ pub enum Verified {
 /// against its sidecar: decoded end to end, or for an encrypted backup
 /// without an identity registered ([`crate::codec::keys`]), the stored bytes.
 pub fn verify(destination: &dyn Destination, record: &BackupRecord) -> Result<Verified, Problem> {
-    if record.metadata.encryption.is_some()
-        && crate::codec::keys::for_policy(&record.metadata.policy).is_none()
-    {
+    if record.metadata.encryption.is_some() && !crate::codec::keys::has(&record.metadata.policy) {
         verify_stored(destination, record)?;
         return Ok(Verified::StoredOnly);
     }
@@ -266,9 +264,7 @@ fn decode_problem(compression: &str, error: crate::codec::Error) -> Problem {
 /// the age stream, or in the compressed one.
 fn read_problem(encrypted: bool, compression: &str, error: io::Error) -> Problem {
     let reason = error.to_string();
-    if encrypted
-        && (reason.contains("chunk") || reason.contains("decrypt") || reason.contains("age"))
-    {
+    if encrypted && crate::codec::DecryptFailure::is(&error) {
         return Problem::Decrypt(format!("the age stream is damaged: {reason}"));
     }
     match compression {

@@ -125,7 +125,7 @@ pub fn run(policy: &Policy, backup: Option<&str>) -> Evidence {
 fn drill(policy: &Policy, backup: Option<&str>, evidence: &mut Evidence) -> Result<(), String> {
     // An encrypted policy's drill decrypts with the policy's identity,
     // unless the command was given one.
-    if crate::codec::keys::for_policy(&policy.name).is_none() {
+    if !crate::codec::keys::has(&policy.name) {
         crate::codec::keys::load(policy, None).map_err(|error| error.to_string())?;
     }
     let request = Request {

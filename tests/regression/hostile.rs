@@ -696,3 +696,55 @@ fn the_binary_under_test_gets_a_temporary_folder_of_its_own() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "");
 }
+
+/// `--identity FILE` is read like every other file the tool is given: a
+/// FIFO there is refused at once, never waited on (a restore at 3 a.m.
+/// would hang before it started).
+#[test]
+fn an_identity_that_is_a_fifo_is_refused_without_hanging() {
+    let work = site();
+    let fifo = work.path().join("key-fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let identity = fifo.to_str().unwrap();
+    for args in [
+        &[
+            "-p",
+            "app.yaml",
+            "verify",
+            "--decrypt",
+            "--identity",
+            identity,
+        ][..],
+        &[
+            "-p",
+            "app.yaml",
+            "restore",
+            "app",
+            "--to",
+            "new.db",
+            "--yes",
+            "--identity",
+            identity,
+        ],
+    ] {
+        let child = backup(work.path())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let result = finish_within(child, Duration::from_secs(30), &format!("{args:?}"));
+        assert_ne!(result.code, 0, "{args:?}: {result:?}");
+        assert!(
+            result.stderr.contains("key-fifo") && result.stderr.contains("FIFO"),
+            "{args:?}: {result:?}"
+        );
+    }
+    assert!(!work.path().join("new.db").exists());
+}
