@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{Run, files_under, run, sqlite3};
+use common::{Run, age_keygen as keygen, files_under, run, sqlite3};
 
 /// Runs a stock program, which must succeed; its stdout.
 fn stock(program: &str, args: &[&str], directory: &Path) -> Vec<u8> {
@@ -20,14 +20,6 @@ fn stock(program: &str, args: &[&str], directory: &Path) -> Vec<u8> {
         .unwrap_or_else(|error| panic!("{program}: {error}"));
     assert!(output.status.success(), "{program} {args:?}: {output:?}");
     output.stdout
-}
-
-/// An age key pair made by `age-keygen` in `folder/name`: (identity file, public key).
-fn keygen(folder: &Path, name: &str) -> (PathBuf, String) {
-    let path = folder.join(name);
-    stock("age-keygen", &["-o", path.to_str().unwrap()], folder);
-    let public = stock("age-keygen", &["-y", path.to_str().unwrap()], folder);
-    (path, String::from_utf8(public).unwrap().trim().to_owned())
 }
 
 /// A site: `app.db` with rows, a policy `app` with `codec` (YAML lines under

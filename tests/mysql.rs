@@ -546,14 +546,7 @@ fn zstd_and_age_mysql_backups_restore_with_backup_and_with_the_stock_tools() {
     setup("sealed");
     let work = tempfile::tempdir().unwrap();
     let keys = tempfile::tempdir().unwrap();
-    let identity = keys.path().join("key.txt");
-    let made = std::process::Command::new("age-keygen")
-        .arg("-o")
-        .arg(&identity)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let public = shell(&format!("age-keygen -y {}", identity.display()));
+    let (identity, public) = common::age_keygen(keys.path(), "key.txt");
     policy(
         work.path(),
         "sealed",

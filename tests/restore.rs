@@ -1392,22 +1392,7 @@ fn postgres_zstd_and_age_backups_restore_in_one_pass_and_in_parallel() {
     let cluster = Cluster::start();
     pg_setup(&cluster, "app");
     let work = tempfile::tempdir().unwrap();
-    let key = work.path().join("key.txt");
-    let generated = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(generated.status.success(), "{generated:?}");
-    let public = String::from_utf8(
-        Command::new("age-keygen")
-            .arg("-y")
-            .arg(&key)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let (key, public) = common::age_keygen(work.path(), "key.txt");
     pg_policy(&cluster, work.path(), None);
     let policy = work.path().join("app.yaml");
     let mut text = std::fs::read_to_string(&policy).unwrap();

@@ -304,25 +304,12 @@ pub fn read_listed(
                 continue;
             }
         };
-        // Every part must be there, a plain file of the recorded size.
-        let mut state = RecordState::Complete;
-        let mut irregular = None;
-        for object in metadata.objects() {
-            let found = match by_name.get(object.name.as_str()) {
-                None => RecordState::MissingData,
-                Some(data) if data.irregular.is_some() => {
-                    irregular = Some((object.name.clone(), data.irregular.unwrap_or_default()));
-                    break;
-                }
-                Some(data) if data.size != object.size => {
-                    RecordState::SizeMismatch { actual: data.size }
-                }
-                Some(_) => RecordState::Complete,
-            };
-            if state == RecordState::Complete {
-                state = found;
-            }
-        }
+        // Every part must be there, a plain file of the recorded size; a
+        // part that is not a file makes the sidecar unreadable.
+        let irregular = metadata.objects().iter().find_map(|object| {
+            let kind = by_name.get(object.name.as_str())?.irregular?;
+            Some((object.name.as_str(), kind))
+        });
         if let Some((name, kind)) = irregular {
             listing.unreadable.push((
                 names::sidecar(id),
@@ -330,6 +317,19 @@ pub fn read_listed(
             ));
             continue;
         }
+        // The first part that is not as recorded says how.
+        let state = metadata
+            .objects()
+            .iter()
+            .map(|object| match by_name.get(object.name.as_str()) {
+                None => RecordState::MissingData,
+                Some(data) if data.size != object.size => {
+                    RecordState::SizeMismatch { actual: data.size }
+                }
+                Some(_) => RecordState::Complete,
+            })
+            .find(|state| *state != RecordState::Complete)
+            .unwrap_or(RecordState::Complete);
         listing.backups.push(BackupRecord {
             destination: location.clone(),
             metadata,

@@ -280,3 +280,25 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(&self.path).status();
     }
 }
+
+/// An age key pair made by the stock `age-keygen` in `folder/name`: the
+/// identity file and its public key (`age1…`).
+pub fn age_keygen(folder: &Path, name: &str) -> (PathBuf, String) {
+    let path = folder.join(name);
+    let made = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "age-keygen: {made:?}");
+    let public = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(public.status.success(), "age-keygen -y: {public:?}");
+    (
+        path,
+        String::from_utf8(public.stdout).unwrap().trim().to_owned(),
+    )
+}
