@@ -28,6 +28,11 @@ pub enum ExitStatus {
     /// is invalid, no policy has the name asked for, or the Prometheus
     /// textfile could not be written.
     Unknown,
+    /// `wal fetch` only: the WAL file may exist but could not be fetched (a
+    /// destination did not answer, a damaged copy, a missing or wrong key,
+    /// an invalid policy, PATH not writable). Above 125, so PostgreSQL
+    /// aborts recovery instead of taking it for a missing file.
+    WalFatal,
 }
 
 impl ExitStatus {
@@ -43,6 +48,7 @@ impl ExitStatus {
             ExitStatus::Warning => 1,
             ExitStatus::Critical => 2,
             ExitStatus::Unknown => 3,
+            ExitStatus::WalFatal => 128,
         }
     }
 }

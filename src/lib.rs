@@ -35,3 +35,4 @@ pub mod schedule;
 pub mod state;
 pub mod status;
 pub mod verify;
+pub mod wal;

@@ -15,6 +15,9 @@ fn main() -> ExitCode {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     ExitStatus::Success
                 }
+                // PostgreSQL's restore_command: a wrong command line must
+                // abort recovery, not read as "no such file".
+                _ if is_wal_fetch() => ExitStatus::WalFatal,
                 _ => ExitStatus::Usage,
             }
             .into();
@@ -32,4 +35,12 @@ fn main() -> ExitCode {
             ExitStatus::Failure.into()
         }
     }
+}
+
+/// Whether the command line asks for `wal fetch`.
+fn is_wal_fetch() -> bool {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    arguments
+        .windows(2)
+        .any(|pair| pair[0] == "wal" && pair[1] == "fetch")
 }

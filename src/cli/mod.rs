@@ -20,6 +20,7 @@ mod status;
 mod unschedule;
 mod validate;
 mod verify;
+mod wal;
 
 use output::{stderr, stderrln};
 use std::path::PathBuf;
@@ -69,6 +70,8 @@ pub enum Command {
     Man(man::ManArgs),
     /// Remove the managed block from the crontab: cron stops running backup.
     Unschedule(unschedule::UnscheduleArgs),
+    /// PostgreSQL's WAL archive: `archive_command` (push) and `restore_command` (fetch).
+    Wal(wal::WalArgs),
 }
 
 /// Runs the command and returns how the process should exit.
@@ -89,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
         Command::Unschedule(args) => unschedule::run(global, args),
+        Command::Wal(args) => wal::run(global, args),
     }?;
     Ok(output::finish(status))
 }

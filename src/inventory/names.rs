@@ -32,6 +32,137 @@ pub fn is_sub_folder(name: &str) -> bool {
     SUB_FOLDERS.contains(&name)
 }
 
+/// The WAL archive's marker in the WAL sub-folder: which cluster (system
+/// identifier) and segment size the archive belongs to, written create-only
+/// by the first push.
+pub const WAL_MARKER: &str = "archive.json";
+
+/// The suffixes an archived WAL file's name may end with after its hash:
+/// compression, then `.age` when encrypted (see [`crate::codec::suffix`]).
+const WAL_SUFFIXES: [(&str, &str, bool); 6] = [
+    ("", "none", false),
+    (".gz", "gzip", false),
+    (".zst", "zstd", false),
+    (".age", "none", true),
+    (".gz.age", "gzip", true),
+    (".zst.age", "zstd", true),
+];
+
+/// Hex digits of the content hash in an archived WAL file's name.
+pub const WAL_HASH_LENGTH: usize = 16;
+
+/// What kind of file PostgreSQL archives, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalKind {
+    /// `000000010000000000000003`: a whole segment.
+    Segment,
+    /// `000000010000000000000003.partial`: the last, incomplete segment of
+    /// a timeline that a promotion ended.
+    Partial,
+    /// `00000002.history`: a timeline's history.
+    History,
+    /// `000000010000000000000003.00000028.backup`: a base backup's label.
+    Backup,
+}
+
+impl WalKind {
+    /// Whether files of this kind start with a WAL page header (segments do).
+    pub fn has_page_header(self) -> bool {
+        matches!(self, WalKind::Segment | WalKind::Partial)
+    }
+}
+
+fn is_upper_hex(text: &str, length: usize) -> bool {
+    text.len() == length
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'A'..=b'F').contains(&byte))
+}
+
+/// What kind of WAL file `name` (as PostgreSQL names it, `%f`) is, if it is one.
+pub fn wal_kind(name: &str) -> Option<WalKind> {
+    if is_upper_hex(name, 24) {
+        return Some(WalKind::Segment);
+    }
+    if let Some(segment) = name.strip_suffix(".partial") {
+        return is_upper_hex(segment, 24).then_some(WalKind::Partial);
+    }
+    if let Some(timeline) = name.strip_suffix(".history") {
+        return is_upper_hex(timeline, 8).then_some(WalKind::History);
+    }
+    if let Some(label) = name.strip_suffix(".backup") {
+        let (segment, offset) = label.split_once('.')?;
+        return (is_upper_hex(segment, 24) && is_upper_hex(offset, 8)).then_some(WalKind::Backup);
+    }
+    None
+}
+
+/// The prefix every archived copy of WAL file `wal` starts with: `<wal>.`.
+/// Other WAL files may share it (`<segment>.<offset>.backup`): parse
+/// names with [`parse_wal_object`] before trusting them.
+pub fn wal_prefix(wal: &str) -> String {
+    format!("{wal}.")
+}
+
+/// The archived object of WAL file `wal` whose raw content's SHA-256
+/// starts with `hash16`: `<wal>.<hash16><suffix>`, where `suffix` is the
+/// codec's (`.zst.age`): `000000010000000000000003.9f86d081884c7d65.zst.age`.
+pub fn wal_object(wal: &str, hash16: &str, suffix: &str) -> String {
+    format!("{wal}.{hash16}{suffix}")
+}
+
+/// An archived WAL file's name, read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalObject<'a> {
+    /// The WAL file's name, as PostgreSQL names it.
+    pub wal: &'a str,
+    pub kind: WalKind,
+    /// The first 16 hex digits of the SHA-256 of the raw file.
+    pub hash: &'a str,
+    /// The compression, as sidecars name it (`gzip`, `zstd`, `none`).
+    pub compression: &'static str,
+    pub encrypted: bool,
+}
+
+/// The WAL file, hash and codec an object of the WAL folder names, if it is
+/// an archived WAL file (not a partial upload, not the marker).
+pub fn parse_wal_object(name: &str) -> Option<WalObject<'_>> {
+    // The WAL name is everything before the hash: the hash is the first
+    // 16-hex-digit segment after which only a codec suffix follows.
+    let mut search = 0;
+    while let Some(dot) = name[search..].find('.').map(|found| found + search) {
+        let wal = &name[..dot];
+        let rest = &name[dot + 1..];
+        search = dot + 1;
+        let Some(kind) = wal_kind(wal) else {
+            continue;
+        };
+        if rest.len() < WAL_HASH_LENGTH || !rest.is_char_boundary(WAL_HASH_LENGTH) {
+            continue;
+        }
+        let (hash, suffix) = rest.split_at(WAL_HASH_LENGTH);
+        if !hash
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+        {
+            continue;
+        }
+        if let Some((_, compression, encrypted)) = WAL_SUFFIXES
+            .iter()
+            .find(|(known, _, _)| *known == suffix)
+        {
+            return Some(WalObject {
+                wal,
+                kind,
+                hash,
+                compression,
+                encrypted: *encrypted,
+            });
+        }
+    }
+    None
+}
+
 /// A backup id: the UTC start time, `YYYYMMDDTHHMMSSZ`, plus `-<suffix>` if needed.
 pub fn base_id(started: DateTime<Utc>) -> String {
     started.format("%Y%m%dT%H%M%SZ").to_string()
@@ -204,5 +335,55 @@ mod tests {
         );
         assert_eq!(sub_folder("app", WAL_FOLDER), "app/wal");
         assert!(is_sub_folder("wal") && !is_sub_folder("wal2"));
+    }
+
+    #[test]
+    fn wal_names_read_back() {
+        for (name, kind) in [
+            ("000000010000000000000003", WalKind::Segment),
+            ("000000010000000000000003.partial", WalKind::Partial),
+            ("00000002.history", WalKind::History),
+            ("000000010000000000000003.00000028.backup", WalKind::Backup),
+        ] {
+            assert_eq!(wal_kind(name), Some(kind), "{name}");
+            for suffix in ["", ".gz", ".zst", ".age", ".gz.age", ".zst.age"] {
+                let object = wal_object(name, "9f86d081884c7d65", suffix);
+                let parsed = parse_wal_object(&object).unwrap();
+                assert_eq!(parsed.wal, name);
+                assert_eq!(parsed.kind, kind);
+                assert_eq!(parsed.hash, "9f86d081884c7d65");
+                assert_eq!(parsed.encrypted, suffix.ends_with(".age"));
+                assert_eq!(crate::codec::suffix(parsed.compression, parsed.encrypted), suffix);
+                assert!(object.starts_with(&wal_prefix(name)));
+                assert_eq!(parse_wal_object(&partial(&object)), None);
+                assert_eq!(parse_wal_object(&temporary(&object)), None);
+            }
+        }
+        for name in [
+            "00000001000000000000000",
+            "0000000100000000000000030",
+            "00000001000000000000000g",
+            "000000010000000000000003.history",
+            "0000002.history",
+            "000000010000000000000003.0000028.backup",
+            "000000010000000000000003.part",
+        ] {
+            assert_eq!(wal_kind(name), None, "{name}");
+        }
+        assert_eq!(
+            wal_object("000000010000000000000003", "9f86d081884c7d65", ".zst.age"),
+            "000000010000000000000003.9f86d081884c7d65.zst.age"
+        );
+        for name in [
+            WAL_MARKER,
+            "000000010000000000000003",
+            "000000010000000000000003.9f86d081884c7d6",
+            "000000010000000000000003.9F86D081884C7D65",
+            "000000010000000000000003.9f86d081884c7d65.xz",
+            "000000010000000000000003.9f86d081884c7d65.zst.partial",
+            "00000001000000000000000g.9f86d081884c7d65",
+        ] {
+            assert_eq!(parse_wal_object(name), None, "{name}");
+        }
     }
 }

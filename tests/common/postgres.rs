@@ -46,6 +46,13 @@ pub fn free_port() -> u16 {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// Like [`Cluster::start`], with `settings` (`name = value` lines)
+    /// appended to `postgresql.conf` before the first start: e.g.
+    /// `wal_level = replica`, `archive_mode = on`, `archive_command = '…'`.
+    pub fn start_with(settings: &[String]) -> Cluster {
         let bin = newest_bin();
         let as_postgres = running_as_root();
         let folder = tempfile::Builder::new()
@@ -87,6 +94,15 @@ impl Cluster {
             ],
         );
         std::fs::remove_file(&password_file).unwrap();
+        if !settings.is_empty() {
+            let conf = data.join("postgresql.conf");
+            let mut text = std::fs::read_to_string(&conf).unwrap();
+            for setting in settings {
+                text.push_str(setting);
+                text.push('\n');
+            }
+            std::fs::write(&conf, text).unwrap();
+        }
         cluster.resume();
         cluster
     }
@@ -115,7 +131,8 @@ impl Cluster {
         );
     }
 
-    fn data(&self) -> PathBuf {
+    /// The data directory.
+    pub fn data(&self) -> PathBuf {
         self.folder.path().join("data")
     }
 
