@@ -99,7 +99,7 @@ pub fn backup_tagged(
     tags: &[String],
 ) -> Result<Outcome, Error> {
     let clock = Instant::now();
-    let database = database::open(&policy.source);
+    let database = database::for_policy(policy);
     let mut dump = database.dump()?;
     let claim = claim_id(policy, destinations, started);
     let written = match targets {
@@ -144,11 +144,11 @@ fn take(
         ),
         None => None,
     };
-    let name = names::artifact(
-        &id,
-        database.format(),
-        &codec::suffix(compression.name(), recipients.is_some()),
-    );
+    let suffix = codec::suffix(compression.name(), recipients.is_some());
+    let name = match database.part() {
+        Some(part) => names::part(&id, part, &suffix),
+        None => names::artifact(&id, database.format(), &suffix),
+    };
 
     let mut failed = Vec::new();
     let mut uploads = Vec::new();
@@ -264,12 +264,16 @@ fn take(
             database: report.database,
             row_counts: report.row_counts,
         },
+        physical: report.physical,
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         host: host_name(),
         policy_digest: policy.digest.clone(),
         tags: tags.to_vec(),
         sidecar_sha256: None,
     };
+    if database.part().is_some() {
+        metadata.parts = vec![metadata.artifact.clone()];
+    }
     metadata
         .seal()
         .map_err(|error| Error::Compression(error.to_string()))?;

@@ -162,7 +162,13 @@ pub fn execute(
                         action.held.as_deref().unwrap_or_default()
                     )),
                     ActionKind::Backup => {
-                        let (outcome, taken) = take_backup(policy, &destinations, options);
+                        // A base backup is taken by the policy's physical view.
+                        let view = action
+                            .is_physical()
+                            .then(|| policy.physical_view())
+                            .flatten();
+                        let taking = view.as_ref().unwrap_or(policy);
+                        let (outcome, taken) = take_backup(taking, &destinations, options);
                         report.taken.extend(taken);
                         backup_failed |= !matches!(outcome, Outcome::Done(_));
                         outcome

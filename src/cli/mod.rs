@@ -13,6 +13,7 @@ mod man;
 pub mod output;
 mod plan;
 mod prompt;
+mod recover;
 mod restore;
 mod run;
 mod schema;

@@ -49,6 +49,24 @@ pub struct RestoreArgs {
     /// decrypted with. Default: the policy's `encryption.age.identity`.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<std::path::PathBuf>,
+    /// PostgreSQL point-in-time recovery (`spec.physical`): replay the archived WAL
+    /// up to this time, which must have a zone: `2026-12-01T17:00:00Z`,
+    /// `2026-12-01 18:00:00+01:00`. Needs --to DATADIR.
+    #[arg(long, value_name = "TIME", group = "recovery")]
+    pub target_time: Option<String>,
+    /// Point-in-time recovery up to this WAL position (`0/16B3748`).
+    #[arg(long, value_name = "LSN", group = "recovery")]
+    pub target_lsn: Option<String>,
+    /// Point-in-time recovery up to the end of this transaction.
+    #[arg(long, value_name = "XID", group = "recovery")]
+    pub target_xid: Option<String>,
+    /// `immediate`: restore a base backup to its end, the earliest consistent point.
+    #[arg(long, value_name = "immediate", value_parser = ["immediate"], group = "recovery")]
+    pub target: Option<String>,
+    /// Point-in-time recovery: how long replay may take before the restore gives up
+    /// and rolls back.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_timeout)]
+    pub recovery_timeout: std::time::Duration,
 }
 
 /// `30s`, `5m`, `1h`, or a number of seconds.
@@ -84,6 +102,14 @@ fn not_blank(value: &str) -> Result<String, String> {
 }
 
 pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus> {
+    match super::recover::target(args) {
+        Some(Ok(target)) => return super::recover::run(global, args, target),
+        Some(Err(error)) => {
+            stderrln!("error: {error}");
+            return Ok(ExitStatus::Usage);
+        }
+        None => {}
+    }
     if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
         stderrln!(
             "error: not restoring without confirmation: stdin is not a terminal; pass --yes (or --dry-run to see the plan)"

@@ -18,6 +18,9 @@ pub struct RunArgs {
     /// The policy to back up.
     #[arg(value_name = "POLICY")]
     pub policy: String,
+    /// Take a base backup (`pg_basebackup`, `spec.physical`) instead of a logical one.
+    #[arg(long)]
+    pub physical: bool,
 }
 
 /// Bytes and rate on stderr, rewritten in place; only on a terminal.
@@ -47,6 +50,20 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let policy = match load_policies(global, Some(&args.policy)) {
         Ok(mut policies) => policies.remove(0),
         Err(status) => return Ok(status),
+    };
+    let policy = if args.physical {
+        match policy.physical_view() {
+            Some(view) => view,
+            None => {
+                stderrln!(
+                    "error: policy `{}` takes no base backups: add `spec.physical` (PostgreSQL only)",
+                    policy.name
+                );
+                return Ok(ExitStatus::Usage);
+            }
+        }
+    } else {
+        policy
     };
     // One backup of a policy at a time, and never while apply prunes it.
     let _lock = match global.state().lock(&policy.name) {

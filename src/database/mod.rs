@@ -40,13 +40,52 @@ pub fn open(spec: &SourceSpec) -> Box<dyn Database> {
     }
 }
 
+/// The database whose backups `policy` takes: its source's kind, or, for
+/// the policy's physical view, PostgreSQL base backups.
+pub fn for_policy(policy: &crate::policy::Policy) -> Box<dyn Database> {
+    match (&policy.source, policy.view) {
+        (SourceSpec::Postgres(spec), crate::policy::View::Physical) => {
+            Box::new(postgres::physical::BaseBackups::new(spec.clone()))
+        }
+        (source, _) => open(source),
+    }
+}
+
+/// The database that reads backups in `format` of a policy with `spec`.
+pub fn for_format(spec: &SourceSpec, format: &str) -> Box<dyn Database> {
+    match spec {
+        SourceSpec::Postgres(spec) if format == postgres::physical::FORMAT => {
+            Box::new(postgres::physical::BaseBackups::new(spec.clone()))
+        }
+        source => open(source),
+    }
+}
+
+/// A check of a backup's decoded stream as it flows past, for formats that
+/// carry their own checksums (a base backup's `backup_manifest`).
+pub trait StreamCheck: Write + Send {
+    /// Whether the stream was whole and as it says.
+    fn verdict(self: Box<Self>) -> Result<(), String>;
+}
+
+/// The check `verify` runs over the decoded data of a backup in `format`, if any.
+pub fn stream_check(format: &str) -> Option<Box<dyn StreamCheck>> {
+    (format == postgres::physical::FORMAT).then(postgres::physical::manifest_check)
+}
+
 /// One kind of database, for one policy's source.
 pub trait Database: Send + Sync {
     /// The kind sidecars record as `source.kind`: `postgres`, `sqlite`, `mysql`.
     fn kind(&self) -> &'static str;
     /// The format of its backups, as sidecars record it and file names carry
-    /// it (`<id>.<format>.<compression>`): `pgdump`, `sqlite`, `mysql`.
+    /// it (`<id>.<format>.<compression>`): `pgdump`, `sqlite`, `mysql`,
+    /// `pg-basebackup`.
     fn format(&self) -> &'static str;
+    /// The part a backup of several objects starts with (`base`, named
+    /// `<id>.base.tar.<compression>`), or `None` for a backup of one object.
+    fn part(&self) -> Option<&'static str> {
+        None
+    }
     /// A consistent dump of the database, its secrets resolved.
     fn dump(&self) -> Result<Box<dyn Dump>, DumpError>;
     /// Streams `record` from `destination`, decoded and checked against its
@@ -114,6 +153,8 @@ pub struct Report {
     pub database: Option<String>,
     /// Rows per table, counted in the snapshot that was dumped.
     pub row_counts: BTreeMap<String, u64>,
+    /// A physical backup's place in the WAL.
+    pub physical: Option<crate::inventory::metadata::PhysicalInfo>,
 }
 
 /// Why a database could not be dumped.

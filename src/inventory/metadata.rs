@@ -48,6 +48,11 @@ pub struct BackupMetadata {
     pub encryption: Option<Encryption>,
     /// What was backed up.
     pub source: SourceInfo,
+    /// A physical backup's place in the WAL (`format: pg-basebackup`): where
+    /// recovery from it starts and the earliest point it is consistent at.
+    /// Absent for logical backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical: Option<PhysicalInfo>,
     /// Version of backup that took it.
     pub tool_version: String,
     /// Host name of the machine that took it.
@@ -65,6 +70,28 @@ pub struct BackupMetadata {
     /// before it was introduced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecar_sha256: Option<String>,
+}
+
+/// Where a base backup stands in its cluster's WAL, from its `backup_manifest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PhysicalInfo {
+    /// The cluster's system identifier (`pg_control_system()`), as decimal
+    /// text: WAL of another cluster never completes this backup.
+    pub system_identifier: String,
+    /// The timeline the backup was taken on.
+    pub timeline: u32,
+    /// Where replay starts (`0/2000028`): the first WAL segment recovery needs.
+    pub start_lsn: String,
+    /// Where the backup ends: the earliest point a restore of it is consistent at.
+    pub stop_lsn: String,
+    /// The WAL segment size of the cluster, in bytes.
+    pub wal_segment_size: u64,
+    /// The first and last WAL segment (file names) a restore to the end of the backup needs.
+    pub start_wal: String,
+    pub stop_wal: String,
+    /// SHA-256 of the `backup_manifest` (its `Manifest-Checksum`), which the
+    /// base part holds as its last member.
+    pub manifest_checksum: String,
 }
 
 /// The tag of a safety backup taken by `backup restore` before it replaces a target.

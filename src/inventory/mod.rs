@@ -197,7 +197,7 @@ pub struct Orphan {
 }
 
 /// What one destination holds for one policy.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Listing {
     /// Backups, oldest first (by `created_at`, then id).
     pub backups: Vec<BackupRecord>,

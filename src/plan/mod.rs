@@ -106,6 +106,10 @@ pub struct Action {
     /// delete rights carries it out); `apply` does not attempt it here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
+    /// `pg-basebackup` for an action on the policy's base backups (a
+    /// `backup` action takes one); absent for its logical backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 impl Action {
@@ -120,7 +124,13 @@ impl Action {
             diff: None,
             reasons: Vec::new(),
             held: None,
+            format: None,
         }
+    }
+
+    /// Whether this acts on the policy's base backups.
+    pub fn is_physical(&self) -> bool {
+        self.format.is_some()
     }
 }
 
@@ -156,6 +166,101 @@ pub struct PolicyPlan {
     /// this plan. Each also has its line in `errors`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<String>,
+    /// The policy's base backups (`spec.physical`), planned by their own
+    /// schedule and retention. Absent for a policy without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical: Option<PhysicalPlan>,
+}
+
+/// What the plan found about a policy's base backups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhysicalPlan {
+    /// Complete base backups (on at least one destination), before this plan.
+    pub backups: usize,
+    /// The newest complete base backup, if any.
+    pub newest: Option<String>,
+    /// Every base backup retention keeps (newest first), the planned one included.
+    pub kept: Vec<Kept>,
+    /// The plan would prune more than half of the base backups.
+    pub mass_delete: bool,
+}
+
+impl PhysicalPlan {
+    /// The base backups' plan, its warnings and errors moved into the policy's
+    /// (said once, marked as about base backups where they differ).
+    fn new(base: PolicyPlan, policy: &mut PolicyPlan) -> PhysicalPlan {
+        for warning in base.warnings {
+            let warning = format!("base backups: {warning}");
+            if !policy.warnings.contains(&warning) {
+                policy.warnings.push(warning);
+            }
+        }
+        for error in base.errors {
+            if !policy.errors.contains(&error) {
+                policy.errors.push(error);
+            }
+        }
+        policy.mass_delete |= base.mass_delete;
+        PhysicalPlan {
+            backups: base.backups,
+            newest: base.newest,
+            kept: base.kept,
+            mass_delete: base.mass_delete,
+        }
+    }
+}
+
+/// `base backups: 2, newest 20261201T020000Z`, for plans as text and markdown.
+pub fn physical_line(physical: &PhysicalPlan) -> String {
+    let base = match &physical.newest {
+        None => "base backups: none yet".to_owned(),
+        Some(newest) => format!("base backups: {}, newest {newest}", physical.backups),
+    };
+    base
+}
+
+/// A policy's inventory split in two: its logical backups with everything
+/// else the folder holds (orphans, unreadable sidecars), and its base backups.
+fn split_physical(found: &PolicyInventory) -> (PolicyInventory, PolicyInventory) {
+    let is_base = |record: &crate::inventory::BackupRecord| {
+        record.metadata.format() == crate::database::postgres::physical::FORMAT
+    };
+    let mut logical = PolicyInventory {
+        policy: found.policy.clone(),
+        destinations: Vec::new(),
+    };
+    let mut physical = PolicyInventory {
+        policy: found.policy.clone(),
+        destinations: Vec::new(),
+    };
+    for destination in &found.destinations {
+        let (dumps, bases) = match &destination.listing {
+            Err(error) => (Err(error.clone()), Err(error.clone())),
+            Ok(listing) => {
+                let (bases, dumps): (Vec<_>, Vec<_>) = listing
+                    .backups
+                    .iter()
+                    .cloned()
+                    .partition(|record| is_base(record));
+                let mut dumps_listing = listing.clone();
+                dumps_listing.backups = dumps;
+                let bases_listing = crate::inventory::Listing {
+                    backups: bases,
+                    ..crate::inventory::Listing::default()
+                };
+                (Ok(dumps_listing), Ok(bases_listing))
+            }
+        };
+        for (into, listing) in [(&mut logical, dumps), (&mut physical, bases)] {
+            into.destinations
+                .push(crate::inventory::DestinationInventory {
+                    location: destination.location.clone(),
+                    listing,
+                    delete_denied: destination.delete_denied.clone(),
+                });
+        }
+    }
+    (logical, physical)
 }
 
 /// The codec of `policy`'s new backups, for people.
@@ -353,13 +458,26 @@ pub fn compute(
         };
         let found = inventory.policy(&policy.name).unwrap_or(&empty);
         let last_drill = inventory.restore_tests.get(&policy.name).copied();
-        let (policy_plan, policy_actions) = plan_policy(policy, found, last_drill, now, scope);
+        let (mut policy_plan, mut policy_actions) = match policy.physical_view() {
+            None => plan_policy(policy, found, last_drill, now, scope),
+            // Dumps and base backups share the folder; each is planned by its own rules.
+            Some(view) => {
+                let (logical, physical) = split_physical(found);
+                let (mut plan, actions) = plan_policy(policy, &logical, last_drill, now, scope);
+                let (base, mut base_actions) = plan_policy(&view, &physical, None, now, scope);
+                for action in &mut base_actions {
+                    action.format = Some(crate::database::postgres::physical::FORMAT.to_owned());
+                }
+                plan.physical = Some(PhysicalPlan::new(base, &mut plan));
+                let mut merged = actions;
+                merged.extend(base_actions);
+                (plan, merged)
+            }
+        };
+        policy_plan.warnings.dedup();
+        policy_actions.retain(|action| scope.allows(action.kind));
         policy_plans.push(policy_plan);
-        actions.extend(
-            policy_actions
-                .into_iter()
-                .filter(|action| scope.allows(action.kind)),
-        );
+        actions.extend(policy_actions);
     }
     let out_of_scope = CrontabInput::Unmanaged {
         reason: "--only leaves out crontab".to_owned(),
@@ -406,6 +524,7 @@ pub fn compute(
                         object: None,
                         diff: Some(crontab::diff(current, planned_block)),
                         held: None,
+                        format: None,
                         reasons: vec![if current.is_empty() {
                             "the managed block is not installed yet".to_owned()
                         } else if planned_block.is_empty() {
@@ -479,6 +598,7 @@ fn plan_policy(
         warnings: Vec::new(),
         errors: Vec::new(),
         unreadable: Vec::new(),
+        physical: None,
     };
     let mut backups = Vec::new();
     let mut copies = Vec::new();

@@ -54,6 +54,9 @@ pub fn render(plan: &Plan, options: Options) -> String {
             paint(color, "1", &policy.name),
             policy.file
         );
+        if let Some(physical) = &policy.physical {
+            let _ = writeln!(out, "  {}", super::physical_line(physical));
+        }
         for action in &actions {
             render_action(&mut out, action, color);
         }
@@ -202,6 +205,9 @@ pub fn headline(action: &Action, color: bool) -> String {
     let destination = action.destination.as_deref().unwrap_or_default();
     let backup = action.backup.as_deref().unwrap_or_default();
     match action.kind {
+        ActionKind::Backup if action.is_physical() => {
+            format!("{} base backup", paint(color, "32", "+"))
+        }
         ActionKind::Backup => format!("{} backup", paint(color, "32", "+")),
         ActionKind::Copy => format!(
             "{} copy {backup} to {destination} (from {})",

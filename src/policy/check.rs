@@ -299,9 +299,10 @@ impl Checker<'_> {
         self.check_reference_fields(self.root);
         self.check_control_characters(self.root);
         let schedule = section::<ScheduleSpec>(json, "/spec/schedule")
-            .and_then(|schedule| self.check_schedule(&schedule.cron, &schedule.timezone));
+            .and_then(|schedule| self.check_schedule("/spec/schedule", &schedule));
         let retention = section::<RetentionSpec>(json, "/spec/retention")
-            .and_then(|spec| self.check_retention(&spec));
+            .and_then(|spec| self.check_retention("/spec/retention", &spec));
+        let physical = self.check_physical(json);
         let source =
             section::<SourceSpec>(json, "/spec/source").map(|source| self.check_source(&source));
         let destinations: Vec<(usize, DestinationSpec)> = json
@@ -385,14 +386,63 @@ impl Checker<'_> {
             restore_test,
             health: document.spec.health.clone(),
             digest: digest(&document),
+            physical: physical?,
+            view: super::View::Logical,
         })
     }
 
-    fn check_retention(&mut self, spec: &RetentionSpec) -> Option<Retention> {
+    /// `spec.physical`: its schedule, retention and window, and that the
+    /// source is PostgreSQL. `Some(None)` when there is none; `None` when it is invalid.
+    fn check_physical(&mut self, json: &Json) -> Option<Option<super::Physical>> {
+        let Some(spec) = section::<super::spec::PhysicalSpec>(json, "/spec/physical") else {
+            return Some(None);
+        };
+        let errors = self.error_count();
+        if json.pointer("/spec/source/postgres").is_none() {
+            let (span, field) = self.locate_key("/spec/physical");
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "physical-needs-postgres",
+                    self.file,
+                    "`physical` (base backups and WAL archiving) is for a `postgres` source only",
+                )
+                .at(span)
+                .field(field)
+                .hint("remove `physical`, or back up a PostgreSQL server with `source: {postgres: …}`"),
+            );
+        }
+        let schedule = self.check_schedule("/spec/physical/schedule", &spec.schedule);
+        let retention = self.check_retention("/spec/physical/retention", &spec.retention);
+        let pitr_window = match spec.pitr_window.as_deref() {
+            None => None,
+            Some(text) => match super::units::max_age(text) {
+                Some(window) => Some(window),
+                None => {
+                    self.error(
+                        "invalid-value",
+                        "/spec/physical/pitr-window",
+                        format!("`{text}` is not a duration like `7d`, `36h` or `1m`"),
+                        "write a number and a unit (y, m, d, h), combined if needed, greater than zero",
+                    );
+                    None
+                }
+            },
+        };
+        if self.error_count() > errors {
+            return None;
+        }
+        Some(Some(super::Physical {
+            schedule: schedule?,
+            retention: retention?,
+            pitr_window,
+        }))
+    }
+
+    fn check_retention(&mut self, pointer: &str, spec: &RetentionSpec) -> Option<Retention> {
         match Retention::from_spec(spec) {
             Ok(retention) => {
                 if !retention.keeps_something() {
-                    let (span, field) = self.locate_key("/spec/retention");
+                    let (span, field) = self.locate_key(pointer);
                     self.diagnostics.push(
                         Diagnostic::error("retention-keeps-nothing", self.file, "retention keeps no backup")
                             .at(span)
@@ -405,7 +455,7 @@ impl Checker<'_> {
             Err(error) => {
                 self.error(
                     "invalid-value",
-                    "/spec/retention/keep-within",
+                    &format!("{pointer}/keep-within"),
                     error.to_string(),
                     "write a number and a unit (y, m, d, h), combined if needed: `14d`, `36h`, `1y6m`",
                 );
@@ -518,7 +568,8 @@ impl Checker<'_> {
             .count()
     }
 
-    fn check_schedule(&mut self, cron: &str, timezone: &str) -> Option<Schedule> {
+    fn check_schedule(&mut self, pointer: &str, spec: &ScheduleSpec) -> Option<Schedule> {
+        let (cron, timezone) = (spec.cron.as_str(), spec.timezone.as_str());
         let mut valid = true;
         if let Err(error) = schedule::parse_timezone(timezone) {
             let lower = timezone.to_ascii_lowercase();
@@ -533,7 +584,7 @@ impl Checker<'_> {
             };
             self.error(
                 "invalid-timezone",
-                "/spec/schedule/timezone",
+                &format!("{pointer}/timezone"),
                 error.to_string(),
                 hint,
             );
@@ -542,7 +593,7 @@ impl Checker<'_> {
         if let Err(error) = Schedule::parse(cron, "UTC") {
             self.error(
                 "invalid-cron",
-                "/spec/schedule/cron",
+                &format!("{pointer}/cron"),
                 error.to_string(),
                 "use 5 fields, minute hour day-of-month month day-of-week (e.g. \"0 1 * * *\"), or @hourly, @daily, @weekly, @monthly, @yearly",
             );
@@ -552,7 +603,7 @@ impl Checker<'_> {
             return None;
         }
         let schedule = Schedule::parse(cron, timezone).ok()?;
-        if !self.fires(&schedule, "/spec/schedule/cron") {
+        if !self.fires(&schedule, &format!("{pointer}/cron")) {
             return None;
         }
         Some(schedule)

@@ -58,6 +58,45 @@ pub struct Policy {
     /// SHA-256 of the policy as written (normalized JSON), recorded in every
     /// backup so a saved plan can tell the policy changed.
     pub digest: String,
+    /// Base backups and the WAL archive (`spec.physical`), PostgreSQL only.
+    pub physical: Option<Physical>,
+    /// Which of the policy's backups this value stands for: the policy as
+    /// written plans its logical dumps; [`Policy::physical_view`] its base backups.
+    pub view: View,
+}
+
+/// `spec.physical`, resolved: when base backups are due and which are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Physical {
+    pub schedule: Schedule,
+    pub retention: Retention,
+    /// `pitr-window`: how far back WAL is kept, if less than to the oldest kept base backup.
+    pub pitr_window: Option<chrono::Duration>,
+}
+
+/// The backups a [`Policy`] value plans, takes and prunes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum View {
+    /// The logical dumps: `spec.schedule` and `spec.retention`.
+    #[default]
+    Logical,
+    /// The base backups: `spec.physical`'s schedule and retention.
+    Physical,
+}
+
+impl Policy {
+    /// The policy as its base backups see it: `spec.physical`'s schedule and
+    /// retention, no restore drill (a base backup is proved by `verify` and
+    /// `restore --target`), the same name, source and destinations.
+    pub fn physical_view(&self) -> Option<Policy> {
+        let physical = self.physical.as_ref()?;
+        let mut view = self.clone();
+        view.schedule = physical.schedule.clone();
+        view.retention = physical.retention;
+        view.restore_test = None;
+        view.view = View::Physical;
+        Some(view)
+    }
 }
 
 /// What loading found: the valid policies and every problem.

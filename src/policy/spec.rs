@@ -96,6 +96,33 @@ pub struct PolicySpec {
     /// How `backup status` judges this policy's freshness. Default: from the schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthSpec>,
+    /// PostgreSQL only: physical base backups (`pg_basebackup`) on their own
+    /// schedule and retention, beside the logical dumps; with the WAL the
+    /// server archives through `backup wal push`, they make point-in-time
+    /// recovery (`backup restore --target-time`). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical: Option<PhysicalSpec>,
+}
+
+/// Physical base backups and the WAL archive between them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PhysicalSpec {
+    /// When base backups are due, read like `spec.schedule`. Example:
+    /// `{cron: "0 2 * * 0", timezone: UTC}` (weekly).
+    pub schedule: ScheduleSpec,
+    /// How many base backups to keep, with the same `keep-*` rules as
+    /// `spec.retention`. WAL is kept from the start of the oldest kept base
+    /// backup. Example: `{keep-last: 2}`.
+    pub retention: RetentionSpec,
+    /// Keep WAL for only this long (counted back from now), from the start of
+    /// the newest base backup that began before then; base backups older than
+    /// that stay restorable to their end only (`--target immediate`).
+    /// Same units as `keep-within`. Default: back to the oldest kept base
+    /// backup. Example: `7d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+[ymdh])+$"), example = &"7d")]
+    pub pitr_window: Option<String>,
 }
 
 /// Scheduled verification of a policy's backups.

@@ -10,6 +10,7 @@
 
 pub mod drill;
 pub mod drills;
+pub mod pitr;
 pub mod record;
 pub mod text;
 
@@ -180,12 +181,17 @@ pub fn select(policy: &Policy, request: &Request) -> Result<Vec<Chosen>, Error> 
             Err(error) => problems.push(format!("{}: {error}", destination.location())),
         }
     }
+    // `latest` is the newest backup this kind restores into a database:
+    // base backups restore into a data directory (`--target`).
+    let format = crate::database::open(&policy.source).format();
     let id = match &request.backup {
         Choice::Id(id) => id.clone(),
         Choice::Latest => listed
             .iter()
             .flat_map(|(_, records)| records)
-            .filter(|record| !record.metadata.is_pre_restore())
+            .filter(|record| {
+                !record.metadata.is_pre_restore() && record.metadata.format() == format
+            })
             .max_by(|left, right| {
                 (left.metadata.created_at, &left.metadata.id)
                     .cmp(&(right.metadata.created_at, &right.metadata.id))
@@ -755,6 +761,7 @@ mod tests {
                     .map(|(table, rows)| (table.to_owned(), rows))
                     .collect(),
             },
+            physical: None,
             tool_version: "0.1.0".to_owned(),
             host: "db1".to_owned(),
             policy_digest: String::new(),

@@ -131,6 +131,7 @@ pub fn sidecar_for(
             database: None,
             row_counts: Default::default(),
         },
+        physical: None,
         tool_version: "0.1.0".to_owned(),
         host: "db1".to_owned(),
         policy_digest: "0".repeat(64),

@@ -118,6 +118,7 @@ impl Dump for MysqlDump {
             server_version: Some(server_version),
             database: Some(database),
             row_counts: counter.rows,
+            physical: None,
         })
     }
 }

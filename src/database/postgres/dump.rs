@@ -372,6 +372,7 @@ impl Dump for Server {
             server_version: Some(server_version),
             database: self.config.get_dbname().map(str::to_owned),
             row_counts,
+            physical: None,
         })
     }
 }

@@ -6,7 +6,9 @@
 
 pub mod dump;
 pub mod locks;
+pub mod physical;
 mod plan;
+pub mod tar;
 pub mod target;
 pub mod tls;
 pub mod toc;

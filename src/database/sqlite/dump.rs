@@ -105,6 +105,7 @@ impl Dump for SqliteDump {
             server_version: Some(rusqlite::version().to_owned()),
             database: None,
             row_counts,
+            physical: None,
         })
     }
 }
