@@ -68,6 +68,7 @@ pub struct Observed {
 pub fn observe(selection: &Selection, options: &Options) -> Observed {
     let mut inventory = crate::inventory::gather(&selection.selected, options.cache);
     add_restore_tests(options.state, &selection.selected, &mut inventory);
+    add_wal(&selection.selected, &mut inventory);
     let mut warnings = Vec::new();
     let (crontab, crontab_target) = crontab_input(selection, options, &mut warnings);
     let space = if options.space {
@@ -122,6 +123,26 @@ pub fn probe_s3(spec: &S3Spec) -> Result<(), String> {
     crate::destination::s3::S3::new(spec)
         .and_then(|store| store.check_access())
         .map_err(|error| error.to_string())
+}
+
+/// Adds the WAL archive of every policy with base backups, per destination:
+/// one listing of its WAL folder each.
+pub fn add_wal(policies: &[Policy], inventory: &mut Inventory) {
+    for found in &mut inventory.policies {
+        let Some(policy) = policies
+            .iter()
+            .find(|policy| policy.name == found.policy && policy.physical.is_some())
+        else {
+            continue;
+        };
+        for (spec, destination) in policy.destinations.iter().zip(&mut found.destinations) {
+            destination.wal = Some(
+                crate::destination::open(spec)
+                    .and_then(|opened| crate::wal::list(opened.as_ref(), &policy.name))
+                    .map_err(|error| error.to_string()),
+            );
+        }
+    }
 }
 
 /// Adds when each policy's newest passing restore drill ran: from this

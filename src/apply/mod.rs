@@ -180,6 +180,11 @@ pub fn execute(
                     ActionKind::Prune if policy_plan.mass_delete && !options.allow_mass_delete => {
                         Outcome::Refused(mass_delete.clone())
                     }
+                    ActionKind::Prune
+                        if action.format.as_deref() == Some(crate::plan::wal::WAL_FORMAT) =>
+                    {
+                        run(prune_wal(policy, action, &destinations))
+                    }
                     ActionKind::Prune => run(prune(policy, action, &destinations)),
                     ActionKind::Cleanup => run(cleanup(policy, action, &destinations)),
                     ActionKind::RestoreTest => run(restore_test(policy, options)),
@@ -575,6 +580,46 @@ fn prune(policy: &Policy, action: &Action, destinations: &Destinations) -> Resul
     }
     tracing::info!(policy = %policy.name, id, destination = %destination.location(), "Backup pruned.");
     Ok(format!("{} freed", crate::format::human_bytes(removed)))
+}
+
+/// Deletes a range of archived WAL (`first..last`, one timeline) that
+/// retention no longer keeps, as listed now: history files never.
+fn prune_wal(
+    policy: &Policy,
+    action: &Action,
+    destinations: &Destinations,
+) -> Result<String, String> {
+    let destination = destinations.get(action.destination.as_deref())?;
+    let (first, last) = action
+        .object
+        .as_deref()
+        .and_then(|range| range.split_once(".."))
+        .ok_or("the plan names no WAL range")?;
+    let folder = crate::wal::folder(&policy.name);
+    let archive = crate::wal::list(destination, &policy.name).map_err(|error| error.to_string())?;
+    let same_timeline = |name: &str| name.get(..8) == first.get(..8);
+    let mut removed = (0_u64, 0_u64);
+    for file in &archive.files {
+        let inside = file.name.as_str() >= first && file.name.as_str() <= last;
+        if !inside
+            || !same_timeline(&file.name)
+            || names::wal_kind(&file.name) == Some(names::WalKind::History)
+        {
+            continue;
+        }
+        destination
+            .remove(&folder, &file.object)
+            .map_err(|error| error.to_string())?;
+        removed.0 += 1;
+        removed.1 += file.size;
+    }
+    tracing::info!(policy = %policy.name, first, last, files = removed.0, destination = %destination.location(), "WAL pruned.");
+    Ok(format!(
+        "{} WAL file{}, {} freed",
+        removed.0,
+        if removed.0 == 1 { "" } else { "s" },
+        crate::format::human_bytes(removed.1)
+    ))
 }
 
 /// Runs a restore drill of the policy's newest backup and keeps its evidence.

@@ -93,6 +93,16 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitStatus>
                 name,
                 reason,
             } => stdoutln!("FAILED  {policy} {name} on {location}: {reason}"),
+            Checked::Wal {
+                policy,
+                location,
+                result: Ok(summary),
+            } => stdoutln!("ok      {policy} {summary} on {location}"),
+            Checked::Wal {
+                policy,
+                location,
+                result: Err(problem),
+            } => stdoutln!("FAILED  {policy} WAL archive on {location}: {problem}"),
             Checked::Backup {
                 policy,
                 location,

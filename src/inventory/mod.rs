@@ -59,6 +59,9 @@ pub struct DestinationInventory {
     pub listing: Result<Listing, String>,
     /// Why deletes are refused here, when [`probe_deletes`] found out.
     pub delete_denied: Option<String>,
+    /// The policy's WAL archive here (policies with base backups; filled in
+    /// by the observe step), or why it could not be listed.
+    pub wal: Option<Result<crate::wal::Archive, String>>,
 }
 
 impl Inventory {
@@ -119,6 +122,7 @@ pub fn gather(policies: &[crate::policy::Policy], cache: Option<&SidecarCache>) 
                     location: destination::describe(spec),
                     listing,
                     delete_denied: None,
+                    wal: None,
                 }
             })
             .collect(),

@@ -9,6 +9,7 @@
 
 pub mod markdown;
 pub mod text;
+pub mod wal;
 
 use std::collections::BTreeMap;
 
@@ -183,6 +184,10 @@ pub struct PhysicalPlan {
     pub kept: Vec<Kept>,
     /// The plan would prune more than half of the base backups.
     pub mass_delete: bool,
+    /// The WAL archive: what each destination holds, its gaps, the
+    /// recoverable window, where WAL is kept from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<wal::WalPlan>,
 }
 
 impl PhysicalPlan {
@@ -206,6 +211,7 @@ impl PhysicalPlan {
             newest: base.newest,
             kept: base.kept,
             mass_delete: base.mass_delete,
+            wal: None,
         }
     }
 }
@@ -216,12 +222,15 @@ pub fn physical_line(physical: &PhysicalPlan) -> String {
         None => "base backups: none yet".to_owned(),
         Some(newest) => format!("base backups: {}, newest {newest}", physical.backups),
     };
-    base
+    match &physical.wal {
+        Some(plan) => format!("{base}; {}", wal::line(plan)),
+        None => base,
+    }
 }
 
 /// A policy's inventory split in two: its logical backups with everything
 /// else the folder holds (orphans, unreadable sidecars), and its base backups.
-fn split_physical(found: &PolicyInventory) -> (PolicyInventory, PolicyInventory) {
+pub fn split_physical(found: &PolicyInventory) -> (PolicyInventory, PolicyInventory) {
     let is_base = |record: &crate::inventory::BackupRecord| {
         record.metadata.format() == crate::database::postgres::physical::FORMAT
     };
@@ -257,6 +266,7 @@ fn split_physical(found: &PolicyInventory) -> (PolicyInventory, PolicyInventory)
                     location: destination.location.clone(),
                     listing,
                     delete_denied: destination.delete_denied.clone(),
+                    wal: destination.wal.clone(),
                 });
         }
     }
@@ -468,7 +478,18 @@ pub fn compute(
                 for action in &mut base_actions {
                     action.format = Some(crate::database::postgres::physical::FORMAT.to_owned());
                 }
-                plan.physical = Some(PhysicalPlan::new(base, &mut plan));
+                let (wal, wal_prunes) = wal::plan(policy, &physical, &base.kept, now);
+                // WAL goes only where the base backups' own prunes may go.
+                if !base
+                    .warnings
+                    .iter()
+                    .any(|warning| warning.contains("nothing is pruned"))
+                {
+                    base_actions.extend(wal_prunes);
+                }
+                let mut physical_plan = PhysicalPlan::new(base, &mut plan);
+                physical_plan.wal = Some(wal);
+                plan.physical = Some(physical_plan);
                 let mut merged = actions;
                 merged.extend(base_actions);
                 (plan, merged)

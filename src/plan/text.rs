@@ -214,6 +214,15 @@ pub fn headline(action: &Action, color: bool) -> String {
             paint(color, "32", "+"),
             action.from.as_deref().unwrap_or_default()
         ),
+        ActionKind::Prune if action.format.as_deref() == Some(super::wal::WAL_FORMAT) => format!(
+            "{} prune WAL {} on {destination}",
+            paint(color, "31", "-"),
+            action
+                .object
+                .as_deref()
+                .unwrap_or_default()
+                .replace("..", " to ")
+        ),
         ActionKind::Prune => format!(
             "{} prune {backup} on {destination}",
             paint(color, "31", "-")

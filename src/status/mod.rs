@@ -9,6 +9,7 @@
 //! a backup.
 
 pub mod gather;
+pub mod physical;
 pub mod prometheus;
 pub mod report;
 pub mod text;
@@ -116,6 +117,50 @@ pub struct Input<'a> {
     pub detailed: bool,
     /// This host's latest run records of the policy, oldest first (for the detail).
     pub recent_runs: Vec<RunRecord>,
+}
+
+/// Judges one policy: its backups and, with `spec.physical`, its base
+/// backups and WAL archive (`push`: this host's record of `wal push`).
+pub fn evaluate_with(input: Input, push: Option<&crate::wal::status::PushStatus>) -> PolicyHealth {
+    let Some(inventory) = input.inventory.filter(|_| input.policy.physical.is_some()) else {
+        return evaluate_view(input);
+    };
+    // The logical backups are judged alone, as `plan` plans them.
+    let (logical, physical) = crate::plan::split_physical(inventory);
+    let mut findings = Vec::new();
+    let health = physical::evaluate(&input, &physical, push, &mut findings);
+    let Input {
+        policy,
+        summary,
+        drill,
+        space,
+        crontab,
+        now,
+        detailed,
+        recent_runs,
+        ..
+    } = input;
+    let mut judged = evaluate_view(Input {
+        policy,
+        inventory: Some(&logical),
+        summary,
+        drill,
+        space,
+        crontab,
+        now,
+        detailed,
+        recent_runs,
+    });
+    for finding in findings {
+        judged.find(finding.check, finding.severity, finding.message);
+    }
+    judged.physical = Some(health);
+    judged
+}
+
+/// Judges one policy without a WAL push record.
+pub fn evaluate(input: Input) -> PolicyHealth {
+    evaluate_with(input, None)
 }
 
 /// How many failed attempts `status --detailed` shows per policy.
@@ -237,6 +282,9 @@ pub struct PolicyHealth {
     /// Only with `status --detailed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<Detail>,
+    /// Base backups, WAL archive and recoverable window (`spec.physical`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub physical: Option<physical::PhysicalHealth>,
 }
 
 impl PolicyHealth {
@@ -311,7 +359,7 @@ pub fn count_ticks(
 }
 
 /// Judges one policy.
-pub fn evaluate(input: Input) -> PolicyHealth {
+fn evaluate_view(input: Input) -> PolicyHealth {
     let policy = input.policy;
     let now = input.now;
     let mut health = PolicyHealth {
@@ -353,6 +401,7 @@ pub fn evaluate(input: Input) -> PolicyHealth {
         destinations: Vec::new(),
         crontab: input.crontab.clone(),
         detail: None,
+        physical: None,
     };
     destinations(&input, &mut health);
     freshness(&input, &mut health);

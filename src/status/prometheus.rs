@@ -91,6 +91,36 @@ pub fn render(report: &Report) -> String {
             "Health from backup status: 0 ok, 1 warning, 2 critical.",
             "gauge",
         ),
+        Family::new(
+            "backup_wal_archive_lag_seconds",
+            "Seconds since the newest WAL file was archived (policies with base backups).",
+            "gauge",
+        ),
+        Family::new(
+            "backup_pitr_earliest_timestamp_seconds",
+            "The earliest point a point-in-time restore reaches, as a Unix time.",
+            "gauge",
+        ),
+        Family::new(
+            "backup_pitr_latest_timestamp_seconds",
+            "The latest point a point-in-time restore reaches, as a Unix time.",
+            "gauge",
+        ),
+        Family::new(
+            "backup_wal_gap_segments",
+            "WAL segments missing between archived ones (0 when the archive is continuous).",
+            "gauge",
+        ),
+        Family::new(
+            "backup_wal_push_failures",
+            "Failed wal push runs on this host since the last one that succeeded.",
+            "gauge",
+        ),
+        Family::new(
+            "backup_last_base_backup_timestamp_seconds",
+            "Creation time of the newest complete base backup, as a Unix time.",
+            "gauge",
+        ),
     ];
     for policy in &report.policies {
         let own = policy_labels(&policy.labels);
@@ -108,6 +138,21 @@ pub fn render(report: &Report) -> String {
             families[2].sample(&policy_labels, attempt.finished_at.timestamp() as f64);
         }
         families[10].sample(&policy_labels, f64::from(policy.state.code()));
+        if let Some(physical) = &policy.physical {
+            if let Some(lag) = physical.archive_lag_seconds {
+                families[11].sample(&policy_labels, lag as f64);
+            }
+            if let (Some(from), Some(to)) = (physical.recoverable_from, physical.recoverable_to) {
+                families[12].sample(&policy_labels, from.timestamp() as f64);
+                families[13].sample(&policy_labels, to.timestamp() as f64);
+            }
+            let missing: u64 = physical.gaps.iter().map(|gap| gap.range.count).sum();
+            families[14].sample(&policy_labels, missing as f64);
+            families[15].sample(&policy_labels, physical.push_failures as f64);
+            if let Some(created_at) = physical.newest_base_created_at {
+                families[16].sample(&policy_labels, created_at.timestamp() as f64);
+            }
+        }
         for destination in &policy.destinations {
             let both = with_own(&[
                 ("policy", &policy.name),

@@ -55,21 +55,25 @@ pub fn report(
     let summary = crate::runlog::summary(state);
     let mut healths = Vec::new();
     for policy in policies {
-        healths.push(super::evaluate(Input {
-            policy,
-            inventory: inventory.policy(&policy.name),
-            summary: summary.policies.get(&policy.name),
-            drill: gather::drill(state.path(), &policy.name),
-            space: space.remove(&policy.name).unwrap_or_default(),
-            crontab: gather::crontab_check(crontab, Some(&policy.name)),
-            now,
-            detailed,
-            recent_runs: if detailed {
-                crate::runlog::recent(state, &policy.name, 100)
-            } else {
-                Vec::new()
+        let push = crate::wal::status::read(state, &policy.name).ok().flatten();
+        healths.push(super::evaluate_with(
+            Input {
+                policy,
+                inventory: inventory.policy(&policy.name),
+                summary: summary.policies.get(&policy.name),
+                drill: gather::drill(state.path(), &policy.name),
+                space: space.remove(&policy.name).unwrap_or_default(),
+                crontab: gather::crontab_check(crontab, Some(&policy.name)),
+                now,
+                detailed,
+                recent_runs: if detailed {
+                    crate::runlog::recent(state, &policy.name, 100)
+                } else {
+                    Vec::new()
+                },
             },
-        }));
+            push.as_ref(),
+        ));
     }
     let mut report = Report::new(now, healths, gather::crontab_check(crontab, None));
     if policy_errors > 0 {

@@ -109,7 +109,37 @@ fn line(policy: &PolicyHealth, report: &Report) -> String {
     {
         parts.push(format!("{} free", crate::format::human_bytes(free)));
     }
+    if let Some(physical) = &policy.physical {
+        parts.push(physical_part(physical, report));
+    }
     parts.join(", ")
+}
+
+/// `2 base backups, newest … (3 days ago), WAL archived 40 s ago, recoverable … to …`.
+fn physical_part(physical: &super::physical::PhysicalHealth, report: &Report) -> String {
+    let time = |at: chrono::DateTime<chrono::Utc>| at.format("%Y-%m-%d %H:%M UTC").to_string();
+    let mut part = match (
+        &physical.newest_base_backup,
+        physical.newest_base_created_at,
+    ) {
+        (Some(id), Some(created_at)) => format!(
+            "{} base backup{}, newest {id} ({})",
+            physical.base_backups,
+            if physical.base_backups == 1 { "" } else { "s" },
+            crate::format::human_ago(report.now - created_at)
+        ),
+        _ => "no base backup".to_owned(),
+    };
+    if let Some(newest) = physical.newest_archived_at {
+        part.push_str(&format!(
+            ", WAL archived {}",
+            crate::format::human_ago(report.now - newest)
+        ));
+    }
+    if let (Some(from), Some(to)) = (physical.recoverable_from, physical.recoverable_to) {
+        part.push_str(&format!(", recoverable {} to {}", time(from), time(to)));
+    }
+    part
 }
 
 /// The indented report behind one policy's line: per destination every

@@ -25,6 +25,12 @@ pub enum Checked<'a> {
         name: &'a str,
         reason: &'a str,
     },
+    /// A policy's WAL archive on a destination was checked for gaps.
+    Wal {
+        policy: &'a str,
+        location: &'a str,
+        result: &'a Result<String, String>,
+    },
     /// A backup was read and checked.
     Backup {
         policy: &'a str,
@@ -112,6 +118,19 @@ pub fn backups(policies: &[Policy], only: Option<&str>, report: &mut dyn FnMut(C
                 });
                 tally.unreadable += 1;
             }
+            if policy.physical.is_some() && only.is_none() {
+                let result = wal_continuity(destination.as_ref(), &policy.name, listing);
+                tally.checked += 1;
+                match result {
+                    Ok(_) => tally.ok += 1,
+                    Err(_) => tally.failed += 1,
+                }
+                report(Checked::Wal {
+                    policy: &policy.name,
+                    location: &location,
+                    result: &result,
+                });
+            }
             for record in &listing.backups {
                 if only.is_some_and(|id| id != record.metadata.id) {
                     continue;
@@ -132,4 +151,69 @@ pub fn backups(policies: &[Policy], only: Option<&str>, report: &mut dyn FnMut(C
         }
     }
     tally
+}
+
+/// Whether the WAL archive of `policy` on `destination` is continuous: no
+/// gap between its first and last segment of each timeline, and every base
+/// backup's own WAL (start to stop) there. What it holds, or the exact
+/// missing ranges.
+fn wal_continuity(
+    destination: &dyn destination::Destination,
+    policy: &str,
+    listing: &inventory::Listing,
+) -> Result<String, String> {
+    use crate::wal::SegmentName;
+    let archive = crate::wal::list(destination, policy)
+        .map_err(|error| format!("the WAL archive cannot be listed: {error}"))?;
+    let size = archive.segment_size();
+    let summary = archive.summary();
+    let mut problems: Vec<String> = summary
+        .gaps
+        .iter()
+        .map(|gap| format!("WAL gap: missing {}", describe(gap)))
+        .collect();
+    for record in &listing.backups {
+        let Some(info) = &record.metadata.physical else {
+            continue;
+        };
+        let (Some(start), Some(stop)) = (
+            SegmentName::parse(&info.start_wal, size),
+            SegmentName::parse(&info.stop_wal, size),
+        ) else {
+            continue;
+        };
+        let missing = archive.missing(&start, &stop);
+        if !missing.is_empty() {
+            problems.push(format!(
+                "base backup {} cannot be restored: its WAL misses {}",
+                record.metadata.id,
+                missing.iter().map(describe).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    Ok(match (summary.ranges.first(), summary.ranges.last()) {
+        (Some(first), Some(last)) => format!(
+            "WAL {} to {}: {} segment{}, no gap",
+            first.first,
+            last.last,
+            summary.segments,
+            if summary.segments == 1 { "" } else { "s" }
+        ),
+        _ => "WAL: nothing archived yet".to_owned(),
+    })
+}
+
+/// `segment X` or `X to Y (n segments)`.
+fn describe(range: &crate::wal::Range) -> String {
+    if range.count == 1 {
+        format!("segment {}", range.first)
+    } else {
+        format!(
+            "{} to {} ({} segments)",
+            range.first, range.last, range.count
+        )
+    }
 }
