@@ -781,9 +781,11 @@ fn replay(prepared: &Prepared, owner: Option<(u32, u32)>) -> Result<String, Stri
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
         .map_err(|error| format!("no free port: {error}"))?;
+    // In /tmp itself: a socket path must stay under 108 bytes, and the
+    // server's user must reach it (a private TMPDIR may be closed to it).
     let socket = tempfile::Builder::new()
         .prefix("backup-pitr-")
-        .tempdir()
+        .tempdir_in("/tmp")
         .map_err(|error| error.to_string())?;
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(socket.path(), Some(uid), Some(gid))

@@ -295,7 +295,7 @@ fn octal(field: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
-    #[derive(Default)]
+    #[derive(Debug, Default)]
     struct Seen {
         members: Vec<(String, u8, u64, Vec<u8>)>,
     }
