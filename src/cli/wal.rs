@@ -63,9 +63,8 @@ pub fn run(global: &GlobalArgs, args: &WalArgs) -> anyhow::Result<ExitStatus> {
         WalCommand::Fetch(args) => {
             // A panic would exit 101, which PostgreSQL takes for "no such
             // file": it must abort recovery instead.
-            let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_fetch(global, args)
-            }));
+            let fetched =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_fetch(global, args)));
             Ok(fetched.unwrap_or_else(|_| {
                 stderrln!("error: wal fetch failed unexpectedly");
                 ExitStatus::WalFatal
@@ -87,10 +86,16 @@ fn run_push(global: &GlobalArgs, args: &PushArgs) -> anyhow::Result<ExitStatus> 
         }
     };
     if outcome.everywhere() {
+        let stored = outcome
+            .destinations
+            .iter()
+            .filter(|(_, result)| matches!(result, Ok(push::Placed::Stored)))
+            .count();
         stdoutln!(
-            "Archived {} as {} ({} destinations)",
+            "Archived {} as {}: stored on {stored}, already on {} of {} destinations",
             outcome.wal,
             outcome.object,
+            outcome.destinations.len() - stored,
             outcome.destinations.len()
         );
         return Ok(ExitStatus::Success);
@@ -131,7 +136,10 @@ fn run_fetch(global: &GlobalArgs, args: &FetchArgs) -> ExitStatus {
             bytes,
         }) => {
             // On stderr: a failed write to stdout must not turn this into a 1.
-            stderrln!("Fetched {} ({bytes} bytes) from {location} ({object})", args.name);
+            stderrln!(
+                "Fetched {} ({bytes} bytes) from {location} ({object})",
+                args.name
+            );
             ExitStatus::Success
         }
         Ok(fetch::Fetched::Missing) => {

@@ -147,9 +147,8 @@ pub fn parse_wal_object(name: &str) -> Option<WalObject<'_>> {
         {
             continue;
         }
-        if let Some((_, compression, encrypted)) = WAL_SUFFIXES
-            .iter()
-            .find(|(known, _, _)| *known == suffix)
+        if let Some((_, compression, encrypted)) =
+            WAL_SUFFIXES.iter().find(|(known, _, _)| *known == suffix)
         {
             return Some(WalObject {
                 wal,
@@ -353,7 +352,10 @@ mod tests {
                 assert_eq!(parsed.kind, kind);
                 assert_eq!(parsed.hash, "9f86d081884c7d65");
                 assert_eq!(parsed.encrypted, suffix.ends_with(".age"));
-                assert_eq!(crate::codec::suffix(parsed.compression, parsed.encrypted), suffix);
+                assert_eq!(
+                    crate::codec::suffix(parsed.compression, parsed.encrypted),
+                    suffix
+                );
                 assert!(object.starts_with(&wal_prefix(name)));
                 assert_eq!(parse_wal_object(&partial(&object)), None);
                 assert_eq!(parse_wal_object(&temporary(&object)), None);

@@ -77,7 +77,13 @@ pub fn fetch(policy: &Policy, name: &str, path: &Path) -> Result<Fetched, Error>
             }
         };
         for candidate in candidates {
-            match deliver(destination.as_ref(), &folder, &policy.name, &candidate, path) {
+            match deliver(
+                destination.as_ref(),
+                &folder,
+                &policy.name,
+                &candidate,
+                path,
+            ) {
                 Ok(bytes) => {
                     for reason in &reasons {
                         tracing::warn!(policy = %policy.name, wal = %name, "Not fetched from {reason}; fetched from {location}.");

@@ -88,7 +88,9 @@ impl SegmentName {
 /// An LSN as PostgreSQL writes it (`0/2000028`, hex halves), as a number.
 pub fn parse_lsn(text: &str) -> Option<u64> {
     let (high, low) = text.trim().split_once('/')?;
-    let valid = |half: &str| !half.is_empty() && half.len() <= 8 && half.bytes().all(|byte| byte.is_ascii_hexdigit());
+    let valid = |half: &str| {
+        !half.is_empty() && half.len() <= 8 && half.bytes().all(|byte| byte.is_ascii_hexdigit())
+    };
     if !valid(high) || !valid(low) {
         return None;
     }
@@ -199,13 +201,14 @@ pub(crate) fn read_marker(
         });
     }
     let reader = destination.open(folder, names::WAL_MARKER)?;
-    let bytes = crate::bounded::read_capped(reader, crate::bounded::RECORD_LIMIT).map_err(
-        |error| destination::Error::Io {
-            action: "cannot read",
-            location: location.clone(),
-            source: std::io::Error::other(error.to_string()),
-        },
-    )?;
+    let bytes =
+        crate::bounded::read_capped(reader, crate::bounded::RECORD_LIMIT).map_err(|error| {
+            destination::Error::Io {
+                action: "cannot read",
+                location: location.clone(),
+                source: std::io::Error::other(error.to_string()),
+            }
+        })?;
     let marker: StoredMarker =
         serde_json::from_slice(&bytes).map_err(|error| destination::Error::Io {
             action: "cannot read",
@@ -346,7 +349,9 @@ impl Archive {
                     Some((first, last)) if number == last + 1 => Some((first, number)),
                     Some((first, last)) => {
                         summary.ranges.push(self.range(timeline, first, last));
-                        summary.gaps.push(self.range(timeline, last + 1, number - 1));
+                        summary
+                            .gaps
+                            .push(self.range(timeline, last + 1, number - 1));
                         Some((number, number))
                     }
                     None => Some((number, number)),
@@ -382,9 +387,10 @@ impl Archive {
 
     /// Whether `segment` is archived.
     pub fn has(&self, segment: &SegmentName) -> bool {
-        self.segments()
-            .get(&segment.timeline)
-            .is_some_and(|numbers| numbers.contains(&segment.number))
+        // `files` is sorted by name: a binary search, not a pass.
+        let name = segment.name(self.segment_size());
+        let at = self.files.partition_point(|file| file.name < name);
+        self.files.get(at).is_some_and(|file| file.name == name)
     }
 }
 
@@ -419,8 +425,14 @@ mod tests {
             3
         );
         // 16 MiB segments end at ...FF; 64 MiB ones at ...3F.
-        assert_eq!(SegmentName::parse("000000010000000000000100", 16 * MIB), None);
-        assert_eq!(SegmentName::parse("000000010000000000000040", 64 * MIB), None);
+        assert_eq!(
+            SegmentName::parse("000000010000000000000100", 16 * MIB),
+            None
+        );
+        assert_eq!(
+            SegmentName::parse("000000010000000000000040", 64 * MIB),
+            None
+        );
         for bad in [
             "00000001000000000000001",
             "00000001000000000000001g",
@@ -549,14 +561,16 @@ mod tests {
         );
         assert_eq!(
             summary.gaps,
-            vec![range(1, "000000010000000100000001", "000000010000000100000003", 3)]
+            vec![range(
+                1,
+                "000000010000000100000001",
+                "000000010000000100000003",
+                3
+            )]
         );
         assert_eq!(summary.segments, 6);
         assert_eq!(summary.bytes, 900);
-        assert_eq!(
-            summary.oldest,
-            DateTime::from_timestamp(1_700_000_000, 0)
-        );
+        assert_eq!(summary.oldest, DateTime::from_timestamp(1_700_000_000, 0));
         assert_eq!(
             summary.newest,
             DateTime::from_timestamp(1_700_000_000 + 8 * 60, 0)
@@ -601,7 +615,12 @@ mod tests {
                 &segment("00000002000000000000003E"),
                 &segment("00000002000000000000003F")
             ),
-            vec![range(2, "00000002000000000000003E", "00000002000000000000003F", 2)]
+            vec![range(
+                2,
+                "00000002000000000000003E",
+                "00000002000000000000003F",
+                2
+            )]
         );
         assert!(archive.has(&segment("000000010000000100000003")));
         assert!(!archive.has(&segment("000000010000000100000002")));

@@ -138,12 +138,17 @@ pub fn push(policy: &Policy, path: &Path, state: &StateDir) -> Result<Outcome, E
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     let recorded = match &result {
-        Ok(outcome) if outcome.everywhere() => super::status::record(state, &policy.name, &wal, None),
+        Ok(outcome) if outcome.everywhere() => {
+            super::status::record(state, &policy.name, &wal, None)
+        }
         Ok(outcome) => super::status::record(
             state,
             &policy.name,
             &wal,
-            Some(format!("not stored everywhere: {}", outcome.failures().join("; "))),
+            Some(format!(
+                "not stored everywhere: {}",
+                outcome.failures().join("; ")
+            )),
         ),
         Err(error) => super::status::record(state, &policy.name, &wal, Some(error.to_string())),
     };
@@ -186,8 +191,10 @@ fn push_unrecorded(policy: &Policy, path: &Path) -> Result<Outcome, Error> {
         path: shown.clone(),
         reason,
     };
-    let mut file = crate::bounded::open_regular(path).map_err(|error| read_error(error.to_string()))?;
-    let (digest, size, head) = hash_file(&mut file).map_err(|error| read_error(error.to_string()))?;
+    let mut file =
+        crate::bounded::open_regular(path).map_err(|error| read_error(error.to_string()))?;
+    let (digest, size, head) =
+        hash_file(&mut file).map_err(|error| read_error(error.to_string()))?;
     let hash = digest[..names::WAL_HASH_LENGTH].to_owned();
     let header = if kind.has_page_header() {
         let header = PageHeader::parse(&head).ok_or_else(|| Error::NotSegment {
@@ -250,7 +257,12 @@ fn push_unrecorded(policy: &Policy, path: &Path) -> Result<Outcome, Error> {
     if let Some(header) = &header {
         for answer in &looked {
             if let Some((marker, _)) = &answer.marker {
-                check_marker(&wal, header, &marker.marker(), &answer.destination.location())?;
+                check_marker(
+                    &wal,
+                    header,
+                    &marker.marker(),
+                    &answer.destination.location(),
+                )?;
             }
         }
     }
@@ -279,31 +291,39 @@ fn push_unrecorded(policy: &Policy, path: &Path) -> Result<Outcome, Error> {
             continue;
         }
         match answer.destination.begin(&folder, &object) {
-            Ok(upload) => uploads.push(((answer.index, answer.destination), (answer.index, upload))),
+            Ok(upload) => {
+                uploads.push(((answer.index, answer.destination), (answer.index, upload)))
+            }
             Err(error) => results[answer.index] = Some(Err(error)),
         }
     }
 
     if !uploads.is_empty() {
-        let (destinations, streams): (Vec<(usize, Box<dyn Destination>)>, Vec<_>) =
-            uploads.into_iter().unzip();
-        let stored = store(&mut file, &shown, &digest, size, compression, recipients.as_ref(), streams)?;
+        let (destinations, streams): (Vec<_>, Vec<_>) = uploads.into_iter().unzip();
+        let stored = store(
+            &mut file,
+            &shown,
+            &digest,
+            size,
+            compression,
+            recipients.as_ref(),
+            streams,
+        )?;
         for (index, result) in stored {
-            let result = match result {
-                Ok(()) => Ok(Placed::Stored),
-                // Another push of the same content got there first.
-                Err(destination::Error::Exists { location }) => {
-                    match destinations
-                        .iter()
-                        .find(|(at, _)| *at == index)
-                        .map(|(_, destination)| find(destination.as_ref(), &folder, &wal, &hash))
-                    {
-                        Some(Ok(Found::Same(object))) => Ok(Placed::AlreadyThere { object }),
-                        _ => Err(destination::Error::Exists { location }),
+            let result =
+                match result {
+                    Ok(()) => Ok(Placed::Stored),
+                    // Another push of the same content got there first.
+                    Err(destination::Error::Exists { location }) => {
+                        match destinations.iter().find(|(at, _)| *at == index).map(
+                            |(_, destination)| find(destination.as_ref(), &folder, &wal, &hash),
+                        ) {
+                            Some(Ok(Found::Same(object))) => Ok(Placed::AlreadyThere { object }),
+                            _ => Err(destination::Error::Exists { location }),
+                        }
                     }
-                }
-                Err(error) => Err(error),
-            };
+                    Err(error) => Err(error),
+                };
             results[index] = Some(result);
         }
     }
@@ -313,9 +333,8 @@ fn push_unrecorded(policy: &Policy, path: &Path) -> Result<Outcome, Error> {
         .iter()
         .zip(results)
         .map(|(spec, result)| {
-            let result = result.unwrap_or_else(|| {
-                Err(destination::Error::Claim("not attempted".to_owned()))
-            });
+            let result = result
+                .unwrap_or_else(|| Err(destination::Error::Claim("not attempted".to_owned())));
             (destination::describe(spec), result)
         })
         .collect::<Vec<_>>();
@@ -468,7 +487,11 @@ fn place_marker(
                 )
                 .map_err(MarkerError::Refused),
                 Ok(None) => Err(MarkerError::Destination(destination::Error::Exists {
-                    location: format!("{}/{folder}/{}", answer.destination.location(), names::WAL_MARKER),
+                    location: format!(
+                        "{}/{folder}/{}",
+                        answer.destination.location(),
+                        names::WAL_MARKER
+                    ),
                 })),
                 Err(error) => Err(MarkerError::Destination(error)),
             }
@@ -478,7 +501,12 @@ fn place_marker(
 }
 
 /// What `destination` holds of WAL file `wal`: a listing by its prefix.
-fn find(destination: &dyn Destination, folder: &str, wal: &str, hash: &str) -> Result<Found, destination::Error> {
+fn find(
+    destination: &dyn Destination,
+    folder: &str,
+    wal: &str,
+    hash: &str,
+) -> Result<Found, destination::Error> {
     let entries = destination.list_prefixed(folder, &names::wal_prefix(wal))?;
     let mut same = None;
     let mut other = Vec::new();
@@ -505,6 +533,9 @@ fn find(destination: &dyn Destination, folder: &str, wal: &str, hash: &str) -> R
     })
 }
 
+/// Per upload (by destination index), how its commit went.
+type Committed = Vec<(usize, Result<(), destination::Error>)>;
+
 /// Streams `file` once through the codec into every upload and commits
 /// each: per upload index, how it went.
 fn store(
@@ -515,14 +546,15 @@ fn store(
     compression: codec::Compression,
     recipients: Option<&codec::Recipients>,
     uploads: Vec<(usize, Box<dyn Upload>)>,
-) -> Result<Vec<(usize, Result<(), destination::Error>)>, Error> {
+) -> Result<Committed, Error> {
     let failures = Arc::new(Mutex::new(Vec::new()));
     let fanout = Fanout {
         uploads: uploads.into_iter().map(Some).collect(),
         failures: Arc::clone(&failures),
         written: 0,
     };
-    let sealed = codec::Sealed::new(recipients, fanout).map_err(|error| Error::Codec(error.to_string()))?;
+    let sealed =
+        codec::Sealed::new(recipients, fanout).map_err(|error| Error::Codec(error.to_string()))?;
     let mut compressor = compression
         .compressor(sealed)
         .map_err(|error| Error::Codec(error.to_string()))?;
@@ -570,9 +602,11 @@ fn store(
         .finish()
         .map_err(|error| error.to_string())
         .and_then(|sealed| sealed.finish().map_err(|error| error.to_string()))
-        .map_err(|reason| every_failure(&format!("cannot finish the stream: {reason}"), &failures))?;
+        .map_err(|reason| {
+            every_failure(&format!("cannot finish the stream: {reason}"), &failures)
+        })?;
     let written = fanout.written;
-    let mut results: Vec<(usize, Result<(), destination::Error>)> = failures
+    let mut results: Committed = failures
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .drain(..)

@@ -142,18 +142,36 @@ mod tests {
         let state = StateDir::new(folder.path());
         assert_eq!(read(&state, "app").unwrap(), None);
         record(&state, "app", "000000010000000000000001", None).unwrap();
-        record(&state, "app", "000000010000000000000002", Some("down".to_owned())).unwrap();
-        record(&state, "app", "000000010000000000000002", Some("down".to_owned())).unwrap();
+        record(
+            &state,
+            "app",
+            "000000010000000000000002",
+            Some("down".to_owned()),
+        )
+        .unwrap();
+        record(
+            &state,
+            "app",
+            "000000010000000000000002",
+            Some("down".to_owned()),
+        )
+        .unwrap();
         let status = read(&state, "app").unwrap().unwrap();
         assert_eq!(status.failures, 2);
         assert_eq!(status.total_failures, 2);
-        assert_eq!(status.last_success.unwrap().file, "000000010000000000000001");
+        assert_eq!(
+            status.last_success.unwrap().file,
+            "000000010000000000000001"
+        );
         let failure = status.last_failure.unwrap();
         assert_eq!(failure.reason.as_deref(), Some("down"));
         record(&state, "app", "000000010000000000000002", None).unwrap();
         let status = read(&state, "app").unwrap().unwrap();
         assert_eq!((status.failures, status.total_failures), (0, 2));
-        let mode = fs::metadata(path(&state, "app")).unwrap().permissions().mode();
+        let mode = fs::metadata(path(&state, "app"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(read(&state, "other").unwrap(), None);
     }
