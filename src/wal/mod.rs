@@ -625,7 +625,15 @@ mod tests {
         assert!(archive.has(&segment("000000010000000100000003")));
         assert!(!archive.has(&segment("000000010000000100000002")));
         assert!(!archive.has(&segment("000000020000000100000003")));
-        assert_eq!(archive.summary().gaps.len(), 2);
+        assert_eq!(
+            archive.summary().gaps,
+            vec![range(
+                1,
+                "000000010000000100000001",
+                "000000010000000100000002",
+                2
+            )]
+        );
         assert_eq!(archive.summary().segments, 4);
     }
 }
