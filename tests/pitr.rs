@@ -102,7 +102,10 @@ impl Site {
             if last >= switched.as_str() {
                 return switched;
             }
-            assert!(Instant::now() < deadline, "{switched} not archived in time: {row}");
+            assert!(
+                Instant::now() < deadline,
+                "{switched} not archived in time: {row}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -113,7 +116,13 @@ impl Site {
             .args(args)
             .arg("-h")
             .arg(self.cluster.socket_dir())
-            .args(["-p", &self.cluster.port.to_string(), "-U", "postgres", "postgres"]);
+            .args([
+                "-p",
+                &self.cluster.port.to_string(),
+                "-U",
+                "postgres",
+                "postgres",
+            ]);
         command
     }
 
@@ -183,7 +192,16 @@ impl Restored {
             .command("psql")
             .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.socket)
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
             .output()
             .unwrap();
         assert!(output.status.success(), "{sql}: {output:?}");
@@ -219,7 +237,11 @@ impl Load {
             .map(str::to_owned)
             .collect();
         targets.push(self.0.id().to_string());
-        let status = Command::new("kill").arg(signal).args(&targets).status().unwrap();
+        let status = Command::new("kill")
+            .arg(signal)
+            .args(&targets)
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 }
@@ -239,7 +261,8 @@ fn insert_batch(site: &Site, batch: u32) {
 }
 
 #[test]
-fn restores_to_a_time_an_lsn_and_the_end_of_a_base_backup_under_load_hold_exactly_what_was_committed_then() {
+fn restores_to_a_time_an_lsn_and_the_end_of_a_base_backup_under_load_hold_exactly_what_was_committed_then()
+ {
     let site = Site::new();
     site.sql("CREATE TABLE marks (id serial PRIMARY KEY, batch int NOT NULL, payload text)");
     let output = site.pgbench(&["-i", "-s", "1", "-q"]).output().unwrap();
@@ -310,24 +333,46 @@ fn restores_to_a_time_an_lsn_and_the_end_of_a_base_backup_under_load_hold_exactl
         "SELECT string_agg(id || ':' || batch || ':' || payload, ',' ORDER BY id) FROM marks WHERE pg_xact_commit_timestamp(xmin) <= '{time_target}'::timestamptz"
     ));
     let history_at_time = committed_at("pgbench_history");
-    assert!(history_at_time.parse::<u64>().unwrap() > 0, "pgbench ran before the target");
+    assert!(
+        history_at_time.parse::<u64>().unwrap() > 0,
+        "pgbench ran before the target"
+    );
 
     // A dry run says what it would do and changes nothing.
     let (dry, to) = {
         let to = site.path().join("restored").join("by-time");
         let run = site.backup(&[
-            "restore", POLICY, "--target-time", &time_target, "--to", to.to_str().unwrap(), "--dry-run",
+            "restore",
+            POLICY,
+            "--target-time",
+            &time_target,
+            "--to",
+            to.to_str().unwrap(),
+            "--dry-run",
         ]);
         (run, to)
     };
     assert_eq!(dry.code, 0, "{}{}", dry.stdout, dry.stderr);
-    assert!(dry.stdout.contains("WAL archive:  complete for this target"), "{}", dry.stdout);
-    assert!(dry.stdout.contains(physical["start_wal"].as_str().unwrap()), "{}", dry.stdout);
+    assert!(
+        dry.stdout
+            .contains("WAL archive:  complete for this target"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains(physical["start_wal"].as_str().unwrap()),
+        "{}",
+        dry.stdout
+    );
     assert!(!to.exists(), "a dry run creates nothing");
 
     let (run, to) = site.restore(&["--target-time", &time_target], "by-time");
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("recovery stopping before commit"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("recovery stopping before commit"),
+        "{}",
+        run.stdout
+    );
     {
         let restored = Restored::start(&site, &to);
         assert_eq!(restored.sql("SELECT pg_is_in_recovery()"), "f");
@@ -336,7 +381,10 @@ fn restores_to_a_time_an_lsn_and_the_end_of_a_base_backup_under_load_hold_exactl
             marks_at_time,
             "the restored marks are those committed at {time_target}"
         );
-        assert_eq!(restored.sql("SELECT count(*) FROM pgbench_history"), history_at_time);
+        assert_eq!(
+            restored.sql("SELECT count(*) FROM pgbench_history"),
+            history_at_time
+        );
         assert_eq!(restored.sql("SELECT max(batch) FROM marks"), "10");
     }
 
@@ -353,7 +401,10 @@ fn restores_to_a_time_an_lsn_and_the_end_of_a_base_backup_under_load_hold_exactl
     {
         let restored = Restored::start(&site, &to);
         // Only batch 0 was committed before the base backup, none during it.
-        assert_eq!(restored.sql("SELECT count(*), max(batch) FROM marks"), "10|0");
+        assert_eq!(
+            restored.sql("SELECT count(*), max(batch) FROM marks"),
+            "10|0"
+        );
     }
 
     // Restoring over an existing data directory moves it aside first.
@@ -363,7 +414,12 @@ fn restores_to_a_time_an_lsn_and_the_end_of_a_base_backup_under_load_hold_exactl
     let aside: Vec<_> = std::fs::read_dir(site.path().join("restored"))
         .unwrap()
         .flatten()
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with("immediate.pre-restore-"))
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("immediate.pre-restore-")
+        })
         .collect();
     assert_eq!(aside.len(), 1, "the replaced data directory is kept aside");
 
@@ -374,7 +430,8 @@ fn restores_to_a_time_an_lsn_and_the_end_of_a_base_backup_under_load_hold_exactl
 }
 
 #[test]
-fn a_segment_missing_in_the_middle_is_named_by_verify_status_and_dry_run_and_a_restore_past_it_is_refused() {
+fn a_segment_missing_in_the_middle_is_named_by_verify_status_and_dry_run_and_a_restore_past_it_is_refused()
+ {
     let site = Site::new();
     site.sql("CREATE TABLE marks (id serial PRIMARY KEY, batch int NOT NULL, payload text)");
     site.switch_and_wait();
@@ -406,11 +463,23 @@ fn a_segment_missing_in_the_middle_is_named_by_verify_status_and_dry_run_and_a_r
 
     let verify = site.backup(&["verify"]);
     assert_eq!(verify.code, 5, "{}{}", verify.stdout, verify.stderr);
-    assert!(verify.stdout.contains(&format!("WAL gap: missing {named}")), "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains(&format!("WAL gap: missing {named}")),
+        "{}",
+        verify.stdout
+    );
 
     let status = site.backup(&["status", "--no-crontab"]);
-    assert_eq!(status.code, 2, "critical: {}{}", status.stdout, status.stderr);
-    assert!(status.stdout.contains(&format!("missing {named}")), "{}", status.stdout);
+    assert_eq!(
+        status.code, 2,
+        "critical: {}{}",
+        status.stdout, status.stderr
+    );
+    assert!(
+        status.stdout.contains(&format!("missing {named}")),
+        "{}",
+        status.stdout
+    );
     let json = site.backup(&["status", "--no-crontab", "--format", "json"]);
     let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     let gaps = &report["policies"][0]["physical"]["gaps"];
@@ -422,25 +491,55 @@ fn a_segment_missing_in_the_middle_is_named_by_verify_status_and_dry_run_and_a_r
     );
     let to = site.path().join("restored").join("past-the-gap");
     let dry = site.backup(&[
-        "restore", POLICY, "--target-time", &now, "--to", to.to_str().unwrap(), "--dry-run",
+        "restore",
+        POLICY,
+        "--target-time",
+        &now,
+        "--to",
+        to.to_str().unwrap(),
+        "--dry-run",
     ]);
     assert_eq!(dry.code, 5, "{}{}", dry.stdout, dry.stderr);
-    assert!(dry.stdout.contains(&format!("INCOMPLETE: missing {named}")), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains(&format!("INCOMPLETE: missing {named}")),
+        "{}",
+        dry.stdout
+    );
     let (refused, to) = site.restore(&["--target-time", &now], "past-the-gap");
     assert_eq!(refused.code, 5, "{}{}", refused.stdout, refused.stderr);
-    assert!(refused.stderr.contains(&format!("misses {named}")), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!("misses {named}")),
+        "{}",
+        refused.stderr
+    );
     assert!(!to.exists(), "a refused restore creates nothing");
 
     // The end of the base backup lies before the gap: still restorable.
     let dry = site.backup(&[
-        "restore", POLICY, "--target", "immediate", "--to", to.to_str().unwrap(), "--dry-run",
+        "restore",
+        POLICY,
+        "--target",
+        "immediate",
+        "--to",
+        to.to_str().unwrap(),
+        "--dry-run",
     ]);
     assert_eq!(dry.code, 0, "{}{}", dry.stdout, dry.stderr);
 
     // A time without a zone is refused, not guessed.
     let naive = site.backup(&[
-        "restore", POLICY, "--target-time", "2026-12-01 10:00:00", "--to", to.to_str().unwrap(), "--dry-run",
+        "restore",
+        POLICY,
+        "--target-time",
+        "2026-12-01 10:00:00",
+        "--to",
+        to.to_str().unwrap(),
+        "--dry-run",
     ]);
     assert_eq!(naive.code, 64, "{}{}", naive.stdout, naive.stderr);
-    assert!(naive.stderr.contains("has no time zone"), "{}", naive.stderr);
+    assert!(
+        naive.stderr.contains("has no time zone"),
+        "{}",
+        naive.stderr
+    );
 }

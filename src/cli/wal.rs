@@ -86,10 +86,16 @@ fn run_push(global: &GlobalArgs, args: &PushArgs) -> anyhow::Result<ExitStatus> 
         }
     };
     if outcome.everywhere() {
+        let stored = outcome
+            .destinations
+            .iter()
+            .filter(|(_, result)| matches!(result, Ok(push::Placed::Stored)))
+            .count();
         stdoutln!(
-            "Archived {} as {} ({} destinations)",
+            "Archived {} as {}: stored on {stored}, already on {} of {} destinations",
             outcome.wal,
             outcome.object,
+            outcome.destinations.len() - stored,
             outcome.destinations.len()
         );
         return Ok(ExitStatus::Success);

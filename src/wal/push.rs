@@ -299,8 +299,7 @@ fn push_unrecorded(policy: &Policy, path: &Path) -> Result<Outcome, Error> {
     }
 
     if !uploads.is_empty() {
-        let (destinations, streams): (Vec<(usize, Box<dyn Destination>)>, Vec<_>) =
-            uploads.into_iter().unzip();
+        let (destinations, streams): (Vec<_>, Vec<_>) = uploads.into_iter().unzip();
         let stored = store(
             &mut file,
             &shown,
@@ -534,6 +533,9 @@ fn find(
     })
 }
 
+/// Per upload (by destination index), how its commit went.
+type Committed = Vec<(usize, Result<(), destination::Error>)>;
+
 /// Streams `file` once through the codec into every upload and commits
 /// each: per upload index, how it went.
 fn store(
@@ -544,7 +546,7 @@ fn store(
     compression: codec::Compression,
     recipients: Option<&codec::Recipients>,
     uploads: Vec<(usize, Box<dyn Upload>)>,
-) -> Result<Vec<(usize, Result<(), destination::Error>)>, Error> {
+) -> Result<Committed, Error> {
     let failures = Arc::new(Mutex::new(Vec::new()));
     let fanout = Fanout {
         uploads: uploads.into_iter().map(Some).collect(),
@@ -604,7 +606,7 @@ fn store(
             every_failure(&format!("cannot finish the stream: {reason}"), &failures)
         })?;
     let written = fanout.written;
-    let mut results: Vec<(usize, Result<(), destination::Error>)> = failures
+    let mut results: Committed = failures
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .drain(..)
