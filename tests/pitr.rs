@@ -95,9 +95,9 @@ impl Site {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let row = self.sql(
-                "SELECT coalesce(last_archived_wal, '') || ' ' || failed_count FROM pg_stat_archiver",
+                "SELECT coalesce(last_archived_wal, '-') || '|' || failed_count FROM pg_stat_archiver",
             );
-            let (last, failed) = row.split_once(' ').unwrap();
+            let (last, failed) = row.split_once('|').unwrap();
             assert_eq!(failed, "0", "a push failed: {row}");
             if last >= switched.as_str() {
                 return switched;

@@ -371,6 +371,19 @@ fn chain(
                 .min_by_key(|segment| segment.number)
             {
                 Some(segment) => segment,
+                // A gap on the way is the first thing to say.
+                None if on_timeline
+                    .iter()
+                    .filter_map(|file| SegmentName::parse(&file.name, size))
+                    .max_by_key(|segment| segment.number)
+                    .is_some_and(|newest| !archive.missing(&start, &newest).is_empty()) =>
+                {
+                    on_timeline
+                        .iter()
+                        .filter_map(|file| SegmentName::parse(&file.name, size))
+                        .max_by_key(|segment| segment.number)
+                        .unwrap_or(stop)
+                }
                 None => {
                     return Err(format!(
                         "the WAL archive on {} reaches {} only; {} is later: wait for the next segment to be archived (archive_timeout), or choose an earlier time",
