@@ -4,11 +4,10 @@
 //! WAL range, whether it is complete, space), the confirmation, each step.
 
 use super::output::{stderrln, stdoutln};
-use std::io::IsTerminal as _;
 use std::time::Instant;
 
+use super::GlobalArgs;
 use super::restore::RestoreArgs;
-use super::{GlobalArgs, load_policies};
 use crate::exit::ExitStatus;
 use crate::restore::pitr::{self, Prepared, RecoveryTarget, Request};
 
@@ -37,27 +36,9 @@ pub fn run(
         );
         return Ok(ExitStatus::Usage);
     };
-    if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
-        stderrln!(
-            "error: not restoring without confirmation: stdin is not a terminal; pass --yes (or --dry-run to see the plan)"
-        );
-        return Ok(ExitStatus::Usage);
-    }
-    let policy = match load_policies(global, Some(&args.policy)) {
-        Ok(mut policies) => policies.remove(0),
+    let (policy, state, _lock) = match super::restore::start(global, args) {
+        Ok(started) => started,
         Err(status) => return Ok(status),
-    };
-    if let Err(error) = crate::codec::keys::load(&policy, args.identity.as_deref()) {
-        stderrln!("error: {error}");
-        return Ok(ExitStatus::Usage);
-    }
-    let state = global.state();
-    let _lock = match state.lock(&policy.name) {
-        Ok(lock) => lock,
-        Err(error) => {
-            stderrln!("error: {error}");
-            return Ok(error.exit_status());
-        }
     };
     let clock = Instant::now();
     let request = Request {

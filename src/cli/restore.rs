@@ -110,28 +110,9 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
         }
         None => {}
     }
-    if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
-        stderrln!(
-            "error: not restoring without confirmation: stdin is not a terminal; pass --yes (or --dry-run to see the plan)"
-        );
-        return Ok(ExitStatus::Usage);
-    }
-    let policy = match load_policies(global, Some(&args.policy)) {
-        Ok(mut policies) => policies.remove(0),
+    let (policy, state, _lock) = match start(global, args) {
+        Ok(started) => started,
         Err(status) => return Ok(status),
-    };
-    if let Err(error) = crate::codec::keys::load(&policy, args.identity.as_deref()) {
-        stderrln!("error: {error}");
-        return Ok(ExitStatus::Usage);
-    }
-    let state = global.state();
-    // Apply and prune wait while a backup of this policy is being restored.
-    let _lock = match state.lock(&policy.name) {
-        Ok(lock) => lock,
-        Err(error) => {
-            stderrln!("error: {error}");
-            return Ok(error.exit_status());
-        }
     };
     if !args.dry_run {
         crate::runlog::start_log(&state, "restore", Some(&policy.name));
@@ -205,6 +186,39 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitStatus
         warn(notify_failure(&policy, error, &record));
     }
     Ok(status)
+}
+
+/// What every restore does first: confirmation or `--yes` off a terminal,
+/// the policy, its identity, and the policy's lock (apply and prune wait
+/// while a backup of the policy is being restored).
+pub(super) fn start(
+    global: &GlobalArgs,
+    args: &RestoreArgs,
+) -> Result<
+    (
+        crate::policy::Policy,
+        crate::state::StateDir,
+        crate::state::Lock,
+    ),
+    ExitStatus,
+> {
+    if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
+        stderrln!(
+            "error: not restoring without confirmation: stdin is not a terminal; pass --yes (or --dry-run to see the plan)"
+        );
+        return Err(ExitStatus::Usage);
+    }
+    let policy = load_policies(global, Some(&args.policy))?.remove(0);
+    if let Err(error) = crate::codec::keys::load(&policy, args.identity.as_deref()) {
+        stderrln!("error: {error}");
+        return Err(ExitStatus::Usage);
+    }
+    let state = global.state();
+    let lock = state.lock(&policy.name).map_err(|error| {
+        stderrln!("error: {error}");
+        error.exit_status()
+    })?;
+    Ok((policy, state, lock))
 }
 
 fn warn(problems: Vec<String>) {

@@ -579,6 +579,30 @@ pub(crate) fn stream_into(
 }
 
 /// What [`drain`] read (empty if the thread failed).
+/// Copies a dump tool's `output` into `sink`, showing each chunk to `seen`
+/// first (a table-of-contents reader, a row counter, a tar scanner). The
+/// bytes copied, or the first read or write error.
+pub(crate) fn pump(
+    output: &mut dyn Read,
+    sink: &mut dyn Write,
+    seen: &mut dyn FnMut(&[u8]),
+) -> std::io::Result<u64> {
+    // Chunks of 256 KiB: large enough for the compressor's jobs, small enough to stay flat.
+    let mut buffer = vec![0; 256 * 1024];
+    let mut total = 0;
+    loop {
+        let count = match output.read(&mut buffer) {
+            Ok(0) => return Ok(total),
+            Ok(count) => count,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        seen(&buffer[..count]);
+        sink.write_all(&buffer[..count])?;
+        total += count as u64;
+    }
+}
+
 pub(crate) fn joined(handle: Option<JoinHandle<String>>) -> String {
     handle
         .and_then(|handle| handle.join().ok())

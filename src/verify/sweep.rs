@@ -50,12 +50,14 @@ pub struct Tally {
     pub unreadable: usize,
     /// Destinations that could not be listed.
     pub errors: usize,
+    /// WAL archives checked for continuity (counted in `ok` or `failed` too).
+    pub wal: usize,
 }
 
 impl Tally {
     /// `Verified 3 backups: 3 ok, 0 failed.`
     pub fn summary(&self) -> String {
-        let noun = if self.checked == 1 {
+        let noun = if self.checked - self.wal == 1 {
             "backup"
         } else {
             "backups"
@@ -65,9 +67,16 @@ impl Tally {
             1 => "; 1 sidecar unreadable".to_owned(),
             count => format!("; {count} sidecars unreadable"),
         };
+        let archives = match self.wal {
+            0 => String::new(),
+            1 => " and 1 WAL archive".to_owned(),
+            count => format!(" and {count} WAL archives"),
+        };
         format!(
-            "Verified {} {noun}: {} ok, {} failed{sidecars}.",
-            self.checked, self.ok, self.failed
+            "Verified {} {noun}{archives}: {} ok, {} failed{sidecars}.",
+            self.checked - self.wal,
+            self.ok,
+            self.failed
         )
     }
 
@@ -121,6 +130,7 @@ pub fn backups(policies: &[Policy], only: Option<&str>, report: &mut dyn FnMut(C
             if policy.physical.is_some() && only.is_none() {
                 let result = wal_continuity(destination.as_ref(), &policy.name, listing);
                 tally.checked += 1;
+                tally.wal += 1;
                 match result {
                     Ok(_) => tally.ok += 1,
                     Err(_) => tally.failed += 1,

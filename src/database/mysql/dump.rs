@@ -7,16 +7,13 @@
 //! snapshot it was taken in. The connection settings reach the dump in a
 //! private option file ([`super::connection`]), never in argv.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::process::Stdio;
 
 use super::connection::{Connection, DUMPER, client_error, is_connect_failure, last_lines};
 use super::rows::Counter;
 use crate::database::{Dump, DumpError as Error, Report, drain, joined};
 use crate::policy::spec::MysqlSpec;
-
-/// Size of the chunks the dump is read in.
-const CHUNK: usize = 256 * 1024;
 
 /// The options every dump gets, after the option file.
 pub const DUMP_OPTIONS: [&str; 5] = [
@@ -71,7 +68,7 @@ impl Dump for MysqlDump {
             .take()
             .ok_or_else(|| Error::Sink(io::Error::other("no mariadb-dump output")))?;
         let mut counter = Counter::default();
-        let pumped = pump(&mut output, &mut counter, sink);
+        let pumped = crate::database::pump(&mut output, sink, &mut |chunk| counter.feed(chunk));
         if pumped.is_err() {
             let _ = child.kill();
         }
@@ -120,22 +117,5 @@ impl Dump for MysqlDump {
             row_counts: counter.rows,
             physical: None,
         })
-    }
-}
-
-/// Copies the dump to the sink, counting what it holds. Returns the bytes copied.
-fn pump(output: &mut impl Read, counter: &mut Counter, sink: &mut dyn Write) -> io::Result<u64> {
-    let mut buffer = vec![0; CHUNK];
-    let mut total = 0;
-    loop {
-        let count = match output.read(&mut buffer) {
-            Ok(0) => return Ok(total),
-            Ok(count) => count,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
-        counter.feed(&buffer[..count]);
-        sink.write_all(&buffer[..count])?;
-        total += count as u64;
     }
 }

@@ -10,9 +10,9 @@
 //! TLS follows libpq's `sslmode`, on both connections (see [`super::tls`]).
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::str::FromStr as _;
 
 use tokio_postgres::config::{Host, SslMode as ClientSslMode};
@@ -24,9 +24,6 @@ use super::tls;
 use crate::database::{Dump, DumpError as Error, Report};
 use crate::policy::secret::{Secret, Template};
 use crate::policy::spec::{PostgresSpec, SslMode};
-
-/// Size of the chunks the dump is read in.
-const CHUNK: usize = 256 * 1024;
 
 pub struct Server {
     config: Config,
@@ -307,7 +304,14 @@ impl Dump for Server {
             .stdout
             .take()
             .ok_or_else(|| Error::Sink(io::Error::other("no pg_dump output")))?;
-        let pumped = pump(&mut output, &mut list_stdin, sink);
+        let pumped = crate::database::pump(&mut output, sink, &mut |chunk| {
+            if let Some(stdin) = list_stdin.as_mut()
+                && stdin.write_all(chunk).is_err()
+            {
+                // pg_restore has what it needs (or failed: its exit status says which).
+                list_stdin = None;
+            }
+        });
         drop(list_stdin);
         drop(output);
         let dump_status = dump.wait();
@@ -442,31 +446,6 @@ fn spawn(mut command: Command, program: &str, stdin: bool) -> Result<Child, Erro
 
 /// Copies the dump to the sink and to `pg_restore --list`, which may stop
 /// reading once it has the table of contents. Returns the bytes copied.
-fn pump(
-    output: &mut impl Read,
-    list: &mut Option<ChildStdin>,
-    sink: &mut dyn Write,
-) -> io::Result<u64> {
-    let mut buffer = vec![0; CHUNK];
-    let mut total = 0;
-    loop {
-        let count = match output.read(&mut buffer) {
-            Ok(0) => return Ok(total),
-            Ok(count) => count,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
-        if let Some(stdin) = list.as_mut()
-            && stdin.write_all(&buffer[..count]).is_err()
-        {
-            // pg_restore has what it needs (or failed: its exit status says which).
-            *list = None;
-        }
-        sink.write_all(&buffer[..count])?;
-        total += count as u64;
-    }
-}
-
 pub(crate) use crate::database::{drain, joined};
 
 fn last_lines(text: &str) -> String {

@@ -13,7 +13,7 @@
 //! a database: this kind has no restore [`Target`] or drill scratch.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::process::Stdio;
 
 use sha2::{Digest as _, Sha256};
@@ -176,28 +176,19 @@ impl Dump for BaseDump {
             .take()
             .ok_or_else(|| DumpError::Sink(io::Error::other("no pg_basebackup output")))?;
         let mut scanner = Scanner::new(Capture::default());
-        let mut buffer = vec![0_u8; 256 * 1024];
-        let mut bytes = 0_u64;
-        let pumped = loop {
-            match output.read(&mut buffer) {
-                Ok(0) => break Ok(()),
-                Ok(count) => {
-                    bytes += count as u64;
-                    scanner.write_all(&buffer[..count]).ok();
-                    if let Err(error) = sink.write_all(&buffer[..count]) {
-                        break Err(error);
-                    }
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => break Err(error),
+        let pumped = crate::database::pump(&mut output, sink, &mut |chunk| {
+            // The scanner never fails a write; what it found wrong `finish` says.
+            let _ = scanner.write_all(chunk);
+        });
+        drop(output);
+        let bytes = match pumped {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(DumpError::Sink(error));
             }
         };
-        drop(output);
-        if let Err(error) = pumped {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(DumpError::Sink(error));
-        }
         let status = child.wait().map_err(|source| DumpError::Spawn {
             program: "pg_basebackup".to_owned(),
             source,
@@ -443,24 +434,21 @@ impl ManifestCheck {
             ));
             return;
         }
-        match entry
+        // Other algorithms (or none) leave the size as the check.
+        let algorithm = entry
             .get("Checksum-Algorithm")
-            .and_then(|algorithm| algorithm.as_str())
-        {
-            Some("CRC32C") => {
-                let recorded = entry.get("Checksum").and_then(|checksum| checksum.as_str());
-                // The manifest writes the CRC's bytes in memory (little-endian) order.
-                let actual = hex_le(*crc);
-                if recorded != Some(actual.as_str()) {
-                    self.problems.push(format!(
-                        "{path}: CRC-32C {actual}, the manifest says {}",
-                        recorded.unwrap_or("nothing")
-                    ));
-                    return;
-                }
+            .and_then(|algorithm| algorithm.as_str());
+        if algorithm == Some("CRC32C") {
+            let recorded = entry.get("Checksum").and_then(|checksum| checksum.as_str());
+            // The manifest writes the CRC's bytes in memory (little-endian) order.
+            let actual = hex_le(*crc);
+            if recorded != Some(actual.as_str()) {
+                self.problems.push(format!(
+                    "{path}: CRC-32C {actual}, the manifest says {}",
+                    recorded.unwrap_or("nothing")
+                ));
+                return;
             }
-            // Other algorithms (or none) leave the size as the check.
-            _ => {}
         }
         self.checked += 1;
     }
@@ -512,6 +500,63 @@ fn hex_le(crc: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An archive with `files` and a manifest for them as PostgreSQL writes one.
+    fn base_archive(files: &[(&str, &[u8])], damage: Option<usize>) -> Vec<u8> {
+        let mut manifest =
+            String::from("{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n");
+        let entries: Vec<String> = files
+            .iter()
+            .map(|(path, data)| {
+                format!(
+                    "{{ \"Path\": \"{path}\", \"Size\": {}, \"Last-Modified\": \"2026-12-01 17:02:15 GMT\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"{}\" }}",
+                    data.len(),
+                    hex_le(crc32c::crc32c(data))
+                )
+            })
+            .collect();
+        manifest.push_str(&entries.join(",\n"));
+        manifest.push_str("\n],\n\"WAL-Ranges\": [\n{ \"Timeline\": 1, \"Start-LSN\": \"0/2000028\", \"End-LSN\": \"0/2000100\" }\n],\n");
+        let checksum = crate::inventory::metadata::hex(&Sha256::digest(manifest.as_bytes()));
+        manifest.push_str(&format!("\"Manifest-Checksum\": \"{checksum}\"}}\n"));
+        let mut members: Vec<(&str, Vec<u8>)> = files
+            .iter()
+            .map(|(path, data)| (*path, data.to_vec()))
+            .collect();
+        if let Some(index) = damage {
+            members[index].1[0] ^= 1;
+        }
+        members.push((MANIFEST, manifest.into_bytes()));
+        let borrowed: Vec<(&str, &[u8])> = members
+            .iter()
+            .map(|(path, data)| (*path, data.as_slice()))
+            .collect();
+        super::super::tar::tests::archive(&borrowed)
+    }
+
+    #[test]
+    fn the_manifest_check_finds_a_changed_file_and_a_changed_manifest() {
+        let files: [(&str, &[u8]); 2] = [
+            ("PG_VERSION", b"15\n"),
+            ("global/pg_control", &[9_u8; 8192]),
+        ];
+        let check = |bytes: &[u8]| {
+            let mut check = manifest_check();
+            check.write_all(bytes).unwrap();
+            check.verdict()
+        };
+        assert_eq!(check(&base_archive(&files, None)), Ok(()));
+        let damaged = check(&base_archive(&files, Some(1))).unwrap_err();
+        assert!(damaged.contains("global/pg_control: CRC-32C"), "{damaged}");
+        // A manifest edited after it was written fails its own checksum.
+        let edited = String::from_utf8_lossy(&base_archive(&files, None))
+            .replace("\"Size\": 3,", "\"Size\": 4,");
+        let edited = check(edited.as_bytes()).unwrap_err();
+        assert!(edited.contains("Manifest-Checksum"), "{edited}");
+        // Cut short: no end-of-archive blocks.
+        let whole = base_archive(&files, None);
+        assert!(check(&whole[..whole.len() - 1024]).is_err());
+    }
 
     #[test]
     fn the_manifest_tail_gives_the_wal_range_and_checksum() {

@@ -292,7 +292,7 @@ fn octal(field: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[derive(Debug, Default)]
@@ -323,7 +323,8 @@ mod tests {
         block
     }
 
-    fn archive(members: &[(&str, &[u8])]) -> Vec<u8> {
+    /// A ustar archive of `members` (name, data), as pg_basebackup writes one.
+    pub(in crate::database::postgres) fn archive(members: &[(&str, &[u8])]) -> Vec<u8> {
         let mut bytes = Vec::new();
         for (name, data) in members {
             bytes.extend(header(name, b'0', data.len() as u64));
