@@ -543,3 +543,60 @@ fn a_segment_missing_in_the_middle_is_named_by_verify_status_and_dry_run_and_a_r
         naive.stderr
     );
 }
+
+#[test]
+fn a_base_backup_of_a_server_that_does_not_archive_is_refused_and_leaves_nothing() {
+    let cluster = Cluster::start();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(folder.path().join("policies")).unwrap();
+    let store = folder.path().join("store");
+    std::fs::write(
+        folder.path().join("policies").join("app.yaml"),
+        format!(
+            "apiVersion: backup/v1\nkind: BackupPolicy\nmetadata:\n  name: {POLICY}\nspec:\n  source:\n    postgres:\n      host: {}\n      port: {}\n      user: postgres\n      database: postgres\n  schedule:\n    cron: \"0 1 * * *\"\n  retention:\n    keep-last: 3\n  physical:\n    schedule: {{ cron: \"0 2 * * 0\" }}\n    retention: {{ keep-last: 2 }}\n  destinations:\n    - local:\n        path: {}\n",
+            cluster.socket_dir().display(),
+            cluster.port,
+            store.display()
+        ),
+    )
+    .unwrap();
+    let run = common::run(
+        folder.path(),
+        &["-p", "policies", "run", POLICY, "--physical"],
+    );
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("archive_mode is off"), "{}", run.stderr);
+    let left: Vec<_> = common::files_under(&store)
+        .into_iter()
+        .filter(|(path, _)| !path.to_string_lossy().contains(".claim-"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "nothing of a refused base backup is visible: {left:?}"
+    );
+}
+
+#[test]
+fn physical_on_another_source_is_refused_at_its_position() {
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(
+        folder.path().join("app.yaml"),
+        "apiVersion: backup/v1\nkind: BackupPolicy\nmetadata:\n  name: app\nspec:\n  source:\n    sqlite:\n      path: app.db\n  schedule:\n    cron: \"@daily\"\n  retention:\n    keep-last: 3\n  physical:\n    schedule: { cron: \"@weekly\" }\n    retention: { keep-last: 2 }\n    pitr-window: 7w\n  destinations:\n    - local:\n        path: store\n",
+    )
+    .unwrap();
+    let run = common::run(folder.path(), &["validate", "app.yaml"]);
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(
+            "`physical` (base backups and WAL archiving) is for a `postgres` source only"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("app.yaml:13:3"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("pitr-window"),
+        "a malformed window is named too: {}",
+        run.stdout
+    );
+}

@@ -127,7 +127,8 @@ impl BaseDump {
                 .query_one(
                     "SELECT system_identifier::text, current_setting('server_version'), \
                      pg_size_bytes(current_setting('wal_segment_size'))::bigint, \
-                     (SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')) \
+                     (SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')), \
+                     current_setting('archive_mode'), current_setting('archive_command') \
                      FROM pg_control_system()",
                     &[],
                 )
@@ -138,6 +139,16 @@ impl BaseDump {
                 return Err(DumpError::Failed(format!(
                     "the cluster has {tablespaces} tablespace(s) besides pg_default and pg_global; base backups of clusters with tablespaces are not supported yet"
                 )));
+            }
+            let (archive_mode, archive_command): (String, String) = (row.get(4), row.get(5));
+            // Without the WAL archive a base backup taken with -X none never restores.
+            if archive_mode == "off" {
+                return Err(DumpError::Failed(
+                    "archive_mode is off on the server: a base backup needs the WAL archive to restore; set archive_mode = on and archive_command = 'backup -p POLICIES wal push POLICY %p' (then restart PostgreSQL)".to_owned(),
+                ));
+            }
+            if !archive_command.contains("wal push") {
+                tracing::warn!("archive_command does not run `backup wal push`: the base backup restores only if the WAL reaches this policy's archive some other way");
             }
             let version: String = row.get(1);
             let segment_size: i64 = row.get(2);
