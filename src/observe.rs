@@ -258,12 +258,23 @@ fn planned_block(
             Target::User(_) => None,
         },
     };
+    // A policy with base backups has a second line, at their schedule's ticks:
+    // `apply` takes whichever is due.
     let lines: Vec<crontab::Line> = selection
         .all
         .iter()
-        .map(|policy| crontab::Line {
-            policy: &policy.name,
-            schedule: &policy.schedule,
+        .flat_map(|policy| {
+            let physical = policy.physical.as_ref().map(|physical| crontab::Line {
+                policy: &policy.name,
+                schedule: &physical.schedule,
+                label: " base backups",
+            });
+            std::iter::once(crontab::Line {
+                policy: &policy.name,
+                schedule: &policy.schedule,
+                label: "",
+            })
+            .chain(physical)
         })
         .collect();
     // A system crontab (cron.d) names the user each line runs as.

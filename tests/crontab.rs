@@ -55,7 +55,11 @@ fn block(policies: &[(&str, &str, &str)]) -> String {
         .collect();
     let lines: Vec<Line> = schedules
         .iter()
-        .map(|(policy, schedule)| Line { policy, schedule })
+        .map(|(policy, schedule)| Line {
+            policy,
+            schedule,
+            label: "",
+        })
         .collect();
     let root = PathBuf::from("/srv/back up/it's 100%");
     let invocation = Invocation {

@@ -600,3 +600,43 @@ fn physical_on_another_source_is_refused_at_its_position() {
         run.stdout
     );
 }
+
+#[test]
+fn the_crontab_runs_apply_at_the_base_backups_ticks_too() {
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(folder.path().join("policies")).unwrap();
+    std::fs::write(
+        folder.path().join("policies").join("app.yaml"),
+        "apiVersion: backup/v1\nkind: BackupPolicy\nmetadata:\n  name: app\nspec:\n  source:\n    postgres:\n      host: /nonexistent\n      database: app\n  schedule:\n    cron: \"15 1 * * *\"\n  retention:\n    keep-last: 3\n  physical:\n    schedule: { cron: \"0 2 * * 0\" }\n    retention: { keep-last: 2 }\n  destinations:\n    - local:\n        path: store\n",
+    )
+    .unwrap();
+    let crontab = folder.path().join("backup-cron");
+    let plan = common::run(
+        folder.path(),
+        &[
+            "-p",
+            "policies",
+            "plan",
+            "--crontab-file",
+            crontab.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        plan.code == 0 || plan.code == 2,
+        "{}{}",
+        plan.stdout,
+        plan.stderr
+    );
+    assert!(
+        plan.stdout.contains("+# app: 15 1 * * * (UTC)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("+# app base backups: 0 2 * * 0 (UTC)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("+0 2 * * 0 "), "{}", plan.stdout);
+    assert!(plan.stdout.contains("+ base backup"), "{}", plan.stdout);
+}

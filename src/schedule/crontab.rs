@@ -117,6 +117,9 @@ pub fn file_name_warning(path: &Path) -> Option<String> {
 pub struct Line<'a> {
     pub policy: &'a str,
     pub schedule: &'a Schedule,
+    /// What the line is for beside the policy's name in its comment: empty
+    /// for its backups, ` base backups` for `spec.physical`'s schedule.
+    pub label: &'a str,
 }
 
 /// What every line runs; all absolute.
@@ -176,8 +179,9 @@ pub fn render_block(
         let (fields, note) = host_fields(line.schedule, host_timezone, now);
         one_line("policy name", line.policy)?;
         block.push_str(&format!(
-            "# {}: {} ({}){}\n{fields} {user}{}\n",
+            "# {}{}: {} ({}){}\n{fields} {user}{}\n",
             line.policy,
+            line.label,
             line.schedule.expression(),
             line.schedule.timezone(),
             note.map(|note| format!(" ({note})")).unwrap_or_default(),
@@ -775,10 +779,12 @@ mod tests {
             Line {
                 policy: "zeta",
                 schedule: &utc,
+                label: "",
             },
             Line {
                 policy: "app-db",
                 schedule: &berlin,
+                label: "",
             },
         ];
         let block = render_block(
@@ -846,6 +852,7 @@ mod tests {
         let line = Line {
             policy: "app-db",
             schedule: &schedule,
+            label: "",
         };
         let block = render_block(&[line], &invocation, Tz::UTC, None, at(2026, 1, 1)).unwrap();
         let cron_line = block
@@ -894,6 +901,7 @@ mod tests {
         let line = [Line {
             policy: "app",
             schedule: &schedule,
+            label: "",
         }];
         let render = |invocation: &Invocation, user: Option<&str>| {
             render_block(&line, invocation, Tz::UTC, user, at(2026, 1, 1))
