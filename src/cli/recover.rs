@@ -148,16 +148,18 @@ fn restore_command(
     words.join(" ")
 }
 
-/// `word` as one shell word.
+/// `word` as one shell word of a `restore_command`, where PostgreSQL reads
+/// `%f` and `%p` itself and a literal `%` must be written `%%`.
 fn shell_quote(word: &str) -> String {
-    if word
+    let quoted = if word
         .chars()
         .all(|character| character.is_ascii_alphanumeric() || "/._-=:".contains(character))
     {
         word.to_owned()
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
-    }
+    };
+    quoted.replace('%', "%%")
 }
 
 fn print_plan(prepared: &Prepared) {

@@ -479,14 +479,8 @@ pub fn compute(
                     action.format = Some(crate::database::postgres::physical::FORMAT.to_owned());
                 }
                 let (wal, wal_prunes) = wal::plan(policy, &physical, &base.kept, now);
-                // WAL goes only where the base backups' own prunes may go.
-                if !base
-                    .warnings
-                    .iter()
-                    .any(|warning| warning.contains("nothing is pruned"))
-                {
-                    base_actions.extend(wal_prunes);
-                }
+                // WAL retention holds itself while a destination cannot be read.
+                base_actions.extend(wal_prunes);
                 let mut physical_plan = PhysicalPlan::new(base, &mut plan);
                 physical_plan.wal = Some(wal);
                 plan.physical = Some(physical_plan);

@@ -13,46 +13,15 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Action, ActionKind, Kept, PLANNED_ID};
+use super::{Action, ActionKind, Kept};
 use crate::inventory::metadata::PhysicalInfo;
 use crate::inventory::names::{self, WalKind};
 use crate::inventory::{PolicyInventory, RecordState};
 use crate::policy::Policy;
-use crate::wal::{Archive, SegmentName};
+use crate::wal::{Archive, Range, SegmentName};
 
 /// What an action on WAL says in its `format`: a range of the archive.
 pub const WAL_FORMAT: &str = "wal";
-
-/// A run of WAL segments on one timeline, both ends included.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WalRange {
-    pub timeline: u32,
-    pub first: String,
-    pub last: String,
-    pub count: u64,
-}
-
-impl From<&crate::wal::Range> for WalRange {
-    fn from(range: &crate::wal::Range) -> WalRange {
-        WalRange {
-            timeline: range.timeline,
-            first: range.first.clone(),
-            last: range.last.clone(),
-            count: range.count,
-        }
-    }
-}
-
-impl WalRange {
-    /// `000000010000000000000003 to 000000010000000000000009 (7 segments)`.
-    pub fn describe(&self) -> String {
-        if self.count == 1 {
-            format!("segment {}", self.first)
-        } else {
-            format!("{} to {} ({} segments)", self.first, self.last, self.count)
-        }
-    }
-}
 
 /// One destination's WAL archive of the policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,9 +31,9 @@ pub struct WalDestination {
     pub segments: u64,
     pub bytes: u64,
     /// The contiguous runs of segments.
-    pub ranges: Vec<WalRange>,
+    pub ranges: Vec<Range>,
     /// Missing runs between them, exact.
-    pub gaps: Vec<WalRange>,
+    pub gaps: Vec<Range>,
     /// When the newest WAL file was archived.
     pub newest: Option<DateTime<Utc>>,
     /// Why it could not be read.
@@ -96,11 +65,28 @@ struct Base<'a> {
     info: &'a PhysicalInfo,
 }
 
-/// The window a restore can reach from `archive` with the base backups
-/// `bases` (of one destination): earliest and latest point.
-fn window(archive: &Archive, bases: &[Base]) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+impl<'a> Base<'a> {
+    /// `record` as a base backup, if it is a complete one.
+    fn of(record: &'a crate::inventory::BackupRecord) -> Option<Base<'a>> {
+        (record.state == RecordState::Complete).then_some(())?;
+        Some(Base {
+            id: record.metadata.id.as_str(),
+            created_at: record.metadata.created_at,
+            finished_at: record.metadata.finished_at,
+            info: record.metadata.physical.as_ref()?,
+        })
+    }
+}
+
+/// The window a restore can reach from `archive`, whose contiguous runs are
+/// `ranges`, with the base backups `bases` (of one destination): earliest
+/// and latest point.
+fn window(
+    archive: &Archive,
+    ranges: &[Range],
+    bases: &[Base],
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     let size = archive.segment_size();
-    let summary = archive.summary();
     let modified = |name: &str| {
         archive
             .files
@@ -118,7 +104,7 @@ fn window(archive: &Archive, bases: &[Base]) -> Option<(DateTime<Utc>, DateTime<
         ) else {
             continue;
         };
-        let run = summary.ranges.iter().find(|range| {
+        let run = ranges.iter().find(|range| {
             let first = SegmentName::parse(&range.first, size);
             let last = SegmentName::parse(&range.last, size);
             range.timeline == start.timeline
@@ -157,15 +143,8 @@ pub fn plan(
         let Ok(listing) = &destination.listing else {
             continue;
         };
-        for record in &listing.backups {
-            if let (Some(info), RecordState::Complete) = (&record.metadata.physical, record.state) {
-                bases.entry(record.metadata.id.as_str()).or_insert(Base {
-                    id: record.metadata.id.as_str(),
-                    created_at: record.metadata.created_at,
-                    finished_at: record.metadata.finished_at,
-                    info,
-                });
-            }
+        for base in listing.backups.iter().filter_map(Base::of) {
+            bases.entry(base.id).or_insert(base);
         }
     }
     let mut ordered: Vec<&Base> = bases.values().collect();
@@ -231,36 +210,24 @@ pub fn plan(
         };
         let summary = archive.summary();
         let size = archive.segment_size();
+        // The bases this destination holds decide its window.
+        let held: Vec<Base> = match &destination.listing {
+            Ok(listing) => listing.backups.iter().filter_map(Base::of).collect(),
+            Err(_) => Vec::new(),
+        };
+        if let Some((earliest, latest)) = self::window(archive, &summary.ranges, &held) {
+            plan.earliest = Some(plan.earliest.map_or(earliest, |time| time.min(earliest)));
+            plan.latest = Some(plan.latest.map_or(latest, |time| time.max(latest)));
+        }
         plan.destinations.push(WalDestination {
             location: location.clone(),
             segments: summary.segments,
             bytes: summary.bytes,
-            ranges: summary.ranges.iter().map(WalRange::from).collect(),
-            gaps: summary.gaps.iter().map(WalRange::from).collect(),
+            ranges: summary.ranges,
+            gaps: summary.gaps,
             newest: summary.newest,
             error: None,
         });
-        // The bases this destination holds decide its window.
-        let held: Vec<Base> = match &destination.listing {
-            Ok(listing) => listing
-                .backups
-                .iter()
-                .filter(|record| record.state == RecordState::Complete)
-                .filter_map(|record| {
-                    Some(Base {
-                        id: record.metadata.id.as_str(),
-                        created_at: record.metadata.created_at,
-                        finished_at: record.metadata.finished_at,
-                        info: record.metadata.physical.as_ref()?,
-                    })
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        if let Some((earliest, latest)) = self::window(archive, &held) {
-            plan.earliest = Some(plan.earliest.map_or(earliest, |time| time.min(earliest)));
-            plan.latest = Some(plan.latest.map_or(latest, |time| time.max(latest)));
-        }
         let Some((base, reason)) = &boundary else {
             continue;
         };
@@ -320,7 +287,6 @@ pub fn plan(
         plan.keep_from = Some(base.info.start_wal.clone());
         plan.keep_reason = Some(reason.clone());
     }
-    let _ = PLANNED_ID;
     (plan, prunes)
 }
 

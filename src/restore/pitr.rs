@@ -356,6 +356,11 @@ fn chain(
         })
         .collect();
     let archived_until = on_timeline.iter().filter_map(|file| file.modified).max();
+    // The newest segment archived on the backup's timeline.
+    let newest = on_timeline
+        .iter()
+        .filter_map(|file| SegmentName::parse(&file.name, size))
+        .max_by_key(|segment| segment.number);
     let last = match &request.target {
         RecoveryTarget::Immediate => stop,
         RecoveryTarget::Lsn(lsn) => SegmentName::of_lsn(info.timeline, *lsn, size),
@@ -372,17 +377,10 @@ fn chain(
             {
                 Some(segment) => segment,
                 // A gap on the way is the first thing to say.
-                None if on_timeline
-                    .iter()
-                    .filter_map(|file| SegmentName::parse(&file.name, size))
-                    .max_by_key(|segment| segment.number)
+                None if newest
                     .is_some_and(|newest| !archive.missing(&start, &newest).is_empty()) =>
                 {
-                    on_timeline
-                        .iter()
-                        .filter_map(|file| SegmentName::parse(&file.name, size))
-                        .max_by_key(|segment| segment.number)
-                        .unwrap_or(stop)
+                    newest.unwrap_or(stop)
                 }
                 None => {
                     return Err(format!(
@@ -396,10 +394,7 @@ fn chain(
             }
         }
         // A transaction's end is not known before replay: everything archived.
-        RecoveryTarget::Xid(_) => on_timeline
-            .iter()
-            .filter_map(|file| SegmentName::parse(&file.name, size))
-            .max_by_key(|segment| segment.number)
+        RecoveryTarget::Xid(_) => newest
             .filter(|segment| segment.number >= stop.number)
             .unwrap_or(stop),
     };
@@ -921,20 +916,11 @@ fn cluster_user(owner: Option<(u32, u32)>) -> String {
         .unwrap_or_else(|| "postgres".to_owned())
 }
 
-/// `000000010000000000000005 to 000000010000000000000007 (3 segments)`, for each range.
+/// Each missing range as [`wal::Range::describe`] says it, in a list.
 pub fn describe_missing(missing: &[wal::Range]) -> String {
     missing
         .iter()
-        .map(|range| {
-            if range.first == range.last {
-                format!("segment {}", range.first)
-            } else {
-                format!(
-                    "{} to {} ({} segments)",
-                    range.first, range.last, range.count
-                )
-            }
-        })
+        .map(wal::Range::describe)
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::{Finding, Health, Input};
 use crate::inventory::PolicyInventory;
-use crate::plan::wal::{WalPlan, WalRange};
+use crate::plan::wal::WalPlan;
+use crate::wal::Range;
 
 /// What `status` says about a policy's base backups and WAL.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,7 +39,7 @@ pub struct PhysicalHealth {
 pub struct Gap {
     pub destination: String,
     #[serde(flatten)]
-    pub range: WalRange,
+    pub range: Range,
 }
 
 /// Judges the base backups and WAL of `input`'s policy (which has

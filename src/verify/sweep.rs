@@ -180,7 +180,7 @@ fn wal_continuity(
     let mut problems: Vec<String> = summary
         .gaps
         .iter()
-        .map(|gap| format!("WAL gap: missing {}", describe(gap)))
+        .map(|gap| format!("WAL gap: missing {}", gap.describe()))
         .collect();
     for record in &listing.backups {
         let Some(info) = &record.metadata.physical else {
@@ -197,7 +197,11 @@ fn wal_continuity(
             problems.push(format!(
                 "base backup {} cannot be restored: its WAL misses {}",
                 record.metadata.id,
-                missing.iter().map(describe).collect::<Vec<_>>().join(", ")
+                missing
+                    .iter()
+                    .map(crate::wal::Range::describe)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
@@ -214,16 +218,4 @@ fn wal_continuity(
         ),
         _ => "WAL: nothing archived yet".to_owned(),
     })
-}
-
-/// `segment X` or `X to Y (n segments)`.
-fn describe(range: &crate::wal::Range) -> String {
-    if range.count == 1 {
-        format!("segment {}", range.first)
-    } else {
-        format!(
-            "{} to {} ({} segments)",
-            range.first, range.last, range.count
-        )
-    }
 }

@@ -239,12 +239,24 @@ pub struct Archive {
 }
 
 /// A run of segments on one timeline, by WAL name, both ends included.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Range {
     pub timeline: u32,
     pub first: String,
     pub last: String,
     pub count: u64,
+}
+
+impl Range {
+    /// `segment 000000010000000000000003`, or
+    /// `000000010000000000000003 to 000000010000000000000009 (7 segments)`.
+    pub fn describe(&self) -> String {
+        if self.count == 1 {
+            format!("segment {}", self.first)
+        } else {
+            format!("{} to {} ({} segments)", self.first, self.last, self.count)
+        }
+    }
 }
 
 /// The archive in a few numbers: contiguous runs of segments, the exact
