@@ -519,13 +519,43 @@ pub fn backup_everywhere(
     }
 }
 
-/// This machine's name, for the sidecar.
+/// The name `--host` gave this process, if any.
+static HOST_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this host for the rest of the process (`--host`, `BACKUP_HOST`);
+/// the first call wins.
+pub fn set_host_name(name: &str) {
+    let _ = HOST_NAME.set(name.to_owned());
+}
+
+/// This host's name, for sidecars, run records, host selectors and leases:
+/// `--host`, else the kernel's host name.
 pub fn host_name() -> String {
+    if let Some(name) = HOST_NAME.get() {
+        return name.clone();
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .ok()
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// A host name `--host` accepts: 1 to 253 characters of letters, digits,
+/// `.`, `-` and `_`, not starting with `-` or `.`.
+pub fn check_host_name(name: &str) -> Result<(), String> {
+    let valid = (1..=253).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        && !name.starts_with(['-', '.']);
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a host name: use 1 to 253 letters, digits, `.`, `-` or `_`, not starting with `-` or `.`"
+        ))
+    }
 }
 
 /// An upload under way, and the destination (index and location) it goes to.

@@ -39,6 +39,16 @@ pub struct GlobalArgs {
     /// /var/lib/backup for root, else ~/.local/state/backup.
     #[arg(long, value_name = "DIR", global = true, env = "BACKUP_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The name this host goes by: recorded in sidecars and run records,
+    /// matched against `metadata.hosts`, and the lease holder's name.
+    /// Default: the kernel's host name.
+    #[arg(long, value_name = "NAME", global = true, env = "BACKUP_HOST", value_parser = parse_host)]
+    pub host: Option<String>,
+}
+
+/// A host name as `--host` takes it: what `metadata.hosts` can name.
+fn parse_host(text: &str) -> Result<String, String> {
+    crate::engine::check_host_name(text).map(|()| text.to_owned())
 }
 
 impl GlobalArgs {

@@ -78,6 +78,9 @@ pub enum Command {
 /// Runs the command and returns how the process should exit.
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let global = &cli.global;
+    if let Some(host) = &global.host {
+        crate::engine::set_host_name(host);
+    }
     // Scratch copies of databases stay in this host's private state folder.
     crate::state::use_scratch_in(&global.state());
     let status = match &cli.command {

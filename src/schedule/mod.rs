@@ -19,6 +19,49 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
 pub mod crontab;
+pub mod kubernetes;
+
+/// Which program runs `backup apply` at the policies' ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SchedulerKind {
+    /// A managed block in a crontab (the default).
+    Cron,
+    /// A `.service` and `.timer` pair per policy in a unit folder.
+    Systemd,
+    /// CronJob manifests in a folder of a GitOps repository.
+    Kubernetes,
+}
+
+impl SchedulerKind {
+    pub const ALL: [SchedulerKind; 3] = [
+        SchedulerKind::Cron,
+        SchedulerKind::Systemd,
+        SchedulerKind::Kubernetes,
+    ];
+
+    /// The name policies, settings and the command line use.
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedulerKind::Cron => "cron",
+            SchedulerKind::Systemd => "systemd",
+            SchedulerKind::Kubernetes => "kubernetes",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SchedulerKind> {
+        SchedulerKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
+    }
+}
+
+/// One file a scheduler renders (a unit, a manifest): its name in the folder
+/// it is written to, and its whole text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    pub name: String,
+    pub text: String,
+}
 
 /// Why a schedule is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
