@@ -537,6 +537,20 @@ fn two_policy_files_with_one_name_are_refused() {
 }
 
 #[test]
+fn a_policy_file_the_pod_would_not_read_is_refused() {
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("site.policy");
+    std::fs::write(&file, SQLITE_SITE).unwrap();
+    let error = kubernetes::render(&load(&[file]), &settings()).unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "`/etc/backup/policies/site.policy` in the pod, which `backup` does not read"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
 fn bad_settings_are_refused() {
     for (change, needle) in [
         (

@@ -676,6 +676,15 @@ fn policy_texts(policies: &[&Policy]) -> Result<BTreeMap<String, (PathBuf, Strin
     let mut texts: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
     for policy in policies {
         let key = secret_key(&policy.file);
+        // The pod reads the folder as `backup` reads any: *.yaml and *.yml, not hidden.
+        if key.starts_with('.') || !(key.ends_with(".yaml") || key.ends_with(".yml")) {
+            return Err(policy_error(
+                policy,
+                format!(
+                    "its file would be `{POLICY_FOLDER}/{key}` in the pod, which `backup` does not read from a folder (only *.yaml and *.yml files, not hidden ones); rename the file"
+                ),
+            ));
+        }
         if let Some((file, _)) = texts.get(&key) {
             if same_file(file, &policy.file) {
                 continue;
