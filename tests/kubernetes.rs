@@ -536,6 +536,100 @@ fn two_policy_files_with_one_name_are_refused() {
     );
 }
 
+const POSTGRES: &str = "\
+apiVersion: backup/v1
+kind: BackupPolicy
+metadata:
+  name: db
+spec:
+  source:
+    postgres:
+      host: db.internal
+      user: backup
+      database: app
+      password: ${env:PGPASSWORD}
+  schedule:
+    cron: \"0 1 * * *\"
+  retention:
+    keep-last: 3
+  physical:
+    schedule: {cron: \"0 2 * * 0\"}
+    retention: {keep-last: 2}
+  destinations:
+    - s3:
+        bucket: db-backups
+";
+
+#[test]
+fn a_unix_socket_on_this_host_is_refused() {
+    let text = POSTGRES.replace("host: db.internal", "host: /var/run/postgresql");
+    let (policy, message) = policy_reason(render_one(&text, &settings()));
+    assert_eq!(policy, "db");
+    assert!(
+        message.contains("the PostgreSQL socket folder `/var/run/postgresql` is on no volume"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_ca_file_comes_from_the_secret_unless_the_image_has_it() {
+    let container = |certificate: &str| {
+        let text = POSTGRES.replace(
+            "      database: app\n",
+            &format!("      database: app\n      sslmode: verify-full\n      ssl-root-cert: {certificate}\n"),
+        );
+        let files = render_one(&text, &settings()).unwrap();
+        let cron_job = manifest(file(&files, "cronjob-backup-db.yaml"));
+        cron_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0].clone()
+    };
+    let mounted = container("/etc/backup/db-ca.pem");
+    let mount = mounted["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|mount| mount["mountPath"] == "/etc/backup/db-ca.pem")
+        .cloned();
+    assert_eq!(
+        mount,
+        Some(serde_json::json!({
+            "mountPath": "/etc/backup/db-ca.pem",
+            "name": "backup-secret-files",
+            "readOnly": true,
+            "subPath": "db-ca.pem",
+        }))
+    );
+    // Debian's CA bundle is in the image.
+    let system = container("/etc/ssl/certs/ca-certificates.crt");
+    assert!(
+        !system["volumeMounts"]
+            .to_string()
+            .contains("ca-certificates.crt"),
+        "{system}"
+    );
+}
+
+#[test]
+fn two_policies_whose_cron_jobs_share_a_name_are_refused() {
+    let folder = tempfile::tempdir().unwrap();
+    let policies = write_policies(
+        folder.path(),
+        &[
+            ("db.yaml", POSTGRES),
+            (
+                "db-base.yaml",
+                &SQLITE_SITE.replace("name: site", "name: db-base"),
+            ),
+        ],
+    );
+    let error = kubernetes::render(&load(&[policies]), &settings()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("policy `db-base` cannot run in a Kubernetes pod: its CronJob `backup-db-base` is also policy `db`'s"),
+        "{error}"
+    );
+}
+
 #[test]
 fn a_policy_file_the_pod_would_not_read_is_refused() {
     let folder = tempfile::tempdir().unwrap();
