@@ -59,41 +59,63 @@ pub fn for_fleet(policy: &Policy) -> bool {
 
 /// Every host's last run of `policy` on `destination`, by host name.
 /// Records that do not parse are skipped (another version may write more).
+/// A fleet has many hosts: records are read [`READERS`] at a time.
 pub fn read(
     destination: &dyn Destination,
     policy: &str,
 ) -> Result<BTreeMap<String, RunRecord>, destination::Error> {
     let folder = folder(policy);
-    let mut records = BTreeMap::new();
-    for entry in destination.list(&folder)? {
-        let Some(host) = names::host_record_host(&entry.name) else {
-            continue;
-        };
-        if entry.irregular.is_some() || entry.size > MAX_RECORD_BYTES {
-            continue;
+    let entries: Vec<destination::Entry> = destination
+        .list(&folder)?
+        .into_iter()
+        .filter(|entry| {
+            names::host_record_host(&entry.name).is_some()
+                && entry.irregular.is_none()
+                && entry.size <= MAX_RECORD_BYTES
+        })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let found = std::sync::Mutex::new(BTreeMap::new());
+    std::thread::scope(|scope| {
+        for _ in 0..READERS.min(entries.len()) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(entry) = entries.get(index) else {
+                        break;
+                    };
+                    if let Some((host, record)) = read_one(destination, &folder, policy, entry)
+                        && let Ok(mut found) = found.lock()
+                    {
+                        found.insert(host, record);
+                    }
+                }
+            });
         }
-        let mut bytes = Vec::new();
-        let read = destination.open(&folder, &entry.name).and_then(|reader| {
-            reader
-                .take(MAX_RECORD_BYTES)
-                .read_to_end(&mut bytes)
-                .map_err(|error| destination::Error::Io {
-                    action: "cannot read",
-                    location: format!("{}/{folder}/{}", destination.location(), entry.name),
-                    source: error,
-                })
-        });
-        if read.is_err() {
-            continue;
-        }
-        if let Ok(record) = serde_json::from_slice::<RunRecord>(&bytes)
-            && record.policy == policy
-            && record.host == host
-        {
-            records.insert(host.to_owned(), record);
-        }
-    }
-    Ok(records)
+    });
+    Ok(found.into_inner().unwrap_or_default())
+}
+
+/// Host records read at once by [`read`].
+const READERS: usize = 8;
+
+/// One host record, if it reads and is what its name says.
+fn read_one(
+    destination: &dyn Destination,
+    folder: &str,
+    policy: &str,
+    entry: &destination::Entry,
+) -> Option<(String, RunRecord)> {
+    let host = names::host_record_host(&entry.name)?;
+    let mut bytes = Vec::new();
+    destination
+        .open(folder, &entry.name)
+        .ok()?
+        .take(MAX_RECORD_BYTES)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let record: RunRecord = serde_json::from_slice(&bytes).ok()?;
+    (record.policy == policy && record.host == host).then(|| (host.to_owned(), record))
 }
 
 /// A host record is a few hundred bytes; anything much larger is no record.
