@@ -98,6 +98,14 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         return Ok(ExitStatus::Locked);
     }
 
+    // Policies with `spec.lease`: taken before the inventory is read, so
+    // that what is planned is what this host alone writes.
+    let leases = crate::lease::take_all(&state, &selection.selected);
+    report_leases(&leases);
+    selection
+        .selected
+        .retain(|policy| leases.allows(&policy.name));
+
     global.announce_state_dir();
     crate::runlog::start_log(&state, "apply", args.policy.as_deref());
     let now = match &saved {
@@ -123,8 +131,9 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         color,
     };
     stdout!("{}", plan::text::render(&plan, options));
+    let lease_failed = !leases.failed.is_empty();
     let finish = |failed: bool| {
-        if failed || plan.has_errors() {
+        if failed || plan.has_errors() || lease_failed {
             ExitStatus::Failure
         } else if !locked.held.is_empty() {
             ExitStatus::Locked
@@ -162,10 +171,42 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         observed.crontab_target.as_ref(),
         &mut Printer { color },
     );
+    release_leases(leases);
     drop(locked.locks);
     stdoutln!();
     stdoutln!("{}", apply::text::summary(&plan, &report));
     Ok(finish(report.failed() > 0 || report.refused() > 0))
+}
+
+/// Says which policies another host's lease skips, which leases could not
+/// be taken, and which were taken over from a holder that stopped.
+pub(super) fn report_leases(leases: &crate::lease::Taken) {
+    for lease in &leases.held {
+        if let Some(line) = crate::lease::describe_takeover(lease) {
+            stderrln!("{line}");
+        }
+    }
+    for (name, info) in &leases.busy {
+        stderrln!(
+            "Skipped policy `{name}`: its lease is {}.",
+            crate::lease::describe(info)
+        );
+    }
+    for (name, error) in &leases.failed {
+        stderrln!("error: policy `{name}`: {error}");
+    }
+}
+
+/// Releases the leases a run took; one that cannot be deleted expires by itself.
+pub(super) fn release_leases(leases: crate::lease::Taken) {
+    for lease in leases.held {
+        let policy = lease.policy().to_owned();
+        if let Err(error) = lease.release() {
+            stderrln!(
+                "warning: the lease of `{policy}` could not be released (it expires by itself): {error}"
+            );
+        }
+    }
 }
 
 /// Prints an apply run as it goes.
