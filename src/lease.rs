@@ -18,7 +18,7 @@
 //!
 //! Before the first lease on a store, a probe checks that the store honours
 //! conditional writes (two create-only PUTs of one key: the second must be
-//! refused); stores that ignore them (Garage 2.5) cannot hold a lease and
+//! refused; so must a PUT with `If-Match` on a wrong ETag); stores that ignore them (Garage 2.5) cannot hold a lease and
 //! are refused. A pass is remembered in the state folder.
 //!
 //! This module decides nothing about backups; it only holds, checks and
@@ -44,9 +44,14 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] destination::Error),
     #[error(
-        "{location} accepted a second create-only PUT (`If-None-Match: *`) of one key: it ignores conditional writes, so it cannot hold the lease of policy `{policy}`; remove `spec.lease` (and let one host write the policy), or use a store that honours conditional writes (AWS S3, MinIO, Cloudflare R2)"
+        "{location} {what}: it ignores conditional writes, so it cannot hold the lease of policy `{policy}`; remove `spec.lease` (and let one host write the policy), or use a store that honours conditional writes (AWS S3, MinIO, Cloudflare R2)"
     )]
-    Unsupported { location: String, policy: String },
+    Unsupported {
+        location: String,
+        policy: String,
+        /// What the store did that it should have refused.
+        what: &'static str,
+    },
     #[error(
         "the lease of policy `{policy}` on {location} was lost ({reason}); nothing more is written"
     )]
@@ -170,10 +175,11 @@ fn info_of(fetched: &destination::s3::Fetched) -> LeaseInfo {
     }
 }
 
-/// Checks once per store (endpoint and bucket) that it honours create-only
+/// Checks once per store (endpoint and bucket) that it honours conditional
 /// PUTs: the second of two `If-None-Match: *` PUTs of one key must be
-/// refused. A pass is remembered in the state folder; a failure is not, so
-/// a store that is fixed passes the next time.
+/// refused, and so must a PUT with `If-Match` on an ETag it does not have.
+/// A pass is remembered in the state folder; a failure is not, so a store
+/// that is fixed passes the next time.
 pub fn probe(store: &S3, state: &StateDir, policy: &str) -> Result<(), Error> {
     let cache_error = |path: &std::path::Path, message: String| Error::Cache {
         location: store.location(),
@@ -195,13 +201,25 @@ pub fn probe(store: &S3, state: &StateDir, policy: &str) -> Result<(), Error> {
     );
     let first = store.put_if(policy, &key, b"1", Condition::Absent)?;
     let second = store.put_if(policy, &key, b"2", Condition::Absent);
+    // Renewals and takeovers rest on `If-Match` as creates rest on `If-None-Match`.
+    let mismatched = store.put_if(policy, &key, b"3", Condition::Matches("\"0\""));
     let removed = store.remove(policy, &key);
-    let second = second?;
+    let (second, mismatched) = (second?, mismatched?);
     removed?;
-    if !matches!(first, Written::Done(_)) || matches!(second, Written::Done(_)) {
+    let what = if !matches!(first, Written::Done(_)) {
+        Some("refused to create a new key with `If-None-Match: *`")
+    } else if matches!(second, Written::Done(_)) {
+        Some("accepted a second create-only PUT (`If-None-Match: *`) of one key")
+    } else if matches!(mismatched, Written::Done(_)) {
+        Some("accepted a PUT with `If-Match` on an ETag the object does not have")
+    } else {
+        None
+    };
+    if let Some(what) = what {
         return Err(Error::Unsupported {
             location: store.location(),
             policy: policy.to_owned(),
+            what,
         });
     }
     std::fs::write(&path, format!("{}\n", store.location()))
@@ -571,6 +589,44 @@ pub struct Taken {
 }
 
 impl Taken {
+    /// What people should hear of it, one line each, errors marked `true`:
+    /// takeovers, policies another host's lease skips, leases that could
+    /// not be taken.
+    pub fn report(&self) -> Vec<(bool, String)> {
+        let mut lines: Vec<(bool, String)> = self
+            .held
+            .iter()
+            .filter_map(describe_takeover)
+            .map(|line| (false, line))
+            .collect();
+        lines.extend(self.busy.iter().map(|(name, info)| {
+            (
+                false,
+                format!("Skipped policy `{name}`: its lease is {}.", describe(info)),
+            )
+        }));
+        lines.extend(
+            self.failed
+                .iter()
+                .map(|(name, error)| (true, format!("policy `{name}`: {error}"))),
+        );
+        lines
+    }
+
+    /// Releases every lease taken; the problems of those that could not be
+    /// deleted (they expire by themselves).
+    pub fn release(self) -> Vec<String> {
+        self.held
+            .into_iter()
+            .filter_map(|lease| {
+                let policy = lease.policy().to_owned();
+                lease.release().err().map(|error| {
+                    format!("the lease of `{policy}` could not be released (it expires by itself): {error}")
+                })
+            })
+            .collect()
+    }
+
     /// Whether `policy` may be written by this run.
     pub fn allows(&self, policy: &str) -> bool {
         !self.busy.iter().any(|(name, _)| name == policy)
@@ -610,7 +666,7 @@ pub fn take_all(state: &StateDir, policies: &[Policy]) -> Taken {
 
 /// One line for people when a run took over an expired lease:
 /// `Took over the expired lease of `app` from db1 (epoch 8).`
-pub fn describe_takeover(lease: &Lease) -> Option<String> {
+fn describe_takeover(lease: &Lease) -> Option<String> {
     let info = lease.took_over()?;
     Some(format!(
         "Took over the expired lease of `{}` from {} (epoch {}).",

@@ -178,34 +178,22 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
     Ok(finish(report.failed() > 0 || report.refused() > 0))
 }
 
-/// Says which policies another host's lease skips, which leases could not
-/// be taken, and which were taken over from a holder that stopped.
+/// Prints what taking the leases found: takeovers, policies another
+/// host's lease skips, leases that could not be taken.
 pub(super) fn report_leases(leases: &crate::lease::Taken) {
-    for lease in &leases.held {
-        if let Some(line) = crate::lease::describe_takeover(lease) {
+    for (is_error, line) in leases.report() {
+        if is_error {
+            stderrln!("error: {line}");
+        } else {
             stderrln!("{line}");
         }
     }
-    for (name, info) in &leases.busy {
-        stderrln!(
-            "Skipped policy `{name}`: its lease is {}.",
-            crate::lease::describe(info)
-        );
-    }
-    for (name, error) in &leases.failed {
-        stderrln!("error: policy `{name}`: {error}");
-    }
 }
 
-/// Releases the leases a run took; one that cannot be deleted expires by itself.
+/// Releases the leases a run took, warning of any that could not be deleted.
 pub(super) fn release_leases(leases: crate::lease::Taken) {
-    for lease in leases.held {
-        let policy = lease.policy().to_owned();
-        if let Err(error) = lease.release() {
-            stderrln!(
-                "warning: the lease of `{policy}` could not be released (it expires by itself): {error}"
-            );
-        }
+    for problem in leases.release() {
+        stderrln!("warning: {problem}");
     }
 }
 
