@@ -116,11 +116,6 @@ pub enum Acquired {
     Busy(LeaseInfo),
 }
 
-/// The lease object's name in a policy's folder.
-pub fn object_name() -> &'static str {
-    names::LEASE
-}
-
 /// The S3 destination a policy's lease lives on: its first.
 pub fn store_of(policy: &Policy) -> Option<&crate::policy::spec::S3Spec> {
     policy.destinations.iter().find_map(|spec| match spec {
@@ -145,6 +140,15 @@ pub fn peek(store: &S3, policy: &str) -> Result<Option<LeaseInfo>, Error> {
     Ok(store
         .fetch(policy, names::LEASE)?
         .map(|fetched| info_of(&fetched)))
+}
+
+/// Reads the lease of `policy` on its first S3 destination without taking
+/// it: `None` when there is none (or the policy has no S3 destination).
+pub fn peek_policy(policy: &Policy) -> Result<Option<LeaseInfo>, Error> {
+    match store_of(policy) {
+        Some(spec) => peek(&S3::new(spec)?, &policy.name),
+        None => Ok(None),
+    }
 }
 
 /// What a fetched lease says, judged by the store's clock.

@@ -191,6 +191,15 @@ fn an_expired_lease_is_taken_over_by_the_store_clock_whatever_the_local_clocks_s
         );
         assert!(sidecars(&server.bucket_folder().join("skew/app")).is_empty());
     }
+    // `run` refuses like a held lock.
+    let ran = run(host(&server, folder.path(), "db1", &["run", "app"]));
+    assert_eq!(ran.code, 4, "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("`app` was not backed up: another host writes it now"),
+        "{ran:?}"
+    );
+    assert!(sidecars(&server.bucket_folder().join("skew/app")).is_empty());
     let info = lease::peek(&store, "app").unwrap().unwrap();
     assert_eq!(
         (info.holder.as_str(), info.epoch, info.expired),
