@@ -17,7 +17,8 @@ use backup::lease::{self, Acquired};
 use chrono::{DateTime, TimeDelta, Utc};
 use common::s3s::S3s;
 
-/// Tests that count this process's S3 requests or set its host name run one at a time.
+/// Tests that send S3 requests from this process (the round-trip count
+/// counts them all) run one at a time.
 static IN_PROCESS: Mutex<()> = Mutex::new(());
 
 /// A folder with an SQLite database and policy `app` (daily at 01:00 UTC,
@@ -158,6 +159,37 @@ fn a_free_lease_is_taken_and_released_in_two_round_trips() {
     assert!(trips < 3, "{trips} round trips");
     assert_eq!(trips, 2);
     assert!(lease::peek(&store, "app").unwrap().is_none());
+}
+
+#[test]
+fn a_held_lease_is_renewed_past_its_ttl_and_still_passes_the_fence() {
+    let _serial = IN_PROCESS.lock().unwrap_or_else(|error| error.into_inner());
+    let server = S3s::start();
+    let store = library_store(&server, "renew/");
+    let state_folder = tempfile::tempdir().unwrap();
+    let state = backup::state::StateDir::new(state_folder.path());
+    let Acquired::Held(held) =
+        lease::acquire(&store, &state, "renewed", Duration::from_secs(2), "db1").unwrap()
+    else {
+        panic!("a free lease is taken");
+    };
+    let first = store.fetch("renewed", "lease.json").unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    // Renewed (new content, new ETag), so alive by the store's clock, and still ours.
+    let info = lease::peek(&store, "renewed").unwrap().unwrap();
+    assert!(!info.expired, "{info:?}");
+    let now = store.fetch("renewed", "lease.json").unwrap().unwrap();
+    assert_ne!(now.e_tag, first.e_tag);
+    assert_eq!(
+        lease::fence("renewed").unwrap(),
+        Some(lease::Stamp {
+            epoch: 1,
+            holder: "db1".to_owned()
+        })
+    );
+    held.release().unwrap();
+    assert_eq!(lease::fence("renewed").unwrap(), None);
+    assert!(lease::peek(&store, "renewed").unwrap().is_none());
 }
 
 #[test]
