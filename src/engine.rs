@@ -269,6 +269,7 @@ fn take(
         host: host_name(),
         policy_digest: policy.digest.clone(),
         tags: tags.to_vec(),
+        lease: crate::lease::stamp(&policy.name),
         sidecar_sha256: None,
     };
     if database.part().is_some() {
@@ -282,6 +283,9 @@ fn take(
     let mut stored = failed;
     for pending in tee.uploads.into_iter().flatten() {
         let result = pending.upload.commit(tee.written).and_then(|()| {
+            // Fencing: the sidecar only while the lease is still ours.
+            crate::lease::fence(&policy.name)
+                .map_err(|error| destination::Error::Fenced(error.to_string()))?;
             destinations[pending.index].put(&policy.name, &names::sidecar(&id), &sidecar)
         });
         stored.push(Stored {

@@ -23,6 +23,7 @@ pub mod exit;
 pub mod fleet;
 pub mod format;
 pub mod inventory;
+pub mod lease;
 pub mod logging;
 pub mod notify;
 pub mod observe;

@@ -199,19 +199,7 @@ fn observe_gathers_inventory_drill_evidence_crontab_and_space_in_one_value() {
     let selection = loaded.select(None).unwrap();
     let state = backup::state::StateDir::new(&folder.join(".state"));
     let now = Utc::now();
-    let mut observed = backup::observe::observe(
-        &selection,
-        &backup::observe::Options {
-            state: &state,
-            cache: None,
-            crontab: backup::observe::CrontabOptions {
-                skip: true,
-                ..Default::default()
-            },
-            space: true,
-            now,
-        },
-    );
+    let mut observed = common::observe_without_crontab(&selection, &state, now, true);
     let found = observed.inventory.policy("app").unwrap();
     let listing = found.destinations[0].listing.as_ref().unwrap();
     assert_eq!(listing.backups.len(), 1);

@@ -5,10 +5,11 @@
 //! policy, cleanups of dead temporaries first, then backups, then copies,
 //! then prunes (only when the policy's backup of this run succeeded, never a
 //! mass delete unless allowed, never the newest backup of a destination); the
-//! crontab last. Held deletes (a destination that refuses them) are not
-//! attempted. An action that fails does not stop the others,
-//! and every step is safe to repeat, so running `apply` again after a crash
-//! or a failure finishes the job.
+//! crontab last. Under a lease (`spec.lease`), every sidecar commit and every
+//! batch of deletes first checks that the lease is still this run's. Held
+//! deletes (a destination that refuses them) are not attempted. An action
+//! that fails does not stop the others, and every step is safe to repeat, so
+//! running `apply` again after a crash or a failure finishes the job.
 
 pub mod records;
 pub mod session;
@@ -224,6 +225,15 @@ fn mass_delete_refusal(actions: &[&Action]) -> String {
     )
 }
 
+/// Fencing, before a sidecar is committed or a batch of deletes starts:
+/// an error when the policy's lease is held by this run and is no longer
+/// ours (see [`crate::lease::fence`]).
+fn fenced(policy: &Policy) -> Result<(), String> {
+    crate::lease::fence(&policy.name)
+        .map(drop)
+        .map_err(|error| error.to_string())
+}
+
 fn run(result: Result<String, String>) -> Outcome {
     match result {
         Ok(detail) => Outcome::Done(detail),
@@ -387,6 +397,7 @@ fn copy(policy: &Policy, action: &Action, destinations: &Destinations) -> Result
         uploads.push(copy_object(policy, object, from, to)?);
         copied += object.size;
     }
+    fenced(policy)?;
     for name in damaged {
         to.remove(&policy.name, &name)
             .map_err(|error| error.to_string())?;
@@ -394,6 +405,7 @@ fn copy(policy: &Policy, action: &Action, destinations: &Destinations) -> Result
     for (upload, size) in uploads {
         upload.commit(size).map_err(|error| error.to_string())?;
     }
+    fenced(policy)?;
     to.put(&policy.name, &names::sidecar(id), &sidecar)
         .map_err(|error| error.to_string())?;
     Ok(if copied == 0 {
@@ -564,6 +576,7 @@ fn prune(policy: &Policy, action: &Action, destinations: &Destinations) -> Resul
             destination.location()
         ));
     }
+    fenced(policy)?;
     destination
         .remove(&policy.name, &names::sidecar(id))
         .map_err(|error| error.to_string())?;
@@ -597,6 +610,7 @@ fn prune_wal(
         .ok_or("the plan names no WAL range")?;
     let folder = crate::wal::folder(&policy.name);
     let archive = crate::wal::list(destination, &policy.name).map_err(|error| error.to_string())?;
+    fenced(policy)?;
     let same_timeline = |name: &str| name.get(..8) == first.get(..8);
     let mut removed = (0_u64, 0_u64);
     for file in &archive.files {
@@ -672,6 +686,7 @@ fn cleanup(
     {
         return Err(format!("{object} belongs to backup {id} now; left as is"));
     }
+    fenced(policy)?;
     destination
         .remove(&policy.name, object)
         .map_err(|error| error.to_string())?;

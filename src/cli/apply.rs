@@ -98,6 +98,14 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         return Ok(ExitStatus::Locked);
     }
 
+    // Policies with `spec.lease`: taken before the inventory is read, so
+    // that what is planned is what this host alone writes.
+    let leases = crate::lease::take_all(&state, &selection.selected);
+    report_leases(&leases);
+    selection
+        .selected
+        .retain(|policy| leases.allows(&policy.name));
+
     global.announce_state_dir();
     crate::runlog::start_log(&state, "apply", args.policy.as_deref());
     let now = match &saved {
@@ -123,8 +131,9 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         color,
     };
     stdout!("{}", plan::text::render(&plan, options));
+    let lease_failed = !leases.failed.is_empty();
     let finish = |failed: bool| {
-        if failed || plan.has_errors() {
+        if failed || plan.has_errors() || lease_failed {
             ExitStatus::Failure
         } else if !locked.held.is_empty() {
             ExitStatus::Locked
@@ -162,10 +171,30 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         observed.crontab_target.as_ref(),
         &mut Printer { color },
     );
+    release_leases(leases);
     drop(locked.locks);
     stdoutln!();
     stdoutln!("{}", apply::text::summary(&plan, &report));
     Ok(finish(report.failed() > 0 || report.refused() > 0))
+}
+
+/// Prints what taking the leases found: takeovers, policies another
+/// host's lease skips, leases that could not be taken.
+pub(super) fn report_leases(leases: &crate::lease::Taken) {
+    for (is_error, line) in leases.report() {
+        if is_error {
+            stderrln!("error: {line}");
+        } else {
+            stderrln!("{line}");
+        }
+    }
+}
+
+/// Releases the leases a run took, warning of any that could not be deleted.
+pub(super) fn release_leases(leases: crate::lease::Taken) {
+    for problem in leases.release() {
+        stderrln!("warning: {problem}");
+    }
 }
 
 /// Prints an apply run as it goes.

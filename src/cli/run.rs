@@ -74,6 +74,19 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
         }
     };
     let state = global.state();
+    // Under `spec.lease`, only while this host holds the policy's lease.
+    let leases = crate::lease::take_all(&state, std::slice::from_ref(&policy));
+    super::apply::report_leases(&leases);
+    if !leases.busy.is_empty() {
+        stderrln!(
+            "error: `{}` was not backed up: another host writes it now",
+            policy.name
+        );
+        return Ok(ExitStatus::Locked);
+    }
+    if !leases.failed.is_empty() {
+        return Ok(ExitStatus::Failure);
+    }
     crate::runlog::start_log(&state, "run", Some(&policy.name));
     let started_at = Utc::now();
     tracing::info!(policy = %policy.name, "Backup started (backup run).");
@@ -94,6 +107,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
     if progress.shown {
         stderr!("\r\x1b[2K");
     }
+    super::apply::release_leases(leases);
     show(&policy, &taken);
     // A notification that cannot be delivered never fails the backup.
     let record = taken.run_record(&policy.name, started_at);

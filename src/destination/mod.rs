@@ -39,6 +39,9 @@ pub enum Error {
     Exists { location: String },
     #[error("the backup id could not be claimed here: {0}")]
     Claim(String),
+    /// A write stopped because its writer's lease was lost ([`crate::lease::fence`]).
+    #[error("{0}")]
+    Fenced(String),
     #[error("{action} `{location}`: {message}")]
     S3 {
         action: &'static str,

@@ -64,6 +64,11 @@ pub struct BackupMetadata {
     /// Labels such as `pre-restore` (a safety backup taken before a restore).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The lease its writer held (`spec.lease`): the epoch and holder, so
+    /// that a backup written by a writer that had lost its lease can be
+    /// told apart. Absent when the policy has no lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<crate::lease::Stamp>,
     /// SHA-256 (lowercase hex) of this sidecar's other fields as canonical
     /// JSON (object keys sorted, no whitespace), so damage to the sidecar
     /// itself is found before a restore trusts it. Absent in sidecars written

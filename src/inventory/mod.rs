@@ -481,3 +481,23 @@ fn parse_sidecar(bytes: &[u8], policy: &str, id: &str) -> Result<BackupMetadata,
     }
     Ok(metadata)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_and_its_probe_are_neither_backups_nor_orphans() {
+        let folder = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(folder.path().join("app")).unwrap();
+        std::fs::write(folder.path().join("app").join(names::LEASE), b"{}").unwrap();
+        let probe = format!("{}123-abc", names::LEASE_PROBE_PREFIX);
+        std::fs::write(folder.path().join("app").join(probe), b"1").unwrap();
+        let local = crate::destination::local::Local::new(folder.path().to_owned());
+        let listing = read(&local, "app", None).unwrap();
+        assert!(listing.backups.is_empty(), "{:?}", listing.backups);
+        assert!(listing.orphans.is_empty(), "{:?}", listing.orphans);
+        assert!(listing.unreadable.is_empty(), "{:?}", listing.unreadable);
+        assert!(listing.unexpected.is_empty(), "{:?}", listing.unexpected);
+    }
+}

@@ -2,7 +2,7 @@
 //! (`<id>.json`), data and parts (`<id>.<format>.<compression>[.age]`,
 //! `<id>.<part>.tar.<compression>`), the commit protocol's suffixes
 //! (`.partial`, `.tmp`), claims (`<id>.claim-<nonce>`), drill evidence
-//! (`restore-test-<id>.json`) and sub-folders (`wal/`). Destinations, the
+//! (`restore-test-<id>.json`), the lease (`lease.json`) and sub-folders (`wal/`). Destinations, the
 //! engine, the inventory, plan, apply and restore all name objects through
 //! this module, so a name means the same everywhere.
 
@@ -14,6 +14,14 @@ pub const PARTIAL_SUFFIX: &str = ".partial";
 pub const TEMPORARY_SUFFIX: &str = ".tmp";
 /// Suffix of a sidecar.
 const SIDECAR_SUFFIX: &str = ".json";
+
+/// The lease of a policy that has `spec.lease` (see [`crate::lease`]): one
+/// object beside the backups, neither a sidecar (not an id) nor an orphan.
+pub const LEASE: &str = "lease.json";
+
+/// The prefix of the lease probe's key (see [`crate::lease::probe`]): a
+/// dot name, which the inventory skips.
+pub const LEASE_PROBE_PREFIX: &str = ".lease-probe-";
 
 /// The sub-folder of a policy's folder that holds its WAL archive
 /// (`<policy>/wal/`), listed on its own: the backup listing skips it.

@@ -30,6 +30,12 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Orphans younger than this are left alone: a backup may still be writing them.
 pub const CLEANUP_GRACE: Duration = Duration::hours(1);
 
+/// How far ahead of this host's clock another writer's may run (many hosts,
+/// one bucket): a backup created up to this long after `now` counts as
+/// taken for the current tick, so a host whose clock is behind does not
+/// take the tick's backup a second time.
+pub const CLOCK_SKEW: Duration = Duration::minutes(15);
+
 /// The id retention sees for the backup this plan takes.
 pub const PLANNED_ID: &str = "(planned)";
 
@@ -762,7 +768,15 @@ fn plan_policy(
                 .push("no destination can be read; nothing is planned".to_owned());
         }
     } else {
+        // Another writer's clock may run a little ahead of this one's: its
+        // backup, up to CLOCK_SKEW after `now`, already covers this tick.
+        let covered_ahead = tick.is_some_and(|tick| {
+            future
+                .iter()
+                .any(|(_, entry)| entry.created_at >= tick && entry.created_at - now <= CLOCK_SKEW)
+        });
         let due_reason = match (newest, tick) {
+            _ if covered_ahead => None,
             (None, _) => Some("no backup exists yet".to_owned()),
             (Some((id, entry)), Some(tick)) if entry.created_at < tick => Some(format!(
                 "tick {} ({}) has passed since the newest backup {id} ({})",

@@ -321,6 +321,7 @@ impl Checker<'_> {
             })
             .unwrap_or_default();
         let destinations = self.check_destinations(&destinations);
+        let lease = self.check_lease(json, &destinations);
         if let Some(notify) = section::<NotifySpec>(json, "/spec/notify") {
             self.check_notify(&notify);
         }
@@ -389,6 +390,7 @@ impl Checker<'_> {
             health: document.spec.health.clone(),
             digest: digest(&document),
             physical: physical?,
+            lease: lease?,
             view: super::View::Logical,
         })
     }
@@ -414,6 +416,54 @@ impl Checker<'_> {
             }
         }
         selectors
+    }
+
+    /// `spec.lease`: its ttl, and an S3 destination to keep it on.
+    /// `Some(None)` when there is none; `None` when it is invalid.
+    fn check_lease(
+        &mut self,
+        json: &Json,
+        destinations: &[DestinationSpec],
+    ) -> Option<Option<std::time::Duration>> {
+        let Some(spec) = section::<super::spec::LeaseSpec>(json, "/spec/lease") else {
+            return Some(None);
+        };
+        let errors = self.error_count();
+        if !destinations
+            .iter()
+            .any(|destination| matches!(destination, DestinationSpec::S3(_)))
+        {
+            let (span, field) = self.locate_key("/spec/lease");
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "lease-needs-s3",
+                    self.file,
+                    "`lease` is kept on an S3 destination, and this policy has none",
+                )
+                .at(span)
+                .field(field)
+                .hint("add an `s3:` destination (the lease lives on the first one), or remove `lease`: local destinations are serialized by the host's own lock"),
+            );
+        }
+        let text = spec
+            .ttl
+            .as_deref()
+            .unwrap_or(super::spec::DEFAULT_LEASE_TTL);
+        let ttl = super::units::lease_ttl(text);
+        match ttl {
+            Some(ttl)
+                if (super::units::LEASE_TTL_MIN..=super::units::LEASE_TTL_MAX).contains(&ttl) => {}
+            _ => self.error(
+                "invalid-value",
+                "/spec/lease/ttl",
+                format!("`{text}` is not a lease ttl from 2s to 1h"),
+                "write a number and a unit (s, m, h), combined if needed, e.g. `2m` or `90s`",
+            ),
+        }
+        if self.error_count() > errors {
+            return None;
+        }
+        Some(ttl)
     }
 
     /// `spec.physical`: its schedule, retention and window, and that the

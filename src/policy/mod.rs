@@ -63,6 +63,8 @@ pub struct Policy {
     pub digest: String,
     /// Base backups and the WAL archive (`spec.physical`), PostgreSQL only.
     pub physical: Option<Physical>,
+    /// `spec.lease`: its ttl, when the policy is written under a lease.
+    pub lease: Option<std::time::Duration>,
     /// Which of the policy's backups this value stands for: the policy as
     /// written plans its logical dumps; [`Policy::physical_view`] its base backups.
     pub view: View,

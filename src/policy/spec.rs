@@ -109,6 +109,31 @@ pub struct PolicySpec {
     /// recovery (`backup restore --target-time`). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub physical: Option<PhysicalSpec>,
+    /// Many hosts, one bucket: one writer at a time for this policy, through
+    /// a lease object (`<prefix><policy>/lease.json`) on its first S3
+    /// destination that `apply` and `run` take before they read the
+    /// inventory and renew while they write. Another host's live lease makes
+    /// them skip the policy. Needs an S3 destination on a store that honours
+    /// conditional writes (probed once). Default: none (the host's own lock
+    /// only). Example: `{ttl: 2m}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseSpec>,
+}
+
+/// The default of `spec.lease.ttl`.
+pub const DEFAULT_LEASE_TTL: &str = "2m";
+
+/// `spec.lease`: how long a lease lasts without renewal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LeaseSpec {
+    /// How long the lease lasts when its holder stops renewing it (it
+    /// renews every third of it): after that, by the store's clock, another
+    /// host may take it over. `s`, `m` (minutes) and `h`, combined if
+    /// needed, from `2s` to `1h`. Default: `2m`. Example: `90s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+[smh])+$"), example = &"2m")]
+    pub ttl: Option<String>,
 }
 
 /// Physical base backups and the WAL archive between them.

@@ -1,5 +1,5 @@
 //! The units of `spec.health`: `max-age` durations (`36h`, `1d12h`) and
-//! `min-free` floors (`10%`, `20GiB`).
+//! `min-free` floors (`10%`, `20GiB`); and `spec.lease.ttl` (`2m`, `90s`).
 //!
 //! Parsers only, used by the policy checks and by `status`; they read nothing
 //! and know nothing of the backups they will judge.
@@ -15,6 +15,33 @@ pub fn max_age(text: &str) -> Option<Duration> {
         i64::from(within.years) * 365 + i64::from(within.months) * 30 + i64::from(within.days);
     let age = Duration::try_days(days)?.checked_add(&Duration::hours(within.hours.into()))?;
     (age > Duration::zero()).then_some(age)
+}
+
+/// The shortest `spec.lease.ttl`.
+pub const LEASE_TTL_MIN: std::time::Duration = std::time::Duration::from_secs(2);
+/// The longest `spec.lease.ttl`.
+pub const LEASE_TTL_MAX: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A `spec.lease.ttl` (`2m`, `90s`, `1m30s`; `m` is minutes here), if it parses.
+pub fn lease_ttl(text: &str) -> Option<std::time::Duration> {
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for character in text.chars() {
+        if character.is_ascii_digit() {
+            number.push(character);
+            continue;
+        }
+        let unit = match character {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return None,
+        };
+        let value: u64 = number.parse().ok()?;
+        total = total.checked_add(value.checked_mul(unit)?)?;
+        number.clear();
+    }
+    (number.is_empty() && !text.is_empty()).then(|| std::time::Duration::from_secs(total))
 }
 
 /// `spec.health.min-free`: a floor of free space, as a share of the file
@@ -56,6 +83,23 @@ impl MinFree {
         match self {
             MinFree::Percent(share) => (total as f64 * share / 100.0) as u64,
             MinFree::Bytes(bytes) => bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_ttls_read_minutes_as_minutes() {
+        let seconds = |text: &str| lease_ttl(text).map(|ttl| ttl.as_secs());
+        assert_eq!(seconds("2m"), Some(120));
+        assert_eq!(seconds("90s"), Some(90));
+        assert_eq!(seconds("1m30s"), Some(90));
+        assert_eq!(seconds("1h"), Some(3600));
+        for invalid in ["", "2", "m", "2d", "1.5m", "-2s", "2 m"] {
+            assert_eq!(lease_ttl(invalid), None, "{invalid:?}");
         }
     }
 }

@@ -766,6 +766,7 @@ mod tests {
             host: "db1".to_owned(),
             policy_digest: String::new(),
             tags: Vec::new(),
+            lease: None,
             sidecar_sha256: None,
         };
         Prepared {

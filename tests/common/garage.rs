@@ -60,25 +60,28 @@ fn free_ports() -> Ports {
 
 /// `garage` on `PATH`, else in `$CARGO_HOME/bin` or `~/.cargo/bin`.
 fn binary() -> PathBuf {
+    installed(
+        "garage",
+        "run .ci/setup (it runs `cargo install garage --locked`)",
+    )
+}
+
+/// The program `name` on `PATH`, else in `$CARGO_HOME/bin` or
+/// `~/.cargo/bin` (where `cargo install` puts it); panics with `how` to
+/// install it when it is nowhere.
+pub fn installed(name: &str, how: &str) -> PathBuf {
     let on_path = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|folder| folder.join("garage"));
+        .unwrap_or_default();
     let cargo_home = std::env::var_os("CARGO_HOME").map(|home| PathBuf::from(home).join("bin"));
     let home = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin"));
     on_path
-        .chain(
-            cargo_home
-                .into_iter()
-                .chain(home)
-                .map(|bin| bin.join("garage")),
-        )
+        .into_iter()
+        .chain(cargo_home)
+        .chain(home)
+        .map(|folder| folder.join(name))
         .find(|candidate| is_executable(candidate))
-        .expect(
-            "the `garage` binary, on PATH or in ~/.cargo/bin: run .ci/setup \
-             (it runs `cargo install garage --locked`)",
-        )
+        .unwrap_or_else(|| panic!("the `{name}` binary, on PATH or in ~/.cargo/bin: {how}"))
 }
 
 fn is_executable(path: &Path) -> bool {

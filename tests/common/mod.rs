@@ -95,6 +95,7 @@ pub fn files_under(folder: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 pub mod faultproxy;
 pub mod garage;
+pub mod s3s;
 pub mod sinks;
 pub mod sqlite_site;
 
@@ -136,6 +137,7 @@ pub fn sidecar_for(
         host: "db1".to_owned(),
         policy_digest: "0".repeat(64),
         tags,
+        lease: None,
         sidecar_sha256: None,
     }
 }
@@ -158,6 +160,48 @@ pub fn sealed_backup(destination: &Path, policy: &str, time: &str, size: usize) 
     )
     .unwrap();
     id
+}
+
+/// What `plan` would observe for `selection` at `now` with `--no-crontab`
+/// and no sidecar cache (`space`: also local free space), in the test's
+/// own process.
+pub fn observe_without_crontab(
+    selection: &backup::policy::Selection,
+    state: &backup::state::StateDir,
+    now: chrono::DateTime<chrono::Utc>,
+    space: bool,
+) -> backup::observe::Observed {
+    backup::observe::observe(
+        selection,
+        &backup::observe::Options {
+            state,
+            cache: None,
+            crontab: backup::observe::CrontabOptions {
+                skip: true,
+                ..Default::default()
+            },
+            space,
+            now,
+        },
+    )
+}
+
+/// The backup ids in a policy's `folder`, sorted (by their sidecars).
+pub fn stored_ids(folder: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(folder)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| {
+                    let name = entry.file_name().into_string().ok()?;
+                    let id = name.strip_suffix(".json")?;
+                    backup::inventory::is_id(id).then(|| id.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
 }
 
 /// The sidecars under `folder`, parsed.

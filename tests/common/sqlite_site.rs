@@ -85,19 +85,6 @@ impl SqliteSite {
 
     /// The backup ids in `store/app`, sorted (by their sidecars).
     pub fn stored_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(self.store())
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter_map(|entry| {
-                        let name = entry.file_name().into_string().ok()?;
-                        let id = name.strip_suffix(".json")?;
-                        backup::inventory::is_id(id).then(|| id.to_owned())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        ids.sort();
-        ids
+        super::stored_ids(&self.store())
     }
 }
