@@ -3,7 +3,7 @@
 //! (`backup status --all-hosts`) without reaching any host.
 //!
 //! After each `apply` or `run` that did something for a policy meant for a
-//! fleet (one with `metadata.hosts`), the host writes its run record to `<policy>/hosts/<host>.json` on every
+//! fleet (one with `metadata.hosts` or `spec.lease`), the host writes its run record to `<policy>/hosts/<host>.json` on every
 //! destination, replacing its previous one (the only object `backup`
 //! overwrites: it is no backup, and each host writes only its own). The
 //! record is the one the host keeps in its state folder, less the path of
@@ -51,10 +51,10 @@ pub fn publish(policy: &Policy, record: &RunRecord) -> Vec<String> {
 }
 
 /// Whether hosts publish their runs of `policy`: when `metadata.hosts`
-/// names who runs it. A policy without is one host's, whose own state
-/// folder has its runs.
+/// names who runs it, or several take turns under `spec.lease`. A policy
+/// with neither is one host's, whose own state folder has its runs.
 pub fn for_fleet(policy: &Policy) -> bool {
-    !policy.hosts.is_empty()
+    !policy.hosts.is_empty() || policy.lease.is_some()
 }
 
 /// Every host's last run of `policy` on `destination`, by host name.

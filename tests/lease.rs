@@ -223,6 +223,18 @@ fn an_expired_lease_is_taken_over_by_the_store_clock_whatever_the_local_clocks_s
         );
         assert!(sidecars(&server.bucket_folder().join("skew/app")).is_empty());
     }
+    // The fleet view, from a machine that runs nothing, names the holder.
+    let fleet = fleet_view(&server, folder.path());
+    assert_eq!(fleet["lease"]["holder"], "db2", "{fleet}");
+    assert_eq!(fleet["lease"]["expired"], false, "{fleet}");
+    let db2 = fleet["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|host| host["host"] == "db2")
+        .cloned()
+        .unwrap_or_else(|| panic!("{fleet}"));
+    assert_eq!(db2["holds_lease"], true, "{fleet}");
     // `run` refuses like a held lock.
     let ran = run(host(&server, folder.path(), "db1", &["run", "app"]));
     assert_eq!(ran.code, 4, "{ran:?}");
@@ -253,6 +265,32 @@ fn an_expired_lease_is_taken_over_by_the_store_clock_whatever_the_local_clocks_s
     assert_eq!(written[0]["lease"]["epoch"], stamp.epoch + 1);
     // Released at the end of the run.
     assert!(lease::peek(&store, "app").unwrap().is_none());
+    // db1 published its run beside the backups; nobody holds the lease now.
+    let fleet = fleet_view(&server, folder.path());
+    assert!(fleet["lease"]["holder"].is_null(), "{fleet}");
+    let db1 = fleet["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|host| host["host"] == "db1")
+        .cloned()
+        .unwrap_or_else(|| panic!("{fleet}"));
+    assert_eq!(db1["last_run"]["result"], "ok", "{fleet}");
+    assert_eq!(db1["backups"], 1, "{fleet}");
+    assert_eq!(db1["holds_lease"], false, "{fleet}");
+}
+
+/// `status --all-hosts --format json` as a host that runs nothing: the fleet's only policy.
+fn fleet_view(server: &S3s, folder: &Path) -> serde_json::Value {
+    let ran = run(host(
+        server,
+        folder,
+        "laptop",
+        &["status", "--all-hosts", "--format", "json"],
+    ));
+    let report: serde_json::Value =
+        serde_json::from_str(&ran.stdout).unwrap_or_else(|_| panic!("{ran:?}"));
+    report["fleet"]["policies"][0].clone()
 }
 
 #[test]

@@ -91,7 +91,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitStatus>
             &report,
             records,
             taken,
-            &|_| None,
+            &|policy| lease_view(policy),
             &|_| std::collections::BTreeMap::new(),
         );
         report = report.with_fleet(fleet);
@@ -125,5 +125,33 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitStatus>
         _ if selection.errors > 0 => ExitStatus::Unknown,
         Health::Ok => ExitStatus::Success,
         Health::Warning => ExitStatus::Warning,
+    })
+}
+
+/// The lease of `policy` as the fleet view shows it: none without `spec.lease`.
+fn lease_view(policy: &crate::policy::Policy) -> Option<status::fleet::LeaseView> {
+    policy.lease?;
+    Some(match crate::lease::peek_policy(policy) {
+        Ok(Some(info)) => status::fleet::LeaseView {
+            holder: Some(info.holder),
+            epoch: Some(info.epoch),
+            expires_at: Some(info.expires_at),
+            expired: info.expired,
+            error: None,
+        },
+        Ok(None) => status::fleet::LeaseView {
+            holder: None,
+            epoch: None,
+            expires_at: None,
+            expired: true,
+            error: None,
+        },
+        Err(error) => status::fleet::LeaseView {
+            holder: None,
+            epoch: None,
+            expires_at: None,
+            expired: true,
+            error: Some(error.to_string()),
+        },
     })
 }

@@ -415,6 +415,19 @@ impl Checker<'_> {
                 ),
             }
         }
+        let exact = selectors
+            .iter()
+            .filter_map(super::hosts::HostSelector::exact_name)
+            .collect::<std::collections::BTreeSet<_>>();
+        let several = exact.len() > 1 || exact.len() < selectors.len();
+        if several && json.pointer("/spec/lease").is_none() {
+            self.warning(
+                "hosts-without-lease",
+                "/metadata/hosts",
+                "several hosts may run this policy, and without `spec.lease` two of them can back up the same tick and prune each other's backups",
+                "add `lease: {ttl: 2m}` under `spec` (on an S3 store with conditional writes), or name one host; for one database per host, write one policy per host",
+            );
+        }
         selectors
     }
 
