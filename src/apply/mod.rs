@@ -5,7 +5,8 @@
 //! policy, cleanups of dead temporaries first, then backups, then copies,
 //! then prunes (only when the policy's backup of this run succeeded, never a
 //! mass delete unless allowed, never the newest backup of a destination); the
-//! crontab last. Held deletes (a destination that refuses them) are not
+//! crontab last, or the scheduler's files (systemd units, Kubernetes
+//! manifests) and systemd's reload. Held deletes (a destination that refuses them) are not
 //! attempted. An action that fails does not stop the others,
 //! and every step is safe to repeat, so running `apply` again after a crash
 //! or a failure finishes the job.
@@ -99,13 +100,15 @@ impl ApplyReport {
 }
 
 /// Carries out `plan` for `policies`. `write_crontab` installs the planned
-/// block; `observe` sees each result as it happens (for printing), a
-/// refusal of several actions once.
+/// block; `write_scheduler` carries out one action on a scheduler's folder
+/// (a file, or systemd's reload); `observe` sees each result as it happens
+/// (for printing), a refusal of several actions once.
 pub fn execute(
     plan: &Plan,
     policies: &[Policy],
     options: &Options,
     write_crontab: &mut dyn FnMut(&str) -> Result<String, String>,
+    write_scheduler: &mut dyn FnMut(&Action) -> Outcome,
     observe: &mut dyn FnMut(&ActionResult),
 ) -> ApplyReport {
     let mut report = ApplyReport::default();
@@ -188,7 +191,9 @@ pub fn execute(
                     ActionKind::Prune => run(prune(policy, action, &destinations)),
                     ActionKind::Cleanup => run(cleanup(policy, action, &destinations)),
                     ActionKind::RestoreTest => run(restore_test(policy, options)),
-                    ActionKind::Crontab => continue,
+                    ActionKind::Crontab | ActionKind::Systemd | ActionKind::Kubernetes => {
+                        continue;
+                    }
                 };
                 record(&mut report, action, outcome);
             }
@@ -200,6 +205,15 @@ pub fn execute(
         .filter(|action| action.kind == ActionKind::Crontab)
     {
         let outcome = run(write_crontab(&plan.crontab.planned_block));
+        record(&mut report, action, outcome);
+    }
+    // Files first, in the plan's order; systemd's reload after them.
+    for action in plan
+        .actions
+        .iter()
+        .filter(|action| matches!(action.kind, ActionKind::Systemd | ActionKind::Kubernetes))
+    {
+        let outcome = write_scheduler(action);
         record(&mut report, action, outcome);
     }
     report
