@@ -458,7 +458,8 @@ fn scheduler_input(
             return (
                 SchedulerInput::Unreadable {
                     kind,
-                    target: kind.name().to_owned(),
+                    // No folder to name.
+                    target: String::new(),
                     error,
                 },
                 None,

@@ -434,6 +434,21 @@ fn plan_apply_and_unschedule_manage_the_units_and_leave_other_files_alone() {
     assert_eq!(value["scheduler"]["state"], "update");
     assert_eq!(value["scheduler"]["target"], units.display().to_string());
     assert_eq!(value["crontab"]["state"], "unmanaged");
+    let markdown = site.run(&[
+        "plan",
+        "--now",
+        "2026-11-25T03:00:00Z",
+        "--format",
+        "markdown",
+    ]);
+    assert!(
+        markdown
+            .stdout
+            .contains(&format!("### systemd ({})", units.display()))
+            && markdown.stdout.contains("+OnCalendar=*-*-* 01:00:00 UTC"),
+        "{}",
+        markdown.stdout
+    );
 
     let apply = site.run(&["apply", "--auto-approve", "--now", "2026-11-25T03:00:00Z"]);
     assert_eq!(apply.code, 0, "{apply:?}");
@@ -575,4 +590,31 @@ fn validate_refuses_a_unit_folder_it_cannot_write_when_this_host_runs_systemd() 
 
     Checked 2 files: 1 policy valid (app), 1 error, 0 warnings.
     ");
+}
+
+#[test]
+fn kubernetes_needs_a_folder_and_leaves_the_crontab_alone() {
+    let site = SqliteSite::new("keep-last: 3");
+    let plan = site.run(&[
+        "plan",
+        "--scheduler",
+        "kubernetes",
+        "--now",
+        "2026-11-25T03:00:00Z",
+    ]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(
+        plan.stdout.contains(
+            "kubernetes\n  error: no folder for the Kubernetes manifests: set `kubernetes.out`"
+        ),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains(
+            "not managed: this host's scheduler is kubernetes (--scheduler or BACKUP_SCHEDULER)"
+        ),
+        "{}",
+        plan.stdout
+    );
 }

@@ -67,7 +67,8 @@ pub struct CrontabArgs {
     /// Manage this crontab file (e.g. in /etc/cron.d, with a user field) instead of the user's crontab.
     #[arg(long, value_name = "FILE")]
     pub crontab_file: Option<PathBuf>,
-    /// Leave the crontab alone (CI, or hosts where cron is managed otherwise).
+    /// Leave the crontab alone (CI, or hosts where cron is managed otherwise),
+    /// or the systemd units or Kubernetes manifests when those are the scheduler.
     #[arg(long, conflicts_with = "crontab_file")]
     pub no_crontab: bool,
     #[command(flatten)]

@@ -316,23 +316,7 @@ fn crontab(out: &mut String, plan: &Plan) {
                 let _ = writeln!(out, "{fence}diff\n{diff}{fence}");
             }
         }
-        "unchanged" => {
-            let _ = writeln!(out, "Up to date.");
-        }
-        "error" => {
-            let _ = writeln!(
-                out,
-                "Error: {}",
-                escape(plan.crontab.note.as_deref().unwrap_or_default())
-            );
-        }
-        _ => {
-            let _ = writeln!(
-                out,
-                "Not managed: {}",
-                escape(plan.crontab.note.as_deref().unwrap_or_default())
-            );
-        }
+        state => state_paragraph(out, state, plan.crontab.note.as_deref()),
     }
 }
 
@@ -364,24 +348,18 @@ fn scheduler(out: &mut String, plan: &Plan) {
                 }
             }
         }
-        "unchanged" => {
-            let _ = writeln!(out, "Up to date.");
-        }
-        "error" => {
-            let _ = writeln!(
-                out,
-                "Error: {}",
-                escape(scheduler.note.as_deref().unwrap_or_default())
-            );
-        }
-        _ => {
-            let _ = writeln!(
-                out,
-                "Not managed: {}",
-                escape(scheduler.note.as_deref().unwrap_or_default())
-            );
-        }
+        state => state_paragraph(out, state, scheduler.note.as_deref()),
     }
+}
+
+/// A scheduler's state other than `update`, as a paragraph.
+fn state_paragraph(out: &mut String, state: &str, note: Option<&str>) {
+    let note = escape(note.unwrap_or_default());
+    let _ = match state {
+        "unchanged" => writeln!(out, "Up to date."),
+        "error" => writeln!(out, "Error: {note}"),
+        _ => writeln!(out, "Not managed: {note}"),
+    };
 }
 
 fn actions_of<'a>(plan: &'a Plan, policy: &str) -> Vec<&'a Action> {

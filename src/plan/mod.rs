@@ -743,7 +743,7 @@ fn plan_scheduler(
         SchedulerInput::Unmanaged { reason, .. } => plan.note = Some(reason.clone()),
         SchedulerInput::Unreadable { target, error, .. } => {
             plan.state = "error".to_owned();
-            plan.target = Some(target.clone());
+            plan.target = (!target.is_empty()).then(|| target.clone());
             plan.note = Some(error.clone());
         }
         SchedulerInput::Found {

@@ -101,21 +101,7 @@ pub fn render(plan: &Plan, options: Options) -> String {
                 render_action(&mut out, action, color);
             }
         }
-        "unchanged" => {
-            let _ = writeln!(out, "  up to date");
-        }
-        _ => {
-            let label = if plan.crontab.state == "error" {
-                paint(color, "1;31", "error:")
-            } else {
-                "not managed:".to_owned()
-            };
-            let _ = writeln!(
-                out,
-                "  {label} {}",
-                plan.crontab.note.as_deref().unwrap_or_default()
-            );
-        }
+        state => render_state(&mut out, state, plan.crontab.note.as_deref(), color),
     }
     if let Some(scheduler) = &plan.scheduler {
         out.push('\n');
@@ -146,22 +132,23 @@ fn render_scheduler(out: &mut String, plan: &Plan, scheduler: &SchedulerPlan, co
                 render_action(out, action, color);
             }
         }
-        "unchanged" => {
-            let _ = writeln!(out, "  up to date");
-        }
-        state => {
-            let label = if state == "error" {
-                paint(color, "1;31", "error:")
-            } else {
-                "not managed:".to_owned()
-            };
-            let _ = writeln!(
-                out,
-                "  {label} {}",
-                scheduler.note.as_deref().unwrap_or_default()
-            );
-        }
+        state => render_state(out, state, scheduler.note.as_deref(), color),
     }
+}
+
+/// A scheduler's state other than `update`: up to date, not managed (and
+/// why), or the error.
+fn render_state(out: &mut String, state: &str, note: Option<&str>, color: bool) {
+    if state == "unchanged" {
+        let _ = writeln!(out, "  up to date");
+        return;
+    }
+    let label = if state == "error" {
+        paint(color, "1;31", "error:")
+    } else {
+        "not managed:".to_owned()
+    };
+    let _ = writeln!(out, "  {label} {}", note.unwrap_or_default());
 }
 
 /// The actions on a folder scheduler's files, in order.

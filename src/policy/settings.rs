@@ -269,9 +269,7 @@ pub fn default_unit_dir() -> PathBuf {
 
 /// Whether this process runs as root (units then go to the system manager).
 pub fn is_root() -> bool {
-    // The owner of /proc/self is the effective user.
-    std::fs::metadata("/proc/self")
-        .is_ok_and(|metadata| std::os::unix::fs::MetadataExt::uid(&metadata) == 0)
+    crate::state::is_root()
 }
 
 fn is_glob(pattern: &str) -> bool {
