@@ -657,3 +657,25 @@ fn a_saved_plan_is_refused_once_the_unit_folder_changed() {
         ]
     );
 }
+
+#[test]
+fn unschedule_with_broken_settings_touches_nothing() {
+    let site = systemd_site();
+    let units = site.path().join("units");
+    let applied = site.run(&["apply", "--auto-approve", "--only", "systemd"]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    std::fs::write(
+        site.path().join("policies/settings.yaml"),
+        "apiVersion: backup/v1\nkind: Settings\nspec:\n  scheduler: systemdd\n",
+    )
+    .unwrap();
+    // Not knowing the scheduler, it must not fall back to the crontab.
+    let refused = site.run(&["unschedule", "--yes"]);
+    assert_eq!(refused.code, 3, "{refused:?}");
+    assert!(
+        refused.stderr.contains("pass --scheduler"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(unit_names(&units).len(), 4);
+}

@@ -3,7 +3,7 @@
 //! systemd units (disabled first where systemd runs), or the Kubernetes
 //! manifests; nothing else.
 
-use super::output::{stderrln, stdoutln};
+use super::output::{stderr, stderrln, stdoutln};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -31,6 +31,20 @@ pub fn run(global: &GlobalArgs, args: &UnscheduleArgs) -> anyhow::Result<ExitSta
     // Only the settings matter here: broken policies must not keep a
     // scheduler running them.
     let loaded = crate::policy::load(&global.policy_paths(&[]), crate::policy::Options::default());
+    if loaded.settings_invalid && args.scheduler.scheduler.is_none() {
+        let color = global.stderr_color();
+        for diagnostic in loaded
+            .diagnostics
+            .iter()
+            .filter(|diagnostic| diagnostic.is_error())
+        {
+            stderr!("{}", diagnostic.render(color));
+        }
+        stderrln!(
+            "error: the settings document has errors, so which scheduler runs backup here is not known; fix it, or pass --scheduler cron|systemd|kubernetes"
+        );
+        return Ok(ExitStatus::InvalidPolicy);
+    }
     let (kind, _) =
         crate::observe::scheduler_of(loaded.settings.as_ref(), args.scheduler.scheduler);
     if kind == SchedulerKind::Cron {

@@ -111,6 +111,9 @@ pub struct Loaded {
     pub files: Vec<PathBuf>,
     /// The settings document, when there is one and it is valid.
     pub settings: Option<settings::Settings>,
+    /// A settings document was found but is invalid (or there are two):
+    /// which scheduler this host uses is not known.
+    pub settings_invalid: bool,
 }
 
 impl Loaded {
@@ -237,9 +240,11 @@ pub fn load(paths: &[PathBuf], options: Options) -> Loaded {
                     .with_source(&text, &[]),
                 );
                 loaded.settings = None;
+                loaded.settings_invalid = true;
                 continue;
             }
             first_settings = Some((display.clone(), span.start.line));
+            loaded.settings_invalid = found.is_none();
             loaded.settings = found;
         }
         for policy in policies {
