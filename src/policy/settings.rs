@@ -449,15 +449,19 @@ pub(super) fn check(
     {
         let folder = settings.unit_dir();
         if let Err(reason) = super::check::folder_writable(&folder) {
-            let pointer = if systemd.unit_dir.is_some() {
-                "/spec/systemd/unit-dir"
-            } else {
-                "/spec/scheduler"
+            // Where the folder, or else the choice of systemd, is written.
+            let host = crate::engine::host_name();
+            let pointer = match settings.host(&host) {
+                _ if systemd.unit_dir.is_some() => "/spec/systemd/unit-dir".to_owned(),
+                Some(entry) if entry.scheduler.is_some() => {
+                    format!("/spec/hosts/{}/scheduler", entry.pattern)
+                }
+                _ => "/spec/scheduler".to_owned(),
             };
             error(
                 diagnostics,
                 "unit-dir-not-writable",
-                pointer,
+                &pointer,
                 format!(
                     "this host ({}) runs systemd, but the unit folder {} is not writable: {reason}",
                     crate::engine::host_name(),
