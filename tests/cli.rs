@@ -474,3 +474,13 @@ spec:
         unset.stdout
     );
 }
+
+#[test]
+fn schema_kind_settings_prints_the_committed_settings_schema() {
+    let result = run(&root(), &["schema", "--kind", "settings"]);
+    assert_eq!(result.code, 0, "{result:?}");
+    let committed = std::fs::read_to_string(root().join("schema/settings.v1.json")).unwrap();
+    assert_eq!(result.stdout, committed);
+    let policy = run(&root(), &["schema"]);
+    assert_ne!(policy.stdout, committed);
+}
