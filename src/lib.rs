@@ -20,6 +20,7 @@ pub mod database;
 pub mod destination;
 pub mod engine;
 pub mod exit;
+pub mod fleet;
 pub mod format;
 pub mod inventory;
 pub mod logging;

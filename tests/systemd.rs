@@ -679,3 +679,39 @@ fn unschedule_with_broken_settings_touches_nothing() {
     );
     assert_eq!(unit_names(&units).len(), 4);
 }
+
+/// The same folder machinery for the Kubernetes renderer's manifests.
+#[test]
+fn kubernetes_manifests_are_planned_applied_and_unscheduled_in_the_out_folder() {
+    let site = SqliteSite::new("keep-last: 3");
+    std::fs::write(
+        site.path().join("policies/settings.yaml"),
+        format!(
+            "apiVersion: backup/v1\nkind: Settings\nspec:\n  scheduler: kubernetes\n  kubernetes:\n    out: ../deploy\n    namespace: backups\n    volumes:\n      {}: site\n",
+            site.path().display()
+        ),
+    )
+    .unwrap();
+    let deploy = site.path().join("deploy");
+    std::fs::create_dir_all(&deploy).unwrap();
+    std::fs::write(deploy.join("namespace.yaml"), "kind: Namespace\n").unwrap();
+    let plan = site.run(&["plan", "--only", "kubernetes"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.stdout.contains("+ create kustomization.yaml in "),
+        "{}",
+        plan.stdout
+    );
+    let applied = site.run(&["apply", "--only", "kubernetes", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    let names = unit_names(&deploy);
+    assert!(
+        names.contains(&"cronjob-backup-app.yaml".to_owned()),
+        "{names:?}"
+    );
+    let again = site.run(&["plan", "--only", "kubernetes", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let removed = site.run(&["unschedule", "--yes"]);
+    assert_eq!(removed.code, 0, "{removed:?}");
+    assert_eq!(unit_names(&deploy), ["namespace.yaml"]);
+}

@@ -155,6 +155,7 @@ impl Records {
             }
             let ping = self.backing_up.contains(name);
             problems.extend(notify::finished(state, policy, &record, ping));
+            problems.extend(crate::fleet::publish(policy, &record));
         }
         problems
     }

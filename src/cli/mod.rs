@@ -121,6 +121,28 @@ fn load_selection(
     paths: &[PathBuf],
     only: Option<&str>,
 ) -> Result<Selection, ExitStatus> {
+    load_for(global, paths, only, Hosts::This)
+}
+
+/// Whose policies a command acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hosts {
+    /// Those whose `metadata.hosts` select this host (`--host`).
+    This,
+    /// Every policy, whichever hosts run it (`status --all-hosts`).
+    All,
+}
+
+/// Like [`load_selection`]; with [`Hosts::This`], the policies whose
+/// `metadata.hosts` leave this host out are neither acted on nor scheduled
+/// here (a policy named with `--policy` that is for other hosts is said so,
+/// and the selection is empty).
+fn load_for(
+    global: &GlobalArgs,
+    paths: &[PathBuf],
+    only: Option<&str>,
+    hosts: Hosts,
+) -> Result<Selection, ExitStatus> {
     let loaded = crate::policy::load(
         &global.policy_paths(paths),
         crate::policy::Options::default(),
@@ -129,6 +151,31 @@ fn load_selection(
     for diagnostic in &loaded.diagnostics {
         stderr!("{}", diagnostic.render(color));
     }
+    let selection = select(global, paths, &loaded, only)?;
+    Ok(match hosts {
+        Hosts::All => selection,
+        Hosts::This => {
+            let host = crate::engine::host_name();
+            let labels = loaded.host_labels(&host);
+            let selection = selection.for_host(&host, &labels);
+            if let Some(name) = only
+                && selection.selected.is_empty()
+            {
+                stderrln!(
+                    "Policy `{name}` does not run on host `{host}` (its metadata.hosts leave it out); nothing to do for it here."
+                );
+            }
+            selection
+        }
+    })
+}
+
+fn select(
+    global: &GlobalArgs,
+    paths: &[PathBuf],
+    loaded: &crate::policy::Loaded,
+    only: Option<&str>,
+) -> Result<Selection, ExitStatus> {
     loaded.select(only).map_err(|unselected| match unselected {
         Unselected::Invalid => ExitStatus::InvalidPolicy,
         Unselected::InvalidNamed(name) => {

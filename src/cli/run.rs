@@ -97,7 +97,9 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
     show(&policy, &taken);
     // A notification that cannot be delivered never fails the backup.
     let record = taken.run_record(&policy.name, started_at);
-    for problem in notify::finished(&state, &policy, &record, true) {
+    let mut problems = notify::finished(&state, &policy, &record, true);
+    problems.extend(crate::fleet::publish(&policy, &record));
+    for problem in problems {
         stderrln!("warning: {problem}");
     }
     Ok(if taken.everywhere() {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 
 use super::args::{CrontabArgs, observe, parse_time};
-use super::{GlobalArgs, OutputFormat, load_selection};
+use super::{GlobalArgs, Hosts, OutputFormat, load_for};
 use crate::exit::ExitStatus;
 use crate::status::{self, Health};
 
@@ -32,26 +32,48 @@ pub struct StatusArgs {
     /// retention rule, the space trend; and the last failed attempts on this host.
     #[arg(long)]
     pub detailed: bool,
+    /// The whole fleet, from the destinations: every policy whichever
+    /// hosts run it (`metadata.hosts`), and per host its last run, the
+    /// backups it took and whether it holds the lease. Leaves this host's
+    /// crontab out.
+    #[arg(long)]
+    pub all_hosts: bool,
     #[command(flatten)]
     pub crontab: CrontabArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitStatus> {
-    let selection = match load_selection(global, &[], args.policy.as_deref()) {
+    let hosts = if args.all_hosts {
+        Hosts::All
+    } else {
+        Hosts::This
+    };
+    let selection = match load_for(global, &[], args.policy.as_deref(), hosts) {
         Ok(selection) => selection,
         // Nagios: a policy that cannot be judged (unknown name, invalid file) is UNKNOWN.
         Err(_) => return Ok(ExitStatus::Unknown),
     };
     let state = global.state();
     let now = args.now.unwrap_or_else(Utc::now);
-    let observed = observe(
-        global,
-        &selection,
-        args.crontab.options(global, &[]),
-        now,
-        true,
-    );
-    let report = status::report::report(
+    let mut crontab = args.crontab.options(global, &[]);
+    crontab.skip |= args.all_hosts;
+    let observed = observe(global, &selection, crontab, now, true);
+    let fleet_input = args.all_hosts.then(|| {
+        let taken: std::collections::BTreeMap<String, status::fleet::Taken> = selection
+            .selected
+            .iter()
+            .map(|policy| {
+                let taken = observed
+                    .inventory
+                    .policy(&policy.name)
+                    .map(status::fleet::taken)
+                    .unwrap_or_default();
+                (policy.name.clone(), taken)
+            })
+            .collect();
+        (status::gather::fleet_records(&selection.selected), taken)
+    });
+    let mut report = status::report::report(
         &selection.selected,
         status::report::Observed {
             inventory: observed.inventory,
@@ -63,8 +85,27 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitStatus>
         args.detailed,
         selection.errors,
     );
+    if let Some((records, taken)) = fleet_input {
+        let fleet = status::report::fleet(
+            &selection.selected,
+            &report,
+            records,
+            taken,
+            &|_| None,
+            &|_| std::collections::BTreeMap::new(),
+        );
+        report = report.with_fleet(fleet);
+    }
     match args.format {
-        OutputFormat::Text => stdout!("{}", status::text::render(&report, global.stdout_color())),
+        OutputFormat::Text => {
+            stdout!("{}", status::text::render(&report, global.stdout_color()));
+            if let Some(fleet) = &report.fleet {
+                stdout!(
+                    "\n{}",
+                    status::fleet::render(fleet, now, global.stdout_color())
+                );
+            }
+        }
         OutputFormat::Json => stdoutln!("{}", serde_json::to_string_pretty(&report)?),
     }
     if let Some(file) = &args.prometheus

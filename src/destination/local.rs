@@ -254,6 +254,26 @@ impl Destination for Local {
             Err(error) => Err(Error::io("cannot remove", path.display())(error)),
         }
     }
+
+    fn replace(&self, policy: &str, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        let folder = self.ensure_folder(policy)?;
+        let target = folder.join(name);
+        // Unique per process: two runs on one host never share a temporary.
+        let temporary = folder.join(names::temporary(&format!("{name}.{}", std::process::id())));
+        let result = (|| {
+            let mut file = create_private(&temporary)?;
+            file.write_all(bytes)
+                .and_then(|()| file.sync_all())
+                .map_err(Error::io("cannot write", temporary.display()))?;
+            fs::rename(&temporary, &target)
+                .map_err(Error::io("cannot rename to", target.display()))?;
+            sync_folder(&folder)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temporary);
+        }
+        result
+    }
 }
 
 struct LocalUpload {

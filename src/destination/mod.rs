@@ -114,6 +114,10 @@ pub trait Destination: Send + Sync {
     /// Deletes an object durably. An object that is already gone is not an error,
     /// so an interrupted prune can simply be done again.
     fn remove(&self, policy: &str, name: &str) -> Result<(), Error>;
+    /// Writes a small object, replacing whatever the name held: only for
+    /// records that are no backup (a host's last run), never for data or
+    /// sidecars. Readers see the old bytes or the new ones, never a mix.
+    fn replace(&self, policy: &str, name: &str, bytes: &[u8]) -> Result<(), Error>;
     /// The objects of each of `policies`, as [`Destination::list`] gives them.
     /// Stores where one request can list many folders do so.
     fn list_many(

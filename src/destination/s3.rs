@@ -682,6 +682,22 @@ impl Destination for S3 {
         }
         self.delete(&self.key(policy, name))
     }
+
+    fn replace(&self, policy: &str, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        let key = self.key(policy, name);
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(Bytes::copy_from_slice(bytes)))
+            .set_server_side_encryption(self.encryption())
+            .set_ssekms_key_id(self.kms_key_id.clone());
+        runtime()?
+            .block_on(request.send())
+            .map(drop)
+            .map_err(|error| self.error("cannot write", &key, error))
+    }
 }
 
 fn to_chrono(time: &aws_sdk_s3::primitives::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {

@@ -19,8 +19,23 @@ const SIDECAR_SUFFIX: &str = ".json";
 /// (`<policy>/wal/`), listed on its own: the backup listing skips it.
 pub const WAL_FOLDER: &str = "wal";
 
+/// The sub-folder of a policy's folder that holds each host's last run
+/// (`<policy>/hosts/<host>.json`), for the fleet view (`status --all-hosts`).
+pub const HOSTS_FOLDER: &str = "hosts";
+
 /// The sub-folders a policy's folder may hold, each listed on its own.
-pub const SUB_FOLDERS: &[&str] = &[WAL_FOLDER];
+pub const SUB_FOLDERS: &[&str] = &[WAL_FOLDER, HOSTS_FOLDER];
+
+/// The name of `host`'s last-run record in [`HOSTS_FOLDER`].
+pub fn host_record(host: &str) -> String {
+    format!("{host}{SIDECAR_SUFFIX}")
+}
+
+/// The host a name in [`HOSTS_FOLDER`] is the record of.
+pub fn host_record_host(name: &str) -> Option<&str> {
+    name.strip_suffix(SIDECAR_SUFFIX)
+        .filter(|host| crate::engine::check_host_name(host).is_ok())
+}
 
 /// The folder (as destinations take a policy's folder) of `policy`'s sub-folder `sub`.
 pub fn sub_folder(policy: &str, sub: &str) -> String {

@@ -365,6 +365,7 @@ impl Checker<'_> {
                 "write a percentage up to 100% or a whole number of B, KiB, MiB, GiB or TiB",
             );
         }
+        let hosts = self.check_hosts(json);
         let document = document?;
         if let Some(super::spec::EncryptionSpec::Age(age)) = &document.spec.encryption {
             self.check_age(age);
@@ -377,6 +378,7 @@ impl Checker<'_> {
             name: document.metadata.name.clone(),
             description: document.metadata.description.clone(),
             labels: document.metadata.labels.clone(),
+            hosts,
             file: PathBuf::from(self.file),
             name_span: span,
             source: source?,
@@ -392,6 +394,29 @@ impl Checker<'_> {
             physical: physical?,
             view: super::View::Logical,
         })
+    }
+
+    /// `metadata.hosts`: each entry a host name, a glob or a label selector.
+    fn check_hosts(&mut self, json: &Json) -> Vec<super::hosts::HostSelector> {
+        let entries = json
+            .pointer("/metadata/hosts")
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut selectors = Vec::new();
+        for (index, entry) in entries.iter().enumerate() {
+            let Some(text) = entry.as_str() else { continue };
+            match super::hosts::HostSelector::parse(text) {
+                Ok(selector) => selectors.push(selector),
+                Err(message) => self.error(
+                    "invalid-host",
+                    &format!("/metadata/hosts/{index}"),
+                    message,
+                    "write a host name (`db1`), a glob (`db-*`) or a label selector (`role=primary`)",
+                ),
+            }
+        }
+        selectors
     }
 
     /// `spec.physical`: its schedule, retention and window, and that the

@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod diagnostic;
+pub mod hosts;
 pub mod schema;
 pub mod secret;
 pub mod settings;
@@ -42,6 +43,8 @@ pub struct Policy {
     pub name: String,
     pub description: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// `metadata.hosts`: which hosts run it (none: every host).
+    pub hosts: Vec<hosts::HostSelector>,
     /// The file it came from, as the user named it, and where its name stands there.
     pub file: PathBuf,
     pub name_span: yaml::Span,
@@ -153,7 +156,29 @@ pub enum Unselected {
     Missing(String),
 }
 
+impl Selection {
+    /// The selection as host `host` (with `labels`) sees it: the policies
+    /// whose `metadata.hosts` leave it out are neither acted on nor scheduled.
+    pub fn for_host(self, host: &str, labels: &BTreeMap<String, String>) -> Selection {
+        let runs_here = |policy: &Policy| hosts::selects(&policy.hosts, host, labels);
+        Selection {
+            all: self.all.into_iter().filter(runs_here).collect(),
+            selected: self.selected.into_iter().filter(runs_here).collect(),
+            errors: self.errors,
+            settings: self.settings,
+        }
+    }
+}
+
 impl Loaded {
+    /// The labels the settings give `host`, for `metadata.hosts` selectors.
+    pub fn host_labels(&self, host: &str) -> BTreeMap<String, String> {
+        self.settings
+            .as_ref()
+            .map(|settings| settings.labels_for(host))
+            .unwrap_or_default()
+    }
+
     /// Every valid policy, or with `only` the one of that name, which must be valid.
     pub fn select(&self, only: Option<&str>) -> Result<Selection, Unselected> {
         let errors = self.error_count();

@@ -144,6 +144,50 @@ pub struct KubernetesSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1), example = &"registry.example.com/backup:0.1.0")]
     pub image: Option<String>,
+    /// The Secret every `${env:NAME}` (key `NAME`) and `${file:/path}` (key:
+    /// the file's name) reference is read from; you create it. Default:
+    /// `backup-secrets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"backup-secrets")]
+    pub secret: Option<String>,
+    /// How late a missed run may still start, in seconds: after an outage one
+    /// missed run starts, not one per missed tick. Default: 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline_seconds: Option<u32>,
+    /// Finished Jobs kept per CronJob that succeeded. Default: 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successful_jobs_history_limit: Option<u32>,
+    /// Finished Jobs kept per CronJob that failed. Default: 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_jobs_history_limit: Option<u32>,
+    /// The container's resource requests and limits. Example:
+    /// `{requests: {memory: 256Mi}, limits: {memory: 1Gi}}`. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourcesSpec>,
+    /// PersistentVolumeClaims mounted into the pods, by absolute mount path:
+    /// a `local` destination or an SQLite file must lie under one; a claim at
+    /// `/var/lib/backup` keeps the state folder between runs. Example:
+    /// `{/var/backups: backup-archive}`. Default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<String, String>,
+    /// The user and group the pod runs as (never root). Default: 10001.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<u32>,
+    /// The pod's service account. Default: the namespace's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+}
+
+/// A container's resource requests and limits, by resource name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ResourcesSpec {
+    /// What the container asks for. Example: `{cpu: 100m, memory: 256Mi}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, String>,
+    /// The most the container may use. Example: `{memory: 1Gi}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, String>,
 }
 
 /// The settings, resolved and checked.
@@ -390,16 +434,37 @@ pub(super) fn check(
     if let Some(image) = json
         .pointer("/spec/kubernetes/image")
         .and_then(Json::as_str)
-        && (image.trim().is_empty() || image.chars().any(char::is_whitespace))
+        && let Err(message) = kubernetes::check_image(image)
     {
         error(
             diagnostics,
             "invalid-value",
             "/spec/kubernetes/image",
-            format!("`{image}` is not an image reference: it holds whitespace"),
+            message,
             "write the image as `registry/name:tag`, e.g. `registry.example.com/backup:0.1.0`"
                 .to_owned(),
         );
+    }
+    if let Some(Node {
+        value: Value::Mapping(entries),
+        ..
+    }) = root
+        .get("spec")
+        .and_then(|spec| spec.get("kubernetes"))
+        .and_then(|kubernetes| kubernetes.get("volumes"))
+    {
+        for (key, _) in entries.iter().filter(|(key, _)| !key.name.starts_with('/')) {
+            diagnostics.push(
+                Diagnostic::error(
+                    "invalid-value",
+                    file,
+                    format!("`{}` is not an absolute mount path", key.name),
+                )
+                .at(key.span)
+                .field(format!("spec.kubernetes.volumes.{}", key.name))
+                .hint("a claim is mounted at an absolute path in the pod, e.g. `/var/backups: backup-archive`"),
+            );
+        }
     }
     let resolve = |text: &str| -> PathBuf { super::check::normalize(&base.join(text)) };
     let document = document?;
@@ -441,6 +506,29 @@ pub(super) fn check(
             manifests: kubernetes::Settings {
                 namespace: kubernetes.namespace.unwrap_or(defaults.namespace),
                 image: kubernetes.image.unwrap_or(defaults.image),
+                secret: kubernetes.secret.unwrap_or(defaults.secret),
+                starting_deadline_seconds: kubernetes
+                    .starting_deadline_seconds
+                    .unwrap_or(defaults.starting_deadline_seconds),
+                successful_jobs_history_limit: kubernetes
+                    .successful_jobs_history_limit
+                    .unwrap_or(defaults.successful_jobs_history_limit),
+                failed_jobs_history_limit: kubernetes
+                    .failed_jobs_history_limit
+                    .unwrap_or(defaults.failed_jobs_history_limit),
+                resources: kubernetes
+                    .resources
+                    .map_or(defaults.resources, |resources| kubernetes::Resources {
+                        requests: resources.requests,
+                        limits: resources.limits,
+                    }),
+                volumes: kubernetes
+                    .volumes
+                    .into_iter()
+                    .map(|(path, claim)| (PathBuf::from(path), claim))
+                    .collect(),
+                run_as_user: kubernetes.run_as_user.unwrap_or(defaults.run_as_user),
+                service_account: kubernetes.service_account,
             },
         },
     };

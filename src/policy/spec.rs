@@ -61,6 +61,13 @@ pub struct MetadataSpec {
     /// Free-form key/value labels, copied to alerts and metrics. Example: `{team: payments}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The hosts that run this policy, so one policy folder serves a fleet:
+    /// host names (`--host`, else the kernel's host name), globs with `*`
+    /// and `?` (`db-*`), or label selectors `key=value` matched against the
+    /// host's labels in the settings document. A host runs the policy when
+    /// any entry matches it. Absent: every host. Example: `[db1, "db-*", "role=primary"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 /// The desired state of one policy.

@@ -137,3 +137,35 @@ pub fn crontab_check(input: &CrontabInput, policy: Option<&str>) -> CrontabCheck
         )
     }
 }
+
+/// One destination's host records ([`crate::fleet::read`]) by host, or why
+/// they could not be read, beside its location.
+pub type HostRecords = (
+    String,
+    Result<std::collections::BTreeMap<String, crate::runlog::RunRecord>, String>,
+);
+
+/// Per policy (by name), each destination's [`HostRecords`].
+pub type FleetRecords = std::collections::BTreeMap<String, Vec<HostRecords>>;
+
+/// Reads every host record of every destination of `policies`.
+pub fn fleet_records(policies: &[crate::policy::Policy]) -> FleetRecords {
+    policies
+        .iter()
+        .map(|policy| {
+            let found = policy
+                .destinations
+                .iter()
+                .map(|spec| {
+                    let records = crate::destination::open(spec)
+                        .and_then(|destination| {
+                            crate::fleet::read(destination.as_ref(), &policy.name)
+                        })
+                        .map_err(|error| error.to_string());
+                    (crate::destination::describe(spec), records)
+                })
+                .collect();
+            (policy.name.clone(), found)
+        })
+        .collect()
+}

@@ -8,6 +8,7 @@
 //! [`text`] and [`prometheus`] render. Nothing here takes, copies or prunes
 //! a backup.
 
+pub mod fleet;
 pub mod gather;
 pub mod physical;
 pub mod prometheus;
@@ -310,9 +311,25 @@ pub struct Report {
     /// Errors in the policy files: the policies they hold are neither
     /// reported nor backed up (warning).
     pub policy_errors: usize,
+    /// `status --all-hosts`: every host's part, from the destinations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<fleet::Fleet>,
 }
 
 impl Report {
+    /// Adds the fleet view; the report's state becomes the worst of both.
+    pub fn with_fleet(mut self, fleet: fleet::Fleet) -> Report {
+        self.state = fleet
+            .policies
+            .iter()
+            .map(|policy| policy.state)
+            .chain([self.state])
+            .max()
+            .unwrap_or(self.state);
+        self.fleet = Some(fleet);
+        self
+    }
+
     pub fn new(now: DateTime<Utc>, policies: Vec<PolicyHealth>, crontab: CrontabCheck) -> Report {
         let state = policies
             .iter()
@@ -327,6 +344,7 @@ impl Report {
             policies,
             crontab,
             policy_errors: 0,
+            fleet: None,
         }
     }
 }

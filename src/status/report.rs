@@ -26,6 +26,37 @@ pub struct Observed<'a> {
     pub space: BTreeMap<String, BTreeMap<String, Result<Space, String>>>,
 }
 
+/// The fleet view of `policies` beside `report` (their health as judged
+/// there), from each policy's host records, the backups each host took
+/// (`taken`, by policy) and the hosts' labels.
+pub fn fleet(
+    policies: &[Policy],
+    report: &Report,
+    mut records: super::gather::FleetRecords,
+    mut taken: BTreeMap<String, super::fleet::Taken>,
+    leases: &dyn Fn(&Policy) -> Option<super::fleet::LeaseView>,
+    labels: &dyn Fn(&str) -> BTreeMap<String, String>,
+) -> super::fleet::Fleet {
+    let judged = policies
+        .iter()
+        .filter_map(|policy| {
+            let health = report
+                .policies
+                .iter()
+                .find(|health| health.name == policy.name)?;
+            Some(super::fleet::evaluate(super::fleet::Input {
+                policy,
+                health,
+                taken: taken.remove(&policy.name).unwrap_or_default(),
+                records: records.remove(&policy.name).unwrap_or_default(),
+                lease: leases(policy),
+                labels,
+            }))
+        })
+        .collect();
+    super::fleet::fleet(judged)
+}
+
 /// Judges every policy of `policies` at `now`; `policy_errors` counts the
 /// errors in the policy files (a warning of its own).
 pub fn report(

@@ -40,7 +40,7 @@ pub fn render(report: &Report, color: bool) -> String {
     text
 }
 
-fn word(health: Health, color: bool) -> String {
+pub(super) fn word(health: Health, color: bool) -> String {
     let padded = format!("{:<8}", health.word());
     match health {
         Health::Ok => paint(color, "32", &padded),
