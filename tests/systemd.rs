@@ -715,3 +715,44 @@ fn kubernetes_manifests_are_planned_applied_and_unscheduled_in_the_out_folder() 
     assert_eq!(removed.code, 0, "{removed:?}");
     assert_eq!(unit_names(&deploy), ["namespace.yaml"]);
 }
+
+/// `metadata.hosts` label selectors read the host's labels from the settings,
+/// and a host's units cover only the policies that run there.
+#[test]
+fn label_selectors_read_the_settings_and_units_hold_this_hosts_policies() {
+    let site = systemd_site();
+    std::fs::write(
+        site.path().join("policies/settings.yaml"),
+        "apiVersion: backup/v1\nkind: Settings\nspec:\n  scheduler: systemd\n  hosts:\n    \"db-*\": { labels: { role: replica } }\n    db-1: { labels: { role: primary } }\n  systemd:\n    unit-dir: ../units\n",
+    )
+    .unwrap();
+    let policy = site.path().join("policies/app.yaml");
+    let text = std::fs::read_to_string(&policy)
+        .unwrap()
+        .replace("  name: app\n", "  name: app\n  hosts: [role=primary]\n");
+    std::fs::write(&policy, text).unwrap();
+    let units = |host: &str| {
+        let plan = site.run(&[
+            "--host", host, "plan", "--format", "json", "--only", "systemd",
+        ]);
+        assert!(matches!(plan.code, 0 | 2), "{plan:?}");
+        let value: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+        value["scheduler"]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|file| file["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        units("db-1"),
+        [
+            "backup-app.service",
+            "backup-app.timer",
+            "backup-status.service",
+            "backup-status.timer"
+        ]
+    );
+    // A replica runs no policy here: no units at all.
+    assert!(units("db-2").is_empty(), "{:?}", units("db-2"));
+}
