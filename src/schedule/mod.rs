@@ -68,7 +68,8 @@ pub struct RenderedFile {
 
 /// How the first line of every file backup writes into a scheduler's
 /// folder starts: files without it belong to someone else.
-pub const MANAGED_MARKER: &str = "# Managed by backup";
+/// (The Kubernetes renderer starts its files with it too.)
+pub const MANAGED_MARKER: &str = kubernetes::MANAGED_PREFIX;
 
 /// The first line of a file rendered from `origin` ("policy app in
 /// /etc/backup/policies/app.yaml"), ending in a newline.
