@@ -2,7 +2,8 @@
 //! one value ([`Observed`]), as omicron's planning input is.
 //!
 //! It reads the destinations (through the sidecar cache), this host's drill
-//! evidence, the crontab and the free space of local destinations, and asks
+//! evidence, the crontab (or the systemd units or Kubernetes manifests, when
+//! that is this host's scheduler) and the free space of local destinations, and asks
 //! destinations whether they allow the deletes a plan wants. It decides
 //! nothing: [`crate::plan::compute`] turns the value into a plan, purely,
 //! and [`crate::apply`] carries the plan out. It prints nothing either;
@@ -14,10 +15,11 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 
 use crate::inventory::{Inventory, SidecarCache};
-use crate::plan::{ActionKind, CrontabInput, Plan, Scope};
+use crate::plan::{ActionKind, CrontabInput, Plan, SchedulerInput, Scope, SystemdManager};
 use crate::policy::spec::{DestinationSpec, S3Spec};
-use crate::policy::{Policy, Selection};
+use crate::policy::{Policy, Selection, settings};
 use crate::schedule::crontab::{self, Target};
+use crate::schedule::{RenderedFile, SchedulerKind, systemd};
 use crate::state::StateDir;
 use crate::status::{Space, gather};
 
@@ -34,10 +36,12 @@ pub struct Options<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// Whether and where the managed crontab block is read.
+/// Whether and where the managed crontab block (or the scheduler's folder) is read.
 #[derive(Debug, Clone, Default)]
 pub struct CrontabOptions {
-    /// `--no-crontab`: leave the crontab alone.
+    /// `--scheduler`: this run's scheduler, whatever the settings say.
+    pub scheduler: Option<SchedulerKind>,
+    /// `--no-crontab`: leave the scheduler alone (crontab, units, manifests).
     pub skip: bool,
     /// A crontab file (cron.d) instead of the user's crontab.
     pub file: Option<PathBuf>,
@@ -57,6 +61,11 @@ pub struct Observed {
     pub crontab: CrontabInput,
     /// Where the crontab lives, when this run manages it.
     pub crontab_target: Option<Target>,
+    /// The scheduler's folder as found and as wanted, when this host's
+    /// scheduler is systemd or Kubernetes (the crontab is then unmanaged).
+    pub scheduler: Option<SchedulerInput>,
+    /// Where the scheduler's files live, when this run manages them.
+    pub scheduler_target: Option<SchedulerTarget>,
     /// Per policy, the free space of each local destination by location
     /// (with [`Options::space`]).
     pub space: BTreeMap<String, BTreeMap<String, Result<Space, String>>>,
@@ -70,7 +79,22 @@ pub fn observe(selection: &Selection, options: &Options) -> Observed {
     add_restore_tests(options.state, &selection.selected, &mut inventory);
     add_wal(&selection.selected, &mut inventory);
     let mut warnings = Vec::new();
-    let (crontab, crontab_target) = crontab_input(selection, options, &mut warnings);
+    let (kind, why) = scheduler_of(selection.settings.as_ref(), options.crontab.scheduler);
+    let (crontab, crontab_target) = if kind == SchedulerKind::Cron {
+        crontab_input(selection, options, &mut warnings)
+    } else {
+        let reason = format!(
+            "this host's scheduler is {} ({why}); the crontab is left alone",
+            kind.name()
+        );
+        (CrontabInput::Unmanaged { reason }, None)
+    };
+    let (scheduler, scheduler_target) = if kind == SchedulerKind::Cron {
+        (None, None)
+    } else {
+        let (input, target) = scheduler_input(kind, selection, options);
+        (Some(input), target)
+    };
     let space = if options.space {
         selection
             .selected
@@ -84,6 +108,8 @@ pub fn observe(selection: &Selection, options: &Options) -> Observed {
         inventory,
         crontab,
         crontab_target,
+        scheduler,
+        scheduler_target,
         space,
         warnings,
     }
@@ -100,7 +126,14 @@ pub fn plan(
     scope: &Scope,
 ) -> Plan {
     let compute = |observed: &Observed| {
-        crate::plan::compute(policies, &observed.inventory, &observed.crontab, now, scope)
+        crate::plan::compute_scheduled(
+            policies,
+            &observed.inventory,
+            &observed.crontab,
+            observed.scheduler.as_ref(),
+            now,
+            scope,
+        )
     };
     let plan = compute(observed);
     let wanted: BTreeSet<(String, String)> = plan
@@ -190,18 +223,8 @@ fn crontab_input(
 ) -> (CrontabInput, Option<Target>) {
     let wanted = &options.crontab;
     let unmanaged = |reason: String| (CrontabInput::Unmanaged { reason }, None);
-    if wanted.skip {
-        return unmanaged("--no-crontab".to_owned());
-    }
-    if wanted.paths_given {
-        return unmanaged("policies were given as arguments; the crontab follows the full set (-p/--policies, BACKUP_POLICIES or policies/), so no other policy loses its line".to_owned());
-    }
-    if selection.errors > 0 {
-        return unmanaged(format!(
-            "left as is while the policy files have {} error{}, so no policy loses its line",
-            selection.errors,
-            if selection.errors == 1 { "" } else { "s" }
-        ));
+    if let Some(reason) = unmanaged_reason(selection, wanted) {
+        return unmanaged(reason);
     }
     let target = match &wanted.file {
         Some(file) => {
@@ -242,15 +265,8 @@ fn planned_block(
 ) -> Result<String, crontab::Error> {
     let state = options.state;
     let invocation = crontab::Invocation {
-        binary: std::env::current_exe()
-            .and_then(|binary| binary.canonicalize())
-            .unwrap_or_else(|_| PathBuf::from("backup")),
-        policy_paths: options
-            .crontab
-            .policy_paths
-            .iter()
-            .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()))
-            .collect(),
+        binary: backup_binary(),
+        policy_paths: absolute_paths(&options.crontab.policy_paths),
         state_dir: state.path().to_owned(),
         log_dir: state.log_dir(),
         crontab_file: match target {
@@ -289,4 +305,207 @@ fn planned_block(
         user.as_deref(),
         options.now,
     )
+}
+
+/// Where this run's folder scheduler writes, for `apply`.
+#[derive(Debug, Clone)]
+pub struct SchedulerTarget {
+    pub kind: SchedulerKind,
+    pub folder: PathBuf,
+    /// For systemd: whether it runs here, and which manager the units are for.
+    pub systemd: Option<SystemdManager>,
+}
+
+/// Why this run leaves the scheduler alone, if it does (whichever it is).
+fn unmanaged_reason(selection: &Selection, wanted: &CrontabOptions) -> Option<String> {
+    if wanted.skip {
+        return Some("--no-crontab".to_owned());
+    }
+    if wanted.paths_given {
+        return Some("policies were given as arguments; the crontab follows the full set (-p/--policies, BACKUP_POLICIES or policies/), so no other policy loses its line".to_owned());
+    }
+    if selection.errors > 0 {
+        return Some(format!(
+            "left as is while the policy files have {} error{}, so no policy loses its line",
+            selection.errors,
+            if selection.errors == 1 { "" } else { "s" }
+        ));
+    }
+    None
+}
+
+/// The scheduler this run manages, and why (for messages).
+pub fn scheduler_of(
+    settings: Option<&settings::Settings>,
+    explicit: Option<SchedulerKind>,
+) -> (SchedulerKind, String) {
+    let host = crate::engine::host_name();
+    let kind = settings::choose(explicit, settings, &host);
+    let why = match (explicit, settings) {
+        (Some(_), _) => "--scheduler or BACKUP_SCHEDULER".to_owned(),
+        (None, Some(settings)) => format!(
+            "the settings in {} for host {host}",
+            settings.file.display()
+        ),
+        (None, None) => "the default".to_owned(),
+    };
+    (kind, why)
+}
+
+/// The folder a folder scheduler manages: systemd's unit folder, the
+/// Kubernetes `out` folder (which the settings must name).
+pub fn scheduler_folder(
+    kind: SchedulerKind,
+    settings: Option<&settings::Settings>,
+) -> Result<PathBuf, String> {
+    match kind {
+        SchedulerKind::Cron => Err("cron keeps no folder".to_owned()),
+        SchedulerKind::Systemd => Ok(settings
+            .map_or_else(settings::default_unit_dir, settings::Settings::unit_dir)),
+        SchedulerKind::Kubernetes => settings
+            .and_then(|settings| settings.kubernetes.out.clone())
+            .ok_or_else(|| "no folder for the Kubernetes manifests: set `kubernetes.out` in the settings document (kind: Settings)".to_owned()),
+    }
+}
+
+/// The files a folder scheduler wants for every valid policy of
+/// `selection`, each starting with the managed-by line: what `apply`
+/// installs and `backup render` writes.
+pub fn scheduler_files(
+    kind: SchedulerKind,
+    selection: &Selection,
+    state: &StateDir,
+    policy_paths: &[PathBuf],
+    now: DateTime<Utc>,
+) -> Result<Vec<RenderedFile>, String> {
+    let defaults = settings::Settings::default();
+    let settings = selection.settings.as_ref().unwrap_or(&defaults);
+    match kind {
+        SchedulerKind::Cron => Err("cron keeps no folder".to_owned()),
+        SchedulerKind::Systemd => {
+            let invocation = systemd::Invocation {
+                binary: backup_binary(),
+                policy_paths: absolute_paths(policy_paths),
+                state_dir: state.path().to_owned(),
+            };
+            let files: Vec<PathBuf> = selection
+                .all
+                .iter()
+                .map(|policy| {
+                    std::path::absolute(&policy.file).unwrap_or_else(|_| policy.file.clone())
+                })
+                .collect();
+            let timers: Vec<systemd::Timer> = selection
+                .all
+                .iter()
+                .zip(&files)
+                .map(|(policy, file)| systemd::Timer {
+                    policy: &policy.name,
+                    file,
+                    schedule: &policy.schedule,
+                    base_backups: policy.physical.as_ref().map(|physical| &physical.schedule),
+                })
+                .collect();
+            let options = systemd::Options {
+                randomized_delay: settings.systemd.randomized_delay,
+                user_manager: !settings::is_root(),
+            };
+            systemd::render(&timers, &invocation, &options, now).map_err(|error| error.to_string())
+        }
+        SchedulerKind::Kubernetes => {
+            let files =
+                crate::schedule::kubernetes::render(&selection.all, &settings.kubernetes.manifests)
+                    .map_err(|error| format!("cannot render the Kubernetes manifests: {error}"))?;
+            Ok(files
+                .into_iter()
+                .map(|file| {
+                    crate::schedule::with_managed_header(
+                        file,
+                        "the policies (`backup render kubernetes`)",
+                    )
+                })
+                .collect())
+        }
+    }
+}
+
+/// The `backup` binary cron and systemd run: this one, by its real path.
+fn backup_binary() -> PathBuf {
+    std::env::current_exe()
+        .and_then(|binary| binary.canonicalize())
+        .unwrap_or_else(|_| PathBuf::from("backup"))
+}
+
+fn absolute_paths(paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths
+        .iter()
+        .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()))
+        .collect()
+}
+
+/// The folder scheduler's files as found and as wanted, and where they live.
+fn scheduler_input(
+    kind: SchedulerKind,
+    selection: &Selection,
+    options: &Options,
+) -> (SchedulerInput, Option<SchedulerTarget>) {
+    if let Some(reason) = unmanaged_reason(selection, &options.crontab) {
+        return (SchedulerInput::Unmanaged { kind, reason }, None);
+    }
+    let folder = match scheduler_folder(kind, selection.settings.as_ref()) {
+        Ok(folder) => std::path::absolute(&folder).unwrap_or(folder),
+        Err(error) => {
+            return (
+                SchedulerInput::Unreadable {
+                    kind,
+                    // No folder to name.
+                    target: String::new(),
+                    error,
+                },
+                None,
+            );
+        }
+    };
+    let target_name = folder.display().to_string();
+    let systemd = (kind == SchedulerKind::Systemd).then(|| SystemdManager {
+        running: systemd::is_running(),
+        user: !settings::is_root(),
+    });
+    let target = SchedulerTarget {
+        kind,
+        folder: folder.clone(),
+        systemd,
+    };
+    let found = crate::schedule::folder::read(&folder)
+        .map_err(|error| error.to_string())
+        .and_then(|(current, _)| {
+            scheduler_files(
+                kind,
+                selection,
+                options.state,
+                &options.crontab.policy_paths,
+                options.now,
+            )
+            .map(|planned| (current, planned))
+        });
+    match found {
+        Ok((current, planned)) => (
+            SchedulerInput::Found {
+                kind,
+                target: target_name,
+                current,
+                planned,
+                systemd,
+            },
+            Some(target),
+        ),
+        Err(error) => (
+            SchedulerInput::Unreadable {
+                kind,
+                target: target_name,
+                error,
+            },
+            Some(target),
+        ),
+    }
 }

@@ -125,7 +125,12 @@ pub fn check(saved: Plan, policies: &[Policy], observed: &mut Observed) -> Resul
         only: saved.only.clone(),
     };
     let recomputed = crate::observe::plan(policies, observed, saved.now, &scope);
-    let current = crate::plan::fingerprint(policies, &observed.inventory, &observed.crontab);
+    let current = crate::plan::fingerprint_scheduled(
+        policies,
+        &observed.inventory,
+        &observed.crontab,
+        observed.scheduler.as_ref(),
+    );
     if current != saved.fingerprint {
         return Err(
             "the policies, the backups or the crontab changed since the plan was saved".to_owned(),

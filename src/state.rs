@@ -64,7 +64,8 @@ pub fn default_dir() -> PathBuf {
     PathBuf::from("/var/lib/backup")
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (its effective user).
+pub fn is_root() -> bool {
     // The owner of /proc/self is the effective user.
     fs::metadata("/proc/self")
         .is_ok_and(|metadata| std::os::unix::fs::MetadataExt::uid(&metadata) == 0)

@@ -63,9 +63,14 @@ fn examples_and_policies_validate() {
     {
         let text = std::fs::read_to_string(&file).unwrap();
         let first = text.lines().next().unwrap_or("");
+        // The settings document has a schema of its own.
+        let schema = if text.lines().any(|line| line == "kind: Settings") {
+            "schema/settings.v1.json"
+        } else {
+            "schema/policy.v1.json"
+        };
         assert!(
-            first.starts_with("# yaml-language-server: $schema=")
-                && first.ends_with("schema/policy.v1.json"),
+            first.starts_with("# yaml-language-server: $schema=") && first.ends_with(schema),
             "{} does not start with the schema line",
             file.display()
         );
@@ -468,4 +473,14 @@ spec:
         "{}",
         unset.stdout
     );
+}
+
+#[test]
+fn schema_kind_settings_prints_the_committed_settings_schema() {
+    let result = run(&root(), &["schema", "--kind", "settings"]);
+    assert_eq!(result.code, 0, "{result:?}");
+    let committed = std::fs::read_to_string(root().join("schema/settings.v1.json")).unwrap();
+    assert_eq!(result.stdout, committed);
+    let policy = run(&root(), &["schema"]);
+    assert_ne!(policy.stdout, committed);
 }

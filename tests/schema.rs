@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use backup::policy::schema::{policy_schema, policy_schema_text};
+use backup::policy::schema::{
+    policy_schema, policy_schema_text, settings_schema, settings_schema_text,
+};
 
 fn assert_committed(file: &str, generated: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,6 +25,21 @@ fn assert_committed(file: &str, generated: &str) {
 #[test]
 fn committed_schema_is_up_to_date() {
     assert_committed("policy.v1.json", &policy_schema_text());
+}
+
+#[test]
+fn committed_settings_schema_is_up_to_date() {
+    assert_committed("settings.v1.json", &settings_schema_text());
+}
+
+#[test]
+fn every_settings_property_has_a_description() {
+    let mut missing = Vec::new();
+    visit(&settings_schema(), "#", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "properties without a description: {missing:#?}"
+    );
 }
 
 #[test]

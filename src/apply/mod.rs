@@ -5,11 +5,13 @@
 //! policy, cleanups of dead temporaries first, then backups, then copies,
 //! then prunes (only when the policy's backup of this run succeeded, never a
 //! mass delete unless allowed, never the newest backup of a destination); the
-//! crontab last. Under a lease (`spec.lease`), every sidecar commit and every
-//! batch of deletes first checks that the lease is still this run's. Held
-//! deletes (a destination that refuses them) are not attempted. An action
-//! that fails does not stop the others, and every step is safe to repeat, so
-//! running `apply` again after a crash or a failure finishes the job.
+//! crontab last, or the scheduler's files (systemd units, Kubernetes
+//! manifests) and systemd's reload. Under a lease (`spec.lease`), every
+//! sidecar commit and every batch of deletes first checks that the lease is
+//! still this run's. Held deletes (a destination that refuses them) are not
+//! attempted. An action that fails does not stop the others, and every step
+//! is safe to repeat, so running `apply` again after a crash or a failure
+//! finishes the job.
 
 pub mod records;
 pub mod session;
@@ -100,13 +102,15 @@ impl ApplyReport {
 }
 
 /// Carries out `plan` for `policies`. `write_crontab` installs the planned
-/// block; `observe` sees each result as it happens (for printing), a
-/// refusal of several actions once.
+/// block; `write_scheduler` carries out one action on a scheduler's folder
+/// (a file, or systemd's reload); `observe` sees each result as it happens
+/// (for printing), a refusal of several actions once.
 pub fn execute(
     plan: &Plan,
     policies: &[Policy],
     options: &Options,
     write_crontab: &mut dyn FnMut(&str) -> Result<String, String>,
+    write_scheduler: &mut dyn FnMut(&Action) -> Outcome,
     observe: &mut dyn FnMut(&ActionResult),
 ) -> ApplyReport {
     let mut report = ApplyReport::default();
@@ -189,7 +193,9 @@ pub fn execute(
                     ActionKind::Prune => run(prune(policy, action, &destinations)),
                     ActionKind::Cleanup => run(cleanup(policy, action, &destinations)),
                     ActionKind::RestoreTest => run(restore_test(policy, options)),
-                    ActionKind::Crontab => continue,
+                    ActionKind::Crontab | ActionKind::Systemd | ActionKind::Kubernetes => {
+                        continue;
+                    }
                 };
                 record(&mut report, action, outcome);
             }
@@ -201,6 +207,15 @@ pub fn execute(
         .filter(|action| action.kind == ActionKind::Crontab)
     {
         let outcome = run(write_crontab(&plan.crontab.planned_block));
+        record(&mut report, action, outcome);
+    }
+    // Files first, in the plan's order; systemd's reload after them.
+    for action in plan
+        .actions
+        .iter()
+        .filter(|action| matches!(action.kind, ActionKind::Systemd | ActionKind::Kubernetes))
+    {
+        let outcome = write_scheduler(action);
         record(&mut report, action, outcome);
     }
     report

@@ -8,7 +8,11 @@ use crate::policy::diagnostic::paint;
 /// `done    app: back up to /b: …`, or for a refusal one line for all the
 /// actions it covers.
 pub fn result_line(result: &ActionResult, color: bool) -> String {
-    let policy = result.action.policy.as_deref().unwrap_or("crontab");
+    let policy = result
+        .action
+        .policy
+        .as_deref()
+        .unwrap_or(result.action.kind.name());
     let headline = crate::plan::text::headline(&result.action, color);
     let (label, detail) = match &result.outcome {
         Outcome::Done(detail) => (paint(color, "32", "done   "), detail),
@@ -32,8 +36,31 @@ pub fn summary(plan: &Plan, report: &ApplyReport) -> String {
     } else {
         "crontab not managed"
     };
+    let scheduler = plan
+        .scheduler
+        .as_ref()
+        .map(|scheduler| {
+            let what = scheduler.what();
+            let files = report
+                .results
+                .iter()
+                .filter(|result| {
+                    result.action.change.is_some() && matches!(result.outcome, Outcome::Done(_))
+                })
+                .count();
+            if files > 0 {
+                format!(", {files} of the {what} written or removed")
+            } else if plan.summary.scheduler > 0 {
+                format!(", {what} not updated")
+            } else if scheduler.state == "unchanged" {
+                format!(", {what} unchanged")
+            } else {
+                format!(", {what} not managed")
+            }
+        })
+        .unwrap_or_default();
     let counts = format!(
-        "{} backed up, {} copied, {} pruned, {} cleaned up, {crontab}",
+        "{} backed up, {} copied, {} pruned, {} cleaned up, {crontab}{scheduler}",
         report.done(ActionKind::Backup),
         report.done(ActionKind::Copy),
         report.done(ActionKind::Prune),

@@ -169,6 +169,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs) -> anyhow::Result<ExitStatus> 
         &options,
         &state,
         observed.crontab_target.as_ref(),
+        observed.scheduler_target.as_ref(),
         &mut Printer { color },
     );
     release_leases(leases);

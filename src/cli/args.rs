@@ -10,13 +10,15 @@ use super::GlobalArgs;
 use crate::observe::{CrontabOptions, Observed};
 use crate::plan::{self, ActionKind};
 use crate::policy::Selection;
+use crate::schedule::SchedulerKind;
 
 /// Which kinds of action to plan or carry out.
 #[derive(Debug, Args)]
 pub struct OnlyArgs {
     /// Only these kinds of action, comma-separated: backup, copy, prune,
-    /// cleanup, restore-test, crontab (`--only prune,cleanup` prunes without
-    /// backing up). Retention then counts no planned backup.
+    /// cleanup, restore-test, crontab, systemd, kubernetes (`--only
+    /// prune,cleanup` prunes without backing up). Retention then counts no
+    /// planned backup.
     #[arg(long, value_name = "KINDS", value_delimiter = ',', value_parser = parse_kind)]
     pub only: Option<Vec<ActionKind>>,
 }
@@ -41,15 +43,36 @@ fn parse_kind(text: &str) -> Result<ActionKind, String> {
     })
 }
 
+/// Which scheduler this run manages.
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// The scheduler this run manages: cron (the crontab block), systemd
+    /// (units in the unit folder) or kubernetes (manifests in the settings'
+    /// `kubernetes.out`). Default: what the settings document says for this
+    /// host, else cron.
+    #[arg(long, value_name = "KIND", env = "BACKUP_SCHEDULER", value_parser = parse_scheduler)]
+    pub scheduler: Option<SchedulerKind>,
+}
+
+fn parse_scheduler(text: &str) -> Result<SchedulerKind, String> {
+    SchedulerKind::from_name(text).ok_or_else(|| {
+        let names: Vec<&str> = SchedulerKind::ALL.iter().map(|kind| kind.name()).collect();
+        format!("`{text}` is no scheduler; one of {}", names.join(", "))
+    })
+}
+
 /// Where the managed crontab block lives.
 #[derive(Debug, Args)]
 pub struct CrontabArgs {
     /// Manage this crontab file (e.g. in /etc/cron.d, with a user field) instead of the user's crontab.
     #[arg(long, value_name = "FILE")]
     pub crontab_file: Option<PathBuf>,
-    /// Leave the crontab alone (CI, or hosts where cron is managed otherwise).
+    /// Leave the crontab alone (CI, or hosts where cron is managed otherwise),
+    /// or the systemd units or Kubernetes manifests when those are the scheduler.
     #[arg(long, conflicts_with = "crontab_file")]
     pub no_crontab: bool,
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
 }
 
 impl CrontabArgs {
@@ -57,6 +80,7 @@ impl CrontabArgs {
     /// `paths` (none: `-p`, else `policies/`).
     pub(super) fn options(&self, global: &GlobalArgs, paths: &[PathBuf]) -> CrontabOptions {
         CrontabOptions {
+            scheduler: self.scheduler.scheduler,
             skip: self.no_crontab,
             file: self.crontab_file.clone(),
             paths_given: !paths.is_empty(),

@@ -14,6 +14,7 @@ pub mod output;
 mod plan;
 mod prompt;
 mod recover;
+mod render;
 mod restore;
 mod run;
 mod schema;
@@ -69,8 +70,10 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the man page, or write one per command into a folder.
     Man(man::ManArgs),
-    /// Remove the managed block from the crontab: cron stops running backup.
+    /// Remove the managed block from the crontab (or the systemd units, or the Kubernetes manifests).
     Unschedule(unschedule::UnscheduleArgs),
+    /// Write the systemd units or Kubernetes manifests apply would install into a folder.
+    Render(render::RenderArgs),
     /// PostgreSQL's WAL archive: `archive_command` (push) and `restore_command` (fetch).
     Wal(wal::WalArgs),
 }
@@ -96,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
         Command::Unschedule(args) => unschedule::run(global, args),
+        Command::Render(args) => render::run(global, args),
         Command::Wal(args) => wal::run(global, args),
     }?;
     Ok(output::finish(status))

@@ -53,6 +53,7 @@ pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitStatu
             .check_destinations
             .then_some(crate::observe::probe_s3 as policy::S3Probe),
         check_sources: true,
+        check_unit_dir: true,
     };
     let loaded = policy::load(&global.policy_paths(&args.paths), options);
     let valid = loaded.error_count() == 0 && !(args.deny_warnings && loaded.warning_count() > 0);
@@ -113,6 +114,10 @@ pub fn render_text(loaded: &Loaded, color: bool) -> String {
             String::new()
         } else {
             format!(" ({})", names.join(", "))
+        } + if loaded.settings.is_some() {
+            ", settings valid"
+        } else {
+            ""
         },
         plural(loaded.error_count(), "error", "errors"),
         plural(loaded.warning_count(), "warning", "warnings"),

@@ -34,11 +34,7 @@ fn render_with(plan: &Plan, options: Options, details: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{MARKER}");
     let _ = writeln!(out, "## backup plan\n");
-    let _ = writeln!(
-        out,
-        "**{}**",
-        escape(&text::summary_line(&plan.summary, &plan.crontab.state))
-    );
+    let _ = writeln!(out, "**{}**", escape(&text::plan_summary_line(plan)));
     if let Some(line) = text::closing_line(plan) {
         let _ = writeln!(out, "{}", escape(&line));
     }
@@ -76,6 +72,7 @@ fn render_with(plan: &Plan, options: Options, details: bool) -> String {
         );
     }
     crontab(&mut out, plan);
+    scheduler(&mut out, plan);
     out
 }
 
@@ -319,24 +316,50 @@ fn crontab(out: &mut String, plan: &Plan) {
                 let _ = writeln!(out, "{fence}diff\n{diff}{fence}");
             }
         }
-        "unchanged" => {
-            let _ = writeln!(out, "Up to date.");
-        }
-        "error" => {
-            let _ = writeln!(
-                out,
-                "Error: {}",
-                escape(plan.crontab.note.as_deref().unwrap_or_default())
-            );
-        }
-        _ => {
-            let _ = writeln!(
-                out,
-                "Not managed: {}",
-                escape(plan.crontab.note.as_deref().unwrap_or_default())
-            );
-        }
+        state => state_paragraph(out, state, plan.crontab.note.as_deref()),
     }
+}
+
+/// A folder scheduler (systemd, Kubernetes): its state, and a diff per file.
+fn scheduler(out: &mut String, plan: &Plan) {
+    let Some(scheduler) = &plan.scheduler else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\n### {}{}\n",
+        scheduler.kind,
+        scheduler
+            .target
+            .as_deref()
+            .map(|target| format!(" ({})", escape(target)))
+            .unwrap_or_default()
+    );
+    match scheduler.state.as_str() {
+        "update" => {
+            for action in text::scheduler_actions(plan) {
+                let _ = writeln!(out, "- {}", code(text::headline(action, false).trim()));
+                for reason in &action.reasons {
+                    let _ = writeln!(out, "  {}", escape(reason));
+                }
+                if let Some(diff) = action.diff.as_deref() {
+                    let fence = "`".repeat(3.max(longest_run(diff, '`') + 1));
+                    let _ = writeln!(out, "\n{fence}diff\n{diff}{fence}\n");
+                }
+            }
+        }
+        state => state_paragraph(out, state, scheduler.note.as_deref()),
+    }
+}
+
+/// A scheduler's state other than `update`, as a paragraph.
+fn state_paragraph(out: &mut String, state: &str, note: Option<&str>) {
+    let note = escape(note.unwrap_or_default());
+    let _ = match state {
+        "unchanged" => writeln!(out, "Up to date."),
+        "error" => writeln!(out, "Error: {note}"),
+        _ => writeln!(out, "Not managed: {note}"),
+    };
 }
 
 fn actions_of<'a>(plan: &'a Plan, policy: &str) -> Vec<&'a Action> {

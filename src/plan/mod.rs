@@ -22,7 +22,8 @@ use crate::format::{human_age, human_ago, local_time};
 use crate::inventory::{Inventory, PolicyInventory, RecordState};
 use crate::policy::Policy;
 use crate::retention::{self, Candidate};
-use crate::schedule::crontab;
+use crate::schedule::folder::{self, Change};
+use crate::schedule::{RenderedFile, SchedulerKind, crontab};
 
 /// Version of the JSON plan format (`backup plan --format json`, `--out`).
 pub const FORMAT_VERSION: u32 = 1;
@@ -56,17 +57,23 @@ pub enum ActionKind {
     /// Run a restore drill: restore the newest backup into a scratch target and check it.
     #[serde(rename = "restore-test")]
     RestoreTest,
+    /// Create, change or remove a systemd unit (then reload systemd).
+    Systemd,
+    /// Create, change or remove a Kubernetes manifest.
+    Kubernetes,
 }
 
 impl ActionKind {
     /// Every kind, in the order `apply` carries them out per policy (crontab last).
-    pub const ALL: [ActionKind; 6] = [
+    pub const ALL: [ActionKind; 8] = [
         ActionKind::Cleanup,
         ActionKind::Backup,
         ActionKind::Copy,
         ActionKind::RestoreTest,
         ActionKind::Prune,
         ActionKind::Crontab,
+        ActionKind::Systemd,
+        ActionKind::Kubernetes,
     ];
 
     /// The kind's name in plans and on the command line (`restore-test`).
@@ -78,6 +85,17 @@ impl ActionKind {
             ActionKind::Cleanup => "cleanup",
             ActionKind::Crontab => "crontab",
             ActionKind::RestoreTest => "restore-test",
+            ActionKind::Systemd => "systemd",
+            ActionKind::Kubernetes => "kubernetes",
+        }
+    }
+
+    /// The kind of action that changes `scheduler`'s files.
+    pub fn of_scheduler(scheduler: SchedulerKind) -> ActionKind {
+        match scheduler {
+            SchedulerKind::Cron => ActionKind::Crontab,
+            SchedulerKind::Systemd => ActionKind::Systemd,
+            SchedulerKind::Kubernetes => ActionKind::Kubernetes,
         }
     }
 
@@ -104,9 +122,15 @@ pub struct Action {
     /// `cleanup`: the object removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,
-    /// `crontab`: the unified diff of the managed block.
+    /// `crontab`: the unified diff of the managed block; `systemd` and
+    /// `kubernetes`: of the file (`object`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// `systemd` and `kubernetes`: what happens to the file `object`
+    /// (`create`, `change`, `remove`); absent on the `systemd` action that
+    /// reloads systemd and enables the timers after them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
     pub reasons: Vec<String>,
     /// Why this prune or cleanup is held: the destination refuses deletes
     /// with the credentials this plan ran with. Still a change (a host with
@@ -129,6 +153,7 @@ impl Action {
             from: None,
             object: None,
             diff: None,
+            change: None,
             reasons: Vec::new(),
             held: None,
             format: None,
@@ -323,6 +348,75 @@ pub struct CrontabPlan {
     pub planned_block: String,
 }
 
+/// A scheduler that keeps files in a folder (systemd, Kubernetes) as found,
+/// given to [`compute_scheduled`].
+#[derive(Debug, Clone)]
+pub enum SchedulerInput {
+    /// Not managed by this run, and why.
+    Unmanaged { kind: SchedulerKind, reason: String },
+    /// The folder could not be read, or the files not rendered.
+    Unreadable {
+        kind: SchedulerKind,
+        target: String,
+        error: String,
+    },
+    /// The files of ours in the folder, and those the policies want.
+    Found {
+        kind: SchedulerKind,
+        target: String,
+        current: Vec<RenderedFile>,
+        planned: Vec<RenderedFile>,
+        systemd: Option<SystemdManager>,
+    },
+}
+
+impl SchedulerInput {
+    pub fn kind(&self) -> SchedulerKind {
+        match self {
+            SchedulerInput::Unmanaged { kind, .. }
+            | SchedulerInput::Unreadable { kind, .. }
+            | SchedulerInput::Found { kind, .. } => *kind,
+        }
+    }
+}
+
+/// The systemd that would load the units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemdManager {
+    /// systemd runs as PID 1 here: `apply` reloads it and enables the timers.
+    pub running: bool,
+    /// The units are for a user's manager (`systemctl --user`).
+    pub user: bool,
+}
+
+/// What the plan says about a scheduler that keeps files in a folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulerPlan {
+    /// `systemd` or `kubernetes`.
+    pub kind: String,
+    /// The folder.
+    pub target: Option<String>,
+    /// `unchanged`, `update`, `unmanaged` or `error`.
+    pub state: String,
+    pub note: Option<String>,
+    /// Every file the policies want there, with its text.
+    #[serde(default)]
+    pub files: Vec<RenderedFile>,
+    /// systemd only: whether `apply` can reload it here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<SystemdManager>,
+}
+
+impl SchedulerPlan {
+    /// `systemd units`, `Kubernetes manifests`: what the folder holds, for people.
+    pub fn what(&self) -> &'static str {
+        match self.kind.as_str() {
+            "systemd" => "systemd units",
+            _ => "Kubernetes manifests",
+        }
+    }
+}
+
 /// How many actions of each kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
@@ -333,6 +427,10 @@ pub struct Summary {
     pub crontab: usize,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub restore_test: usize,
+    /// Files of a folder scheduler (systemd units, Kubernetes manifests)
+    /// to create, change or remove.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub scheduler: usize,
     /// Prunes and cleanups held because a destination refuses deletes
     /// (not counted in `prune` and `cleanup`).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -351,7 +449,13 @@ impl Summary {
 
     /// The changes `apply` attempts here (held ones are not).
     pub fn attemptable(&self) -> usize {
-        self.backup + self.copy + self.prune + self.cleanup + self.crontab + self.restore_test
+        self.backup
+            + self.copy
+            + self.prune
+            + self.cleanup
+            + self.crontab
+            + self.restore_test
+            + self.scheduler
     }
 }
 
@@ -367,6 +471,10 @@ pub struct Plan {
     /// In the order `apply` carries them out.
     pub actions: Vec<Action>,
     pub crontab: CrontabPlan,
+    /// The scheduler's folder when it is systemd or Kubernetes (the crontab
+    /// is then not managed); absent for cron.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SchedulerPlan>,
     pub summary: Summary,
     /// The kinds of action this plan was limited to (`--only`); absent: all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -385,14 +493,16 @@ impl Plan {
     }
 
     pub fn has_errors(&self) -> bool {
-        self.crontab.state == "error"
+        self.scheduler_failed()
+            || self.crontab.state == "error"
             || self.policies.iter().any(|policy| !policy.errors.is_empty())
     }
 
     /// Errors other than destinations that could not be read, which
     /// `plan --allow-unreadable` lets through (saying what it did not see).
     pub fn has_errors_beyond_unreadable(&self) -> bool {
-        self.crontab.state == "error"
+        self.scheduler_failed()
+            || self.crontab.state == "error"
             || self
                 .policies
                 .iter()
@@ -416,6 +526,12 @@ impl Plan {
         } else {
             ExitStatus::Success
         }
+    }
+
+    fn scheduler_failed(&self) -> bool {
+        self.scheduler
+            .as_ref()
+            .is_some_and(|scheduler| scheduler.state == "error")
     }
 
     /// `policy: location` of every destination the plan could not read.
@@ -460,6 +576,20 @@ pub fn compute(
     policies: &[Policy],
     inventory: &Inventory,
     crontab: &CrontabInput,
+    now: DateTime<Utc>,
+    scope: &Scope,
+) -> Plan {
+    compute_scheduled(policies, inventory, crontab, None, now, scope)
+}
+
+/// [`compute`], with a scheduler that keeps files in a folder (systemd,
+/// Kubernetes): one action per file that differs, and for systemd one more
+/// that reloads it and enables the timers.
+pub fn compute_scheduled(
+    policies: &[Policy],
+    inventory: &Inventory,
+    crontab: &CrontabInput,
+    scheduler: Option<&SchedulerInput>,
     now: DateTime<Utc>,
     scope: &Scope,
 ) -> Plan {
@@ -544,6 +674,7 @@ pub fn compute(
                         from: None,
                         object: None,
                         diff: Some(crontab::diff(current, planned_block)),
+                        change: None,
                         held: None,
                         format: None,
                         reasons: vec![if current.is_empty() {
@@ -564,6 +695,7 @@ pub fn compute(
             }
         },
     };
+    let scheduler_plan = scheduler.map(|input| plan_scheduler(input, scope, &mut actions));
     let mut summary = Summary::default();
     for action in &actions {
         let slot = match action.kind {
@@ -574,19 +706,121 @@ pub fn compute(
             ActionKind::Cleanup => &mut summary.cleanup,
             ActionKind::Crontab => &mut summary.crontab,
             ActionKind::RestoreTest => &mut summary.restore_test,
+            // Reloading systemd follows the files; it is no change of its own.
+            ActionKind::Systemd | ActionKind::Kubernetes if action.change.is_none() => continue,
+            ActionKind::Systemd | ActionKind::Kubernetes => &mut summary.scheduler,
         };
         *slot += 1;
     }
     Plan {
         format_version: FORMAT_VERSION,
         now,
-        fingerprint: fingerprint(policies, inventory, crontab),
+        fingerprint: fingerprint_scheduled(policies, inventory, crontab, scheduler),
         policies: policy_plans,
         actions,
         crontab: crontab_plan,
+        scheduler: scheduler_plan,
         summary,
         only: scope.only.clone(),
     }
+}
+
+/// The plan of a folder scheduler, its actions pushed onto `actions`.
+fn plan_scheduler(
+    input: &SchedulerInput,
+    scope: &Scope,
+    actions: &mut Vec<Action>,
+) -> SchedulerPlan {
+    let kind = input.kind();
+    let mut plan = SchedulerPlan {
+        kind: kind.name().to_owned(),
+        target: None,
+        state: "unmanaged".to_owned(),
+        note: None,
+        files: Vec::new(),
+        systemd: None,
+    };
+    let action_kind = ActionKind::of_scheduler(kind);
+    if !scope.allows(action_kind) {
+        plan.note = Some(format!("--only leaves out {}", action_kind.name()));
+        return plan;
+    }
+    match input {
+        SchedulerInput::Unmanaged { reason, .. } => plan.note = Some(reason.clone()),
+        SchedulerInput::Unreadable { target, error, .. } => {
+            plan.state = "error".to_owned();
+            plan.target = (!target.is_empty()).then(|| target.clone());
+            plan.note = Some(error.clone());
+        }
+        SchedulerInput::Found {
+            target,
+            current,
+            planned,
+            systemd,
+            ..
+        } => {
+            let changes = folder::changes(current, planned);
+            for change in &changes {
+                let mut action = Action::new(action_kind, "");
+                action.policy = None;
+                action.destination = Some(target.clone());
+                action.object = Some(change.name.clone());
+                action.diff = Some(change.diff.clone());
+                action.change = Some(change.change);
+                action.reasons = vec![
+                    match change.change {
+                        Change::Create => "not installed yet",
+                        Change::Change => "differs from the policies",
+                        Change::Remove => "no policy needs it any more",
+                    }
+                    .to_owned(),
+                ];
+                actions.push(action);
+            }
+            if let Some(manager) = systemd
+                && !changes.is_empty()
+            {
+                let mut action = Action::new(action_kind, "");
+                action.policy = None;
+                action.destination = Some(target.clone());
+                let timers: Vec<&str> = planned
+                    .iter()
+                    .map(|file| file.name.as_str())
+                    .filter(|name| name.ends_with(".timer"))
+                    .collect();
+                let systemctl = if manager.user {
+                    "systemctl --user"
+                } else {
+                    "systemctl"
+                };
+                action.reasons = vec![if manager.running {
+                    format!(
+                        "`{systemctl} daemon-reload`, then `{systemctl} enable --now` {}",
+                        if timers.is_empty() {
+                            "no timer".to_owned()
+                        } else {
+                            timers.join(", ")
+                        }
+                    )
+                } else {
+                    format!(
+                        "systemd is not running as PID 1 here: apply writes the units and reloads nothing; run `{systemctl} daemon-reload` and `{systemctl} enable --now` the timers where it runs"
+                    )
+                }];
+                actions.push(action);
+            }
+            plan.state = if changes.is_empty() {
+                "unchanged"
+            } else {
+                "update"
+            }
+            .to_owned();
+            plan.target = Some(target.clone());
+            plan.files = planned.clone();
+            plan.systemd = *systemd;
+        }
+    }
+    plan
 }
 
 /// A backup id as found across a policy's destinations.
@@ -1128,6 +1362,17 @@ fn holders<'a>(entry: &Found<'a>) -> Vec<&'a str> {
 
 /// SHA-256 over everything a plan is computed from, except the clock.
 pub fn fingerprint(policies: &[Policy], inventory: &Inventory, crontab: &CrontabInput) -> String {
+    fingerprint_scheduled(policies, inventory, crontab, None)
+}
+
+/// [`fingerprint`], also over a folder scheduler's files as found and as
+/// wanted (without one, the same as [`fingerprint`]).
+pub fn fingerprint_scheduled(
+    policies: &[Policy],
+    inventory: &Inventory,
+    crontab: &CrontabInput,
+    scheduler: Option<&SchedulerInput>,
+) -> String {
     let mut hasher = Sha256::new();
     let mut ordered: Vec<&Policy> = policies.iter().collect();
     ordered.sort_by(|left, right| left.name.cmp(&right.name));
@@ -1184,6 +1429,30 @@ pub fn fingerprint(policies: &[Policy], inventory: &Inventory, crontab: &Crontab
             hasher.update(format!("crontab {target}\n"));
             hasher.update(text);
             hasher.update(planned_block);
+        }
+    }
+    match scheduler {
+        None => {}
+        Some(SchedulerInput::Unmanaged { kind, .. }) => {
+            hasher.update(format!("scheduler {} unmanaged\n", kind.name()));
+        }
+        Some(SchedulerInput::Unreadable { kind, target, .. }) => {
+            hasher.update(format!("scheduler {} {target} unreadable\n", kind.name()));
+        }
+        Some(SchedulerInput::Found {
+            kind,
+            target,
+            current,
+            planned,
+            systemd,
+        }) => {
+            hasher.update(format!("scheduler {} {target} {systemd:?}\n", kind.name()));
+            for (side, files) in [("current", current), ("planned", planned)] {
+                for file in files {
+                    hasher.update(format!("{side} {} {}\n", file.name, file.text.len()));
+                    hasher.update(&file.text);
+                }
+            }
         }
     }
     crate::inventory::metadata::hex(&hasher.finalize())

@@ -4,8 +4,9 @@
 
 use std::fmt::Write as _;
 
-use super::{Action, ActionKind, Plan, Summary};
+use super::{Action, ActionKind, Plan, SchedulerPlan, Summary};
 use crate::policy::diagnostic::paint;
+use crate::schedule::folder::Change;
 
 /// How to render.
 #[derive(Debug, Clone, Copy, Default)]
@@ -100,28 +101,78 @@ pub fn render(plan: &Plan, options: Options) -> String {
                 render_action(&mut out, action, color);
             }
         }
-        "unchanged" => {
-            let _ = writeln!(out, "  up to date");
-        }
-        _ => {
-            let label = if plan.crontab.state == "error" {
-                paint(color, "1;31", "error:")
-            } else {
-                "not managed:".to_owned()
-            };
-            let _ = writeln!(
-                out,
-                "  {label} {}",
-                plan.crontab.note.as_deref().unwrap_or_default()
-            );
-        }
+        state => render_state(&mut out, state, plan.crontab.note.as_deref(), color),
+    }
+    if let Some(scheduler) = &plan.scheduler {
+        out.push('\n');
+        render_scheduler(&mut out, plan, scheduler, color);
     }
     out.push('\n');
     if let Some(line) = closing_line(plan) {
         let _ = writeln!(out, "{line}");
     }
-    let _ = writeln!(out, "{}", summary_line(&plan.summary, &plan.crontab.state));
+    let _ = writeln!(out, "{}", plan_summary_line(plan));
     out
+}
+
+/// A folder scheduler's section: its actions, or its state.
+fn render_scheduler(out: &mut String, plan: &Plan, scheduler: &SchedulerPlan, color: bool) {
+    let title = paint(color, "1", &scheduler.kind);
+    match scheduler.target.as_deref() {
+        Some(target) => {
+            let _ = writeln!(out, "{title} ({target})");
+        }
+        None => {
+            let _ = writeln!(out, "{title}");
+        }
+    }
+    match scheduler.state.as_str() {
+        "update" => {
+            for action in scheduler_actions(plan) {
+                render_action(out, action, color);
+            }
+        }
+        state => render_state(out, state, scheduler.note.as_deref(), color),
+    }
+}
+
+/// A scheduler's state other than `update`: up to date, not managed (and
+/// why), or the error.
+fn render_state(out: &mut String, state: &str, note: Option<&str>, color: bool) {
+    if state == "unchanged" {
+        let _ = writeln!(out, "  up to date");
+        return;
+    }
+    let label = if state == "error" {
+        paint(color, "1;31", "error:")
+    } else {
+        "not managed:".to_owned()
+    };
+    let _ = writeln!(out, "  {label} {}", note.unwrap_or_default());
+}
+
+/// The actions on a folder scheduler's files, in order.
+pub fn scheduler_actions(plan: &Plan) -> impl Iterator<Item = &Action> {
+    plan.actions
+        .iter()
+        .filter(|action| matches!(action.kind, ActionKind::Systemd | ActionKind::Kubernetes))
+}
+
+/// The summary line, with the folder scheduler's state when there is one:
+/// `…, crontab not managed, systemd units: 4 to change.`
+pub fn plan_summary_line(plan: &Plan) -> String {
+    let line = summary_line(&plan.summary, &plan.crontab.state);
+    let Some(scheduler) = &plan.scheduler else {
+        return line;
+    };
+    let what = scheduler.what();
+    let state = match scheduler.state.as_str() {
+        "update" => format!("{what}: {} to change", plan.summary.scheduler),
+        "unchanged" => format!("{what} unchanged"),
+        "error" => format!("{what} unreadable"),
+        _ => format!("{what} not managed"),
+    };
+    format!("{}, {state}.", line.trim_end_matches('.'))
 }
 
 /// The line before the summary: what the plan could not see, or that
@@ -148,7 +199,13 @@ pub fn closing_line(plan: &Plan) -> Option<String> {
             kinds.join(",")
         ));
     }
-    Some("No changes. The backups and the crontab match the policies.".to_owned())
+    Some(match &plan.scheduler {
+        Some(scheduler) if scheduler.state == "unchanged" => format!(
+            "No changes. The backups and the {} match the policies.",
+            scheduler.what()
+        ),
+        _ => "No changes. The backups and the crontab match the policies.".to_owned(),
+    })
 }
 
 /// `Plan: 1 to back up, 0 to copy, 5 to prune, 0 to clean up, crontab unchanged.`
@@ -237,5 +294,32 @@ pub fn headline(action: &Action, color: bool) -> String {
             "{} update the managed block in {destination}",
             paint(color, "33", "~")
         ),
+        ActionKind::Systemd | ActionKind::Kubernetes => {
+            let object = action.object.as_deref().unwrap_or_default();
+            match action.change {
+                Some(Change::Create) => {
+                    format!(
+                        "{} create {object} in {destination}",
+                        paint(color, "32", "+")
+                    )
+                }
+                Some(Change::Change) => {
+                    format!(
+                        "{} change {object} in {destination}",
+                        paint(color, "33", "~")
+                    )
+                }
+                Some(Change::Remove) => {
+                    format!(
+                        "{} remove {object} from {destination}",
+                        paint(color, "31", "-")
+                    )
+                }
+                None => format!(
+                    "{} reload systemd and enable the timers",
+                    paint(color, "33", "~")
+                ),
+            }
+        }
     }
 }

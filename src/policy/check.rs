@@ -36,6 +36,9 @@ pub struct Options {
     /// Warn about sources that are not there (an SQLite file that does not
     /// exist), as `validate` does; commands that back up say so when they run.
     pub check_sources: bool,
+    /// Check that the systemd unit folder is writable when this host's
+    /// scheduler is systemd (`validate`).
+    pub check_unit_dir: bool,
 }
 
 pub(super) struct Checker<'a> {
@@ -878,7 +881,7 @@ impl Checker<'_> {
                 DestinationSpec::Local(local) => {
                     let path = self.resolve_path(&local.path);
                     if self.options.check_destinations.is_some()
-                        && let Err(reason) = local_destination_usable(&path)
+                        && let Err(reason) = folder_writable(&path)
                     {
                         self.error(
                             "unreachable-destination",
@@ -1160,7 +1163,7 @@ fn same_place(left: &DestinationSpec, right: &DestinationSpec) -> bool {
 }
 
 /// A path with `.` and `..` folded, without touching the file system.
-fn normalize(path: &Path) -> PathBuf {
+pub(super) fn normalize(path: &Path) -> PathBuf {
     let mut normalized = PathBuf::new();
     for component in path.components() {
         match component {
@@ -1174,7 +1177,9 @@ fn normalize(path: &Path) -> PathBuf {
     normalized
 }
 
-fn local_destination_usable(path: &Path) -> Result<(), String> {
+/// Whether files can be made in `path`, or in the nearest folder above it
+/// that exists (a probe is created and removed there).
+pub(super) fn folder_writable(path: &Path) -> Result<(), String> {
     let mut existing = path;
     while !existing.exists() {
         match existing.parent() {

@@ -5,12 +5,15 @@
 //! problems at once. Layers, in order: text (size, encoding), YAML syntax
 //! ([`yaml`]), apiVersion, shape ([`schema`]), meaning ([`check`]), and names
 //! across files. Loading never writes anything and never resolves secrets.
+//! A document of `kind: Settings` ([`settings`]) is read by the same layers;
+//! at most one exists across the paths.
 
 pub mod check;
 pub mod diagnostic;
 pub mod hosts;
 pub mod schema;
 pub mod secret;
+pub mod settings;
 pub mod spec;
 pub mod units;
 pub mod yaml;
@@ -111,6 +114,11 @@ pub struct Loaded {
     pub diagnostics: Vec<Diagnostic>,
     /// The policy files read.
     pub files: Vec<PathBuf>,
+    /// The settings document, when there is one and it is valid.
+    pub settings: Option<settings::Settings>,
+    /// A settings document was found but is invalid (or there are two):
+    /// which scheduler this host uses is not known.
+    pub settings_invalid: bool,
 }
 
 impl Loaded {
@@ -135,6 +143,8 @@ pub struct Selection {
     pub selected: Vec<Policy>,
     /// Errors found in the policy files.
     pub errors: usize,
+    /// The settings document, when there is one and it is valid.
+    pub settings: Option<settings::Settings>,
 }
 
 /// Why no policy could be selected.
@@ -157,6 +167,7 @@ impl Selection {
             all: self.all.into_iter().filter(runs_here).collect(),
             selected: self.selected.into_iter().filter(runs_here).collect(),
             errors: self.errors,
+            settings: self.settings,
         }
     }
 }
@@ -164,8 +175,10 @@ impl Selection {
 impl Loaded {
     /// The labels the settings give `host`, for `metadata.hosts` selectors.
     pub fn host_labels(&self, host: &str) -> BTreeMap<String, String> {
-        let _ = host;
-        BTreeMap::new()
+        self.settings
+            .as_ref()
+            .map(|settings| settings.labels_for(host))
+            .unwrap_or_default()
     }
 
     /// Every valid policy, or with `only` the one of that name, which must be valid.
@@ -179,6 +192,7 @@ impl Loaded {
                 selected: self.policies.clone(),
                 all: self.policies.clone(),
                 errors,
+                settings: self.settings.clone(),
             });
         };
         let selected: Vec<Policy> = self
@@ -198,6 +212,7 @@ impl Loaded {
             all: self.policies.clone(),
             selected,
             errors,
+            settings: self.settings.clone(),
         })
     }
 }
@@ -210,6 +225,9 @@ pub fn load(paths: &[PathBuf], options: Options) -> Loaded {
         discover(path, &mut loaded);
     }
     let mut seen: HashMap<String, (PathBuf, usize)> = HashMap::new();
+    // The settings document: the first one, and whether one was seen at all
+    // (a second is refused even when the first had errors).
+    let mut first_settings: Option<(String, usize)> = None;
     let files = loaded.files.clone();
     for file in &files {
         let display = file.display().to_string();
@@ -231,8 +249,31 @@ pub fn load(paths: &[PathBuf], options: Options) -> Loaded {
         let base = std::fs::canonicalize(folder)
             .or_else(|_| std::path::absolute(folder))
             .unwrap_or_else(|_| folder.to_owned());
-        let (policies, diagnostics) = load_text(&text, &display, &base, options);
+        let (policies, settings, diagnostics) = load_text_all(&text, &display, &base, options);
         loaded.diagnostics.extend(diagnostics);
+        for (span, found) in settings {
+            if let Some((first_file, first_line)) = &first_settings {
+                loaded.diagnostics.push(
+                    Diagnostic::error(
+                        "duplicate-settings",
+                        &display,
+                        "a second settings document (kind: Settings)",
+                    )
+                    .at(span)
+                    .field("kind")
+                    .hint(format!(
+                        "the first is at {first_file}:{first_line}; keep one settings document across the policy paths"
+                    ))
+                    .with_source(&text, &[]),
+                );
+                loaded.settings = None;
+                loaded.settings_invalid = true;
+                continue;
+            }
+            first_settings = Some((display.clone(), span.start.line));
+            loaded.settings_invalid = found.is_none();
+            loaded.settings = found;
+        }
         for policy in policies {
             if let Some((first_file, first_line)) = seen.get(&policy.name) {
                 loaded.diagnostics.push(
@@ -424,12 +465,27 @@ pub fn load_text(
     base: &Path,
     options: Options,
 ) -> (Vec<Policy>, Vec<Diagnostic>) {
-    let (policies, diagnostics, masks) = load_documents(text, file, base, options);
+    let (policies, _, diagnostics) = load_text_all(text, file, base, options);
+    (policies, diagnostics)
+}
+
+/// Where a settings document's `kind` stands, and the settings when valid.
+type FoundSettings = (yaml::Span, Option<settings::Settings>);
+
+/// [`load_text`], with the settings documents found (each where its `kind`
+/// stands, and the settings when valid).
+pub fn load_text_all(
+    text: &str,
+    file: &str,
+    base: &Path,
+    options: Options,
+) -> (Vec<Policy>, Vec<FoundSettings>, Vec<Diagnostic>) {
+    let (policies, settings, diagnostics, masks) = load_documents(text, file, base, options);
     let diagnostics = diagnostics
         .into_iter()
         .map(|diagnostic| diagnostic.with_source(text, &masks))
         .collect();
-    (policies, diagnostics)
+    (policies, settings, diagnostics)
 }
 
 /// The spans of secret-bearing fields that hold literal text (masked in
@@ -453,10 +509,16 @@ fn load_documents(
     file: &str,
     base: &Path,
     options: Options,
-) -> (Vec<Policy>, Vec<Diagnostic>, Vec<yaml::Span>) {
+) -> (
+    Vec<Policy>,
+    Vec<FoundSettings>,
+    Vec<Diagnostic>,
+    Vec<yaml::Span>,
+) {
     let mut diagnostics = Vec::new();
     let mut masks = Vec::new();
     let mut policies = Vec::new();
+    let mut settings = Vec::new();
     let documents = match yaml::parse(text) {
         Ok(documents) => documents,
         Err(error) => {
@@ -469,7 +531,7 @@ fn load_documents(
                     .at(span)
                     .maybe_hint(syntax_hint(&error.message, text, error.position.line)),
             );
-            return (policies, diagnostics, masks);
+            return (policies, settings, diagnostics, masks);
         }
     };
     if documents.iter().all(|document| document.root.is_none()) {
@@ -478,7 +540,7 @@ fn load_documents(
                 .at(yaml::Span::origin())
                 .hint("a policy starts with `apiVersion: backup/v1` and `kind: BackupPolicy`; see examples/"),
         );
-        return (policies, diagnostics, masks);
+        return (policies, settings, diagnostics, masks);
     }
     for document in documents {
         for issue in &document.issues {
@@ -490,12 +552,18 @@ fn load_documents(
         }
         let Some(root) = document.root else { continue };
         masks.extend(secret_spans(&root));
-        if let Some(policy) = load_document(&root, file, base, options, &mut diagnostics) {
+        if is_settings(&root) {
+            if api_version_ok(&root, file, &mut diagnostics) {
+                let span = root.entry("kind").map_or(root.span, |(key, _)| key.span);
+                let found = load_settings(&root, file, base, options, &mut diagnostics);
+                settings.push((span, found));
+            }
+        } else if let Some(policy) = load_document(&root, file, base, options, &mut diagnostics) {
             policies.push(policy);
         }
     }
     diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
-    (policies, diagnostics, masks)
+    (policies, settings, diagnostics, masks)
 }
 
 fn load_document(
@@ -517,7 +585,100 @@ fn load_document(
         );
         return None;
     }
-    // The version decides the schema, so it is checked alone, first.
+    if !api_version_ok(root, file, diagnostics) {
+        return None;
+    }
+    let problems = schema::check(root, file);
+    let json = root.to_json();
+    let document = if problems.is_empty() {
+        deserialize::<PolicyDocumentSpec>(root, file, &json, diagnostics)
+    } else {
+        None
+    };
+    let mut checker = check::Checker {
+        file,
+        root,
+        base,
+        options,
+        diagnostics: Vec::new(),
+    };
+    let policy = checker.check(&json, document);
+    keep_one_problem_per_value(&problems, &mut checker.diagnostics);
+    diagnostics.extend(problems);
+    diagnostics.extend(checker.diagnostics);
+    policy
+}
+
+/// Whether a document is a settings document (`kind: Settings`).
+fn is_settings(root: &yaml::Node) -> bool {
+    root.get("kind")
+        .is_some_and(|kind| kind.value == yaml::Value::String(settings::KIND.to_owned()))
+}
+
+/// A settings document, through the same layers as a policy: schema, then meaning.
+fn load_settings(
+    root: &yaml::Node,
+    file: &str,
+    base: &Path,
+    options: Options,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<settings::Settings> {
+    let problems = schema::check_settings(root, file);
+    let json = root.to_json();
+    let document = if problems.is_empty() {
+        deserialize::<settings::SettingsDocumentSpec>(root, file, &json, diagnostics)
+    } else {
+        None
+    };
+    let mut found = Vec::new();
+    let check = settings::CheckOptions {
+        check_unit_dir: options.check_unit_dir,
+    };
+    let resolved = settings::check(root, file, base, document, check, &mut found);
+    keep_one_problem_per_value(&problems, &mut found);
+    let valid = problems.is_empty() && resolved.is_some();
+    diagnostics.extend(problems);
+    diagnostics.extend(found);
+    resolved.filter(|_| valid)
+}
+
+/// The typed document, or a diagnostic where serde stopped (the schema
+/// should have caught it).
+fn deserialize<T: serde::de::DeserializeOwned>(
+    root: &yaml::Node,
+    file: &str,
+    json: &serde_json::Value,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(json.clone()) {
+        Ok(document) => Some(document),
+        Err(error) => {
+            let field = error.path().to_string();
+            let pointer = format!("/{}", field.replace('.', "/"));
+            diagnostics.push(
+                Diagnostic::error("invalid-value", file, error.inner().to_string())
+                    .at(locate_pointer(root, &pointer).span)
+                    .field(field),
+            );
+            None
+        }
+    }
+}
+
+/// A value the schema refused is one problem: the meaning checks do not
+/// report it again (`keep-within: 2w` is not two errors).
+fn keep_one_problem_per_value(problems: &[Diagnostic], checked: &mut Vec<Diagnostic>) {
+    let refused: Vec<(Option<usize>, Option<usize>)> = problems
+        .iter()
+        .map(|problem| (problem.line, problem.column))
+        .collect();
+    checked.retain(|diagnostic| {
+        !(diagnostic.is_error() && refused.contains(&(diagnostic.line, diagnostic.column)))
+    });
+}
+
+/// Checks `apiVersion`, alone and first: the version decides the schema.
+fn api_version_ok(root: &yaml::Node, file: &str, diagnostics: &mut Vec<Diagnostic>) -> bool {
     match root.entry("apiVersion") {
         None => {
             let start = root.span.start;
@@ -528,7 +689,7 @@ fn load_document(
                         "start the document with `apiVersion: {API_VERSION}`"
                     )),
             );
-            return None;
+            false
         }
         Some((_, value)) if value.value != yaml::Value::String(API_VERSION.to_owned()) => {
             let written = value
@@ -551,50 +712,10 @@ fn load_document(
                 .field("apiVersion")
                 .hint(hint),
             );
-            return None;
+            false
         }
-        Some(_) => {}
+        Some(_) => true,
     }
-    let problems = schema::check(root, file);
-    let json = root.to_json();
-    let document = if problems.is_empty() {
-        match serde_path_to_error::deserialize::<_, PolicyDocumentSpec>(json.clone()) {
-            Ok(document) => Some(document),
-            Err(error) => {
-                // The schema should have caught this; report it where serde stopped.
-                let field = error.path().to_string();
-                let pointer = format!("/{}", field.replace('.', "/"));
-                diagnostics.push(
-                    Diagnostic::error("invalid-value", file, error.inner().to_string())
-                        .at(locate_pointer(root, &pointer).span)
-                        .field(field),
-                );
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let mut checker = check::Checker {
-        file,
-        root,
-        base,
-        options,
-        diagnostics: Vec::new(),
-    };
-    let policy = checker.check(&json, document);
-    // A value the schema refused is one problem: the meaning checks do not
-    // report it again (`keep-within: 2w` is not two errors).
-    let refused: Vec<(Option<usize>, Option<usize>)> = problems
-        .iter()
-        .map(|problem| (problem.line, problem.column))
-        .collect();
-    checker.diagnostics.retain(|diagnostic| {
-        !(diagnostic.is_error() && refused.contains(&(diagnostic.line, diagnostic.column)))
-    });
-    diagnostics.extend(problems);
-    diagnostics.extend(checker.diagnostics);
-    policy
 }
 
 /// The node at a `/`-separated path, or the deepest one that exists.

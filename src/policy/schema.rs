@@ -16,15 +16,25 @@ use schemars::generate::SchemaSettings;
 use serde_json::Value as Json;
 
 use super::diagnostic::{Diagnostic, did_you_mean};
+use super::settings::SettingsDocumentSpec;
 use super::spec::PolicyDocumentSpec;
 use super::yaml::{Key, Node, Value};
 
 /// The JSON Schema of a `backup/v1` policy document.
 pub fn policy_schema() -> Json {
+    schema_for::<PolicyDocumentSpec>()
+}
+
+/// The JSON Schema of the settings document (`kind: Settings`).
+pub fn settings_schema() -> Json {
+    schema_for::<SettingsDocumentSpec>()
+}
+
+fn schema_for<T: schemars::JsonSchema>() -> Json {
     let generator = SchemaSettings::draft2020_12()
         .for_deserialize()
         .into_generator();
-    let schema = generator.into_root_schema_for::<PolicyDocumentSpec>();
+    let schema = generator.into_root_schema_for::<T>();
     let mut value = schema.to_value();
     describe_variant_properties(&mut value);
     value
@@ -58,7 +68,16 @@ fn describe_variant_properties(schema: &mut Json) {
 
 /// The schema as committed: pretty JSON with a final newline.
 pub fn policy_schema_text() -> String {
-    let mut text = serde_json::to_string_pretty(&policy_schema()).unwrap_or_default();
+    committed_text(&policy_schema())
+}
+
+/// The settings schema as committed (`schema/settings.v1.json`).
+pub fn settings_schema_text() -> String {
+    committed_text(&settings_schema())
+}
+
+fn committed_text(schema: &Json) -> String {
+    let mut text = serde_json::to_string_pretty(schema).unwrap_or_default();
     text.push('\n');
     text
 }
@@ -68,15 +87,28 @@ struct Compiled {
     validator: Result<Validator, String>,
 }
 
-static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
-    let schema = policy_schema();
-    let validator = jsonschema::validator_for(&schema).map_err(|error| error.to_string());
-    Compiled { schema, validator }
-});
+impl Compiled {
+    fn new(schema: Json) -> Compiled {
+        let validator = jsonschema::validator_for(&schema).map_err(|error| error.to_string());
+        Compiled { schema, validator }
+    }
+}
 
-/// Checks one document against the schema and returns every problem found.
+static COMPILED: LazyLock<Compiled> = LazyLock::new(|| Compiled::new(policy_schema()));
+
+static SETTINGS: LazyLock<Compiled> = LazyLock::new(|| Compiled::new(settings_schema()));
+
+/// Checks one policy document against the schema and returns every problem found.
 pub fn check(document: &Node, file: &str) -> Vec<Diagnostic> {
-    let compiled = &*COMPILED;
+    check_against(&COMPILED, document, file)
+}
+
+/// Checks a settings document against its schema.
+pub fn check_settings(document: &Node, file: &str) -> Vec<Diagnostic> {
+    check_against(&SETTINGS, document, file)
+}
+
+fn check_against(compiled: &Compiled, document: &Node, file: &str) -> Vec<Diagnostic> {
     let validator = match &compiled.validator {
         Ok(validator) => validator,
         Err(error) => {

@@ -489,7 +489,11 @@ fn same_clock_fields(expression: &str) -> (String, Option<String>) {
 
 /// The instants (to the minute) in `[from, to)` at which `timezone`'s offset
 /// changes; `from` must be a whole minute. Assumes at most one change a day.
-fn offset_changes(timezone: Tz, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+pub(super) fn offset_changes(
+    timezone: Tz,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<DateTime<Utc>> {
     let mut changes = Vec::new();
     let mut day = from;
     let mut offset = offset_seconds(timezone, day);

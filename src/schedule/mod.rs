@@ -8,7 +8,8 @@
 //! [`Schedule::next_after`]), so the host's cron and `backup` agree.
 //!
 //! [`crontab`] is the exception: it renders schedules into the host's
-//! crontab and reads and writes that crontab.
+//! crontab and reads and writes that crontab; [`systemd`] and [`kubernetes`]
+//! render them as units and manifests, which [`folder`] reads and writes.
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,7 +20,9 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
 pub mod crontab;
+pub mod folder;
 pub mod kubernetes;
+pub mod systemd;
 
 /// Which program runs `backup apply` at the policies' ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -57,10 +60,49 @@ impl SchedulerKind {
 
 /// One file a scheduler renders (a unit, a manifest): its name in the folder
 /// it is written to, and its whole text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RenderedFile {
     pub name: String,
     pub text: String,
+}
+
+/// How the first line of every file backup writes into a scheduler's
+/// folder starts: files without it belong to someone else.
+/// (The Kubernetes renderer starts its files with it too.)
+pub const MANAGED_MARKER: &str = kubernetes::MANAGED_PREFIX;
+
+/// The first line of a file rendered from `origin` ("policy app in
+/// /etc/backup/policies/app.yaml"), ending in a newline.
+pub fn managed_header(origin: &str) -> String {
+    let origin: String = origin
+        .chars()
+        .flat_map(|character| {
+            if character.is_control() {
+                character.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![character]
+            }
+        })
+        .collect();
+    format!(
+        "{MANAGED_MARKER} from {origin}: written by `backup apply` or `backup render`; edits here are overwritten.\n"
+    )
+}
+
+/// Whether `text` is a file backup wrote ([`MANAGED_MARKER`] first).
+pub fn is_managed(text: &str) -> bool {
+    text.starts_with(MANAGED_MARKER)
+}
+
+/// `file`, starting with the managed-by line (added when it does not).
+pub fn with_managed_header(file: RenderedFile, origin: &str) -> RenderedFile {
+    if is_managed(&file.text) {
+        return file;
+    }
+    RenderedFile {
+        text: format!("{}{}", managed_header(origin), file.text),
+        name: file.name,
+    }
 }
 
 /// Why a schedule is not valid.
