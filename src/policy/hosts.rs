@@ -63,7 +63,7 @@ impl HostSelector {
     /// Whether the host `name`, with `labels`, is selected by this entry.
     pub fn matches(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
         match self {
-            HostSelector::Name(pattern) => glob_matches(pattern.as_bytes(), name.as_bytes()),
+            HostSelector::Name(pattern) => glob_matches(pattern, name),
             HostSelector::Label { key, value } => labels.get(key) == Some(value),
         }
     }
@@ -86,16 +86,23 @@ pub fn selects(selectors: &[HostSelector], name: &str, labels: &BTreeMap<String,
             .any(|selector| selector.matches(name, labels))
 }
 
-/// `*` matches any run of bytes, `?` any one byte, anything else itself.
-fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+/// Whether `text` matches `pattern`: `*` matches any run of characters,
+/// `?` any one, anything else itself (host names and settings' host keys).
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let text: Vec<char> = text.chars().collect();
+    glob_walk(&pattern, &text)
+}
+
+fn glob_walk(pattern: &[char], text: &[char]) -> bool {
     // The classic greedy walk with one backtrack point: linear enough for names.
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
             p += 1;
             t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
+        } else if p < pattern.len() && pattern[p] == '*' {
             star = Some((p, t));
             p += 1;
         } else if let Some((star_p, star_t)) = star {
@@ -106,7 +113,7 @@ fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
             return false;
         }
     }
-    pattern[p..].iter().all(|byte| *byte == b'*')
+    pattern[p..].iter().all(|character| *character == '*')
 }
 
 #[cfg(test)]
@@ -172,7 +179,7 @@ mod tests {
             text in "[ab]{0,10}",
         ) {
             prop_assert_eq!(
-                glob_matches(pattern.as_bytes(), text.as_bytes()),
+                glob_matches(&pattern, &text),
                 reference(pattern.as_bytes(), text.as_bytes())
             );
         }

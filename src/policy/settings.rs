@@ -323,27 +323,7 @@ fn is_glob(pattern: &str) -> bool {
 /// Whether `text` matches `pattern`, where `*` is any run of characters and
 /// `?` any one character.
 pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
-    let text: Vec<char> = text.chars().collect();
-    // Classic two-pointer match with backtracking to the last `*`.
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
-            star = Some((p, t));
-            p += 1;
-        } else if let Some((star_p, star_t)) = star {
-            p = star_p + 1;
-            t = star_t + 1;
-            star = Some((star_p, star_t + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|character| *character == '*')
+    super::hosts::glob_matches(pattern, text)
 }
 
 /// What the settings checks may look at beyond the text.
@@ -565,28 +545,7 @@ pub(super) fn check(
 
 /// `5m`, `1h30m`, `45s`, `1d` in seconds.
 pub fn seconds(text: &str) -> Option<u64> {
-    let mut total: u64 = 0;
-    let mut number = String::new();
-    for character in text.chars() {
-        if character.is_ascii_digit() {
-            number.push(character);
-            continue;
-        }
-        let unit = match character {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return None,
-        };
-        let value: u64 = number.parse().ok()?;
-        total = total.checked_add(value.checked_mul(unit)?)?;
-        number.clear();
-    }
-    number
-        .is_empty()
-        .then_some(total)
-        .filter(|_| !text.is_empty())
+    super::units::seconds(text)
 }
 
 #[cfg(test)]

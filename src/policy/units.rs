@@ -22,8 +22,18 @@ pub const LEASE_TTL_MIN: std::time::Duration = std::time::Duration::from_secs(2)
 /// The longest `spec.lease.ttl`.
 pub const LEASE_TTL_MAX: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// A `spec.lease.ttl` (`2m`, `90s`, `1m30s`; `m` is minutes here), if it parses.
+/// A `spec.lease.ttl` (`2m`, `90s`, `1m30s`; `m` is minutes here; no
+/// days, since no ttl is that long), if it parses.
 pub fn lease_ttl(text: &str) -> Option<std::time::Duration> {
+    if text.contains('d') {
+        return None;
+    }
+    seconds(text).map(std::time::Duration::from_secs)
+}
+
+/// A duration of seconds, minutes, hours and days (`5m`, `1h30m`, `45s`,
+/// `1d`; `m` is minutes) in seconds, if it parses.
+pub fn seconds(text: &str) -> Option<u64> {
     let mut total: u64 = 0;
     let mut number = String::new();
     for character in text.chars() {
@@ -35,13 +45,14 @@ pub fn lease_ttl(text: &str) -> Option<std::time::Duration> {
             's' => 1,
             'm' => 60,
             'h' => 3600,
+            'd' => 86_400,
             _ => return None,
         };
         let value: u64 = number.parse().ok()?;
         total = total.checked_add(value.checked_mul(unit)?)?;
         number.clear();
     }
-    (number.is_empty() && !text.is_empty()).then(|| std::time::Duration::from_secs(total))
+    (number.is_empty() && !text.is_empty()).then_some(total)
 }
 
 /// `spec.health.min-free`: a floor of free space, as a share of the file
