@@ -408,7 +408,7 @@ pub fn scheduler_files(
                 .collect();
             let options = systemd::Options {
                 randomized_delay: settings.systemd.randomized_delay,
-                user_manager: !settings::is_root(),
+                user_manager: !crate::state::is_root(),
             };
             systemd::render(&timers, &invocation, &options, now).map_err(|error| error.to_string())
         }
@@ -469,7 +469,7 @@ fn scheduler_input(
     let target_name = folder.display().to_string();
     let systemd = (kind == SchedulerKind::Systemd).then(|| SystemdManager {
         running: systemd::is_running(),
-        user: !settings::is_root(),
+        user: !crate::state::is_root(),
     });
     let target = SchedulerTarget {
         kind,

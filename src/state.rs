@@ -51,17 +51,28 @@ pub(crate) fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Err
 
 /// The default state folder for the current user.
 pub fn default_dir() -> PathBuf {
-    // Root's state is the system's.
+    per_user_dir(
+        "/var/lib/backup",
+        ("XDG_STATE_HOME", ".local/state"),
+        "backup",
+    )
+}
+
+/// A folder by the XDG base directory rules: `system` for root (its state
+/// is the system's); else `$VARIABLE/<leaf>` for the `(VARIABLE, default)`
+/// of `base`, else `~/<default>/<leaf>`; `system` when neither is set.
+pub fn per_user_dir(system: &str, base: (&str, &str), leaf: &str) -> PathBuf {
+    let (variable, default) = base;
+    let set = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
     if is_root() {
-        return PathBuf::from("/var/lib/backup");
+        PathBuf::from(system)
+    } else if let Some(folder) = set(variable) {
+        PathBuf::from(folder).join(leaf)
+    } else if let Some(home) = set("HOME") {
+        PathBuf::from(home).join(default).join(leaf)
+    } else {
+        PathBuf::from(system)
     }
-    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|value| !value.is_empty()) {
-        return PathBuf::from(state).join("backup");
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|value| !value.is_empty()) {
-        return PathBuf::from(home).join(".local/state/backup");
-    }
-    PathBuf::from("/var/lib/backup")
 }
 
 /// Whether this process runs as root (its effective user).

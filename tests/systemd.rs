@@ -80,16 +80,9 @@ fn our_ticks(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> BTreeSet<DateTime<Utc>> {
-    let mut ticks = BTreeSet::new();
-    let mut cursor = from - TimeDelta::seconds(1);
-    while let Some(tick) = schedule.next_after(cursor) {
-        if tick >= to {
-            break;
-        }
-        ticks.insert(tick);
-        cursor = tick;
-    }
-    ticks
+    schedule
+        .ticks_between(from - TimeDelta::seconds(1), to)
+        .collect()
 }
 
 /// The first three days of [from, to), and two days either side of each

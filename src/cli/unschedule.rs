@@ -99,7 +99,7 @@ fn unschedule_folder(
         return Ok(status);
     }
     let running = kind == SchedulerKind::Systemd && systemd::is_running();
-    let user = !crate::policy::settings::is_root();
+    let user = !crate::state::is_root();
     let state = global.state();
     let removed = state
         .lock_crontab()

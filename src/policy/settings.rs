@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::diagnostic::Diagnostic;
+use super::hosts::glob_matches;
 use super::spec::ApiVersion;
+use super::units::seconds;
 use super::yaml::{Node, Span, Value};
 use crate::schedule::SchedulerKind;
 use crate::schedule::kubernetes;
@@ -299,31 +301,15 @@ pub fn choose(
 /// the user's manager's folder (`$XDG_CONFIG_HOME/systemd/user`, else
 /// `~/.config/systemd/user`).
 pub fn default_unit_dir() -> PathBuf {
-    if is_root() {
-        return PathBuf::from("/etc/systemd/system");
-    }
-    if let Some(config) = std::env::var_os("XDG_CONFIG_HOME").filter(|value| !value.is_empty()) {
-        return PathBuf::from(config).join("systemd/user");
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|value| !value.is_empty()) {
-        return PathBuf::from(home).join(".config/systemd/user");
-    }
-    PathBuf::from("/etc/systemd/system")
-}
-
-/// Whether this process runs as root (units then go to the system manager).
-pub fn is_root() -> bool {
-    crate::state::is_root()
+    crate::state::per_user_dir(
+        "/etc/systemd/system",
+        ("XDG_CONFIG_HOME", ".config"),
+        "systemd/user",
+    )
 }
 
 fn is_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?'])
-}
-
-/// Whether `text` matches `pattern`, where `*` is any run of characters and
-/// `?` any one character.
-pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    super::hosts::glob_matches(pattern, text)
 }
 
 /// What the settings checks may look at beyond the text.
@@ -541,11 +527,6 @@ pub(super) fn check(
     }
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     (errors == errors_before).then_some(settings)
-}
-
-/// `5m`, `1h30m`, `45s`, `1d` in seconds.
-pub fn seconds(text: &str) -> Option<u64> {
-    super::units::seconds(text)
 }
 
 #[cfg(test)]

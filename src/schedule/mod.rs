@@ -187,6 +187,16 @@ impl Schedule {
             .collect()
     }
 
+    /// Every tick strictly after `after` and before `before`, in order.
+    pub fn ticks_between(
+        &self,
+        after: DateTime<Utc>,
+        before: DateTime<Utc>,
+    ) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        std::iter::successors(self.next_after(after), |tick| self.next_after(*tick))
+            .take_while(move |tick| *tick < before)
+    }
+
     /// The first tick strictly after `after`.
     ///
     /// Ticks follow Vixie cron (which Debian's `cron` keeps) at daylight saving

@@ -281,12 +281,9 @@ fn missed_ticks(schedule: &Schedule, fields: &Fields, now: DateTime<Utc>) -> Vec
     let to = from + TimeDelta::days(3 * 366);
     let mut missed = Vec::new();
     for change in super::crontab::offset_changes(zone, from, to) {
-        let end = change + TimeDelta::days(1);
-        let mut cursor = change - TimeDelta::days(1);
-        while let Some(tick) = schedule.next_after(cursor) {
-            if tick >= end {
-                break;
-            }
+        let around =
+            schedule.ticks_between(change - TimeDelta::days(1), change + TimeDelta::days(1));
+        for tick in around {
             let wall = tick.with_timezone(&zone).naive_local();
             let fires = fields.matches(wall)
                 && match zone.from_local_datetime(&wall) {
@@ -297,7 +294,6 @@ fn missed_ticks(schedule: &Schedule, fields: &Fields, now: DateTime<Utc>) -> Vec
             if !fires && !missed.contains(&tick) {
                 missed.push(tick);
             }
-            cursor = tick;
         }
     }
     missed

@@ -362,18 +362,10 @@ pub fn count_ticks(
     end: DateTime<Utc>,
     limit: usize,
 ) -> usize {
-    let mut count = 0;
-    let mut cursor = start - TimeDelta::seconds(1);
-    while count < limit {
-        match schedule.next_after(cursor) {
-            Some(tick) if tick < end => {
-                count += 1;
-                cursor = tick;
-            }
-            _ => break,
-        }
-    }
-    count
+    schedule
+        .ticks_between(start - TimeDelta::seconds(1), end)
+        .take(limit)
+        .count()
 }
 
 /// Judges one policy.
