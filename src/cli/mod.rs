@@ -156,8 +156,7 @@ fn load_for(
         Hosts::All => selection,
         Hosts::This => {
             let host = crate::engine::host_name();
-            let labels = loaded.host_labels(&host);
-            let selection = selection.for_host(&host, &labels);
+            let selection = selection.for_host(&host);
             if let Some(name) = only
                 && selection.selected.is_empty()
             {

@@ -159,10 +159,20 @@ pub enum Unselected {
 }
 
 impl Selection {
-    /// The selection as host `host` (with `labels`) sees it: the policies
-    /// whose `metadata.hosts` leave it out are neither acted on nor scheduled.
-    pub fn for_host(self, host: &str, labels: &BTreeMap<String, String>) -> Selection {
-        let runs_here = |policy: &Policy| hosts::selects(&policy.hosts, host, labels);
+    /// The labels the settings give `host`, for `metadata.hosts` selectors.
+    pub fn host_labels(&self, host: &str) -> BTreeMap<String, String> {
+        self.settings
+            .as_ref()
+            .map(|settings| settings.labels_for(host))
+            .unwrap_or_default()
+    }
+
+    /// The selection as host `host` sees it: the policies whose
+    /// `metadata.hosts` leave it out (with the host's labels from the
+    /// settings) are neither acted on nor scheduled.
+    pub fn for_host(self, host: &str) -> Selection {
+        let labels = self.host_labels(host);
+        let runs_here = |policy: &Policy| hosts::selects(&policy.hosts, host, &labels);
         Selection {
             all: self.all.into_iter().filter(runs_here).collect(),
             selected: self.selected.into_iter().filter(runs_here).collect(),
@@ -173,14 +183,6 @@ impl Selection {
 }
 
 impl Loaded {
-    /// The labels the settings give `host`, for `metadata.hosts` selectors.
-    pub fn host_labels(&self, host: &str) -> BTreeMap<String, String> {
-        self.settings
-            .as_ref()
-            .map(|settings| settings.labels_for(host))
-            .unwrap_or_default()
-    }
-
     /// Every valid policy, or with `only` the one of that name, which must be valid.
     pub fn select(&self, only: Option<&str>) -> Result<Selection, Unselected> {
         let errors = self.error_count();
