@@ -216,3 +216,32 @@ fn status_all_hosts_shows_each_hosts_last_run_and_the_backups_it_took() {
     assert!(own["fleet"].is_null());
     assert_eq!(own["policies"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn the_fleet_view_judges_label_selectors_by_the_settings_labels() {
+    let work = tempfile::tempdir().unwrap();
+    let folder = work.path();
+    policy(folder, "orders", "[\"role=primary\"]");
+    std::fs::write(
+        folder.join("settings.yaml"),
+        "apiVersion: backup/v1\nkind: Settings\nspec:\n  hosts:\n    db7:\n      labels: {role: primary}\n",
+    )
+    .unwrap();
+    let paths = ["-p", "orders.yaml", "-p", "settings.yaml"];
+    let as_host = |host: &str, args: &[&str]| {
+        let state = folder.join(format!(".state-{host}"));
+        let mut full = vec!["--host", host, "--state-dir", state.to_str().unwrap()];
+        full.extend_from_slice(&paths);
+        full.extend_from_slice(args);
+        run(folder, &full)
+    };
+    let ran = as_host("db7", &["apply", "--no-crontab", "--auto-approve"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let result = as_host("laptop", &["status", "--all-hosts", "--format", "json"]);
+    let report: Value =
+        serde_json::from_str(&result.stdout).unwrap_or_else(|_| panic!("{result:?}"));
+    let db7 = &report["fleet"]["policies"][0]["hosts"][0];
+    assert_eq!(db7["host"], "db7", "{report}");
+    assert_eq!(db7["backups"], 1, "{report}");
+    assert_eq!(db7["selected"], true, "db7 has the label: {report}");
+}

@@ -92,7 +92,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitStatus>
             records,
             taken,
             &|policy| lease_view(policy),
-            &|_| std::collections::BTreeMap::new(),
+            &|host| selection.host_labels(host),
         );
         report = report.with_fleet(fleet);
     }
