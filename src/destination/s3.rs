@@ -260,14 +260,8 @@ impl S3 {
             return self.same_bytes(key, &bytes).map(|()| e_tag);
         }
         let request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
+            .put_request(key, bytes.clone())
             .if_none_match("*")
-            .body(ByteStream::from(bytes.clone()))
-            .set_server_side_encryption(self.encryption())
-            .set_ssekms_key_id(self.kms_key_id.clone())
             .set_storage_class(if data { self.storage_class() } else { None });
         match runtime()?.block_on(request.send()) {
             Ok(put) => Ok(put.e_tag().map(str::to_owned)),
@@ -277,6 +271,22 @@ impl S3 {
             }
             Err(error) => Err(self.error("cannot write", key, error)),
         }
+    }
+
+    /// A one-request PUT of `bytes` to `key` with the destination's
+    /// server-side encryption; callers add their conditions.
+    fn put_request(
+        &self,
+        key: &str,
+        bytes: Bytes,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(bytes))
+            .set_server_side_encryption(self.encryption())
+            .set_ssekms_key_id(self.kms_key_id.clone())
     }
 
     /// `Ok` when `key` holds exactly `bytes`, else [`Error::Exists`].
@@ -701,14 +711,7 @@ impl Destination for S3 {
 
     fn replace(&self, policy: &str, name: &str, bytes: &[u8]) -> Result<(), Error> {
         let key = self.key(policy, name);
-        let request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .body(ByteStream::from(Bytes::copy_from_slice(bytes)))
-            .set_server_side_encryption(self.encryption())
-            .set_ssekms_key_id(self.kms_key_id.clone());
+        let request = self.put_request(&key, Bytes::copy_from_slice(bytes));
         runtime()?
             .block_on(request.send())
             .map(drop)
@@ -822,14 +825,7 @@ impl S3 {
         condition: Condition<'_>,
     ) -> Result<Written, Error> {
         let key = self.key(policy, name);
-        let mut request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .body(ByteStream::from(Bytes::copy_from_slice(bytes)))
-            .set_server_side_encryption(self.encryption())
-            .set_ssekms_key_id(self.kms_key_id.clone());
+        let mut request = self.put_request(&key, Bytes::copy_from_slice(bytes));
         request = match condition {
             Condition::Absent => request.if_none_match("*"),
             Condition::Matches(e_tag) => request.if_match(e_tag),
